@@ -1,0 +1,1 @@
+"""The Ray Serve deployments of whisper-serve, one file each; `serve_app.app` binds them."""

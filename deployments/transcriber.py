@@ -1,0 +1,52 @@
+"""The Transcriber deployment: faster-whisper on this replica's CPUs or GPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import ray
+from ray import serve
+
+from serve_app.catalogue import ModelInfo
+from serve_app.engine import WhisperEngine
+from serve_app.options import DecodeOptions
+from serve_app.settings import AppSettings
+from serve_app.transcript import Segment, Transcript, TranscriptInfo
+
+
+def replica_resources() -> tuple[str, int]:
+    """The device and the CPU thread count this replica was given by config.yaml.
+
+    `cpu_threads` is the replica's `num_cpus`, so the replicas Ray packs on a node use
+    exactly its cores between them.
+    """
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
+    return device, max(1, int(assigned.get("CPU", 1)))
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2)
+class Transcriber:
+    def __init__(self, settings: AppSettings) -> None:
+        device, cpu_threads = replica_resources()
+        if settings.device != "auto":
+            device = settings.device
+        self.engine = WhisperEngine(
+            device=device,
+            compute_type=settings.compute_type,
+            cpu_threads=cpu_threads,
+            max_loaded=settings.max_loaded_models,
+            beam_size=settings.beam_size,
+            vad_filter=settings.vad_filter,
+        )
+
+    def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
+        return self.engine.transcribe(audio, model, options)
+
+    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
+        yield from self.engine.stream(audio, model, options)
+
+    def describe(self) -> dict:
+        engine = self.engine
+        return {"device": engine.device, "compute_type": engine.compute_type, "cpu_threads": engine.cpu_threads, "loaded": engine.loaded()}

@@ -1,0 +1,1 @@
+"""whisper-serve: speech to text on Ray Serve, speaking the go-whisper and OpenAI audio APIs."""

@@ -1,0 +1,27 @@
+"""The application graph: `build_app` is config.yaml's `import_path` (`serve_app.app:build_app`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from deployments.model_store import ModelStore
+from deployments.transcriber import Transcriber
+
+from .ingress import Ingress
+from .settings import AppSettings
+
+__all__ = ["build_app"]
+
+
+def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
+    """Validate the app's `args` (see AppSettings), then bind the graph.
+
+    Ingress ─┬─► ModelStore   (one replica: the models on disk)
+             └─► Transcriber  (faster-whisper; replicas and resources from config.yaml)
+    """
+    settings = args if isinstance(args, AppSettings) else AppSettings.model_validate(args or {})
+    model_store = ModelStore.bind(settings)
+    transcriber = Transcriber.bind(settings)
+    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber)

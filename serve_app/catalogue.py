@@ -1,0 +1,158 @@
+"""The models on disk: one folder a model under the model folder, found by id or alias.
+
+A model folder holds the model's files and `whisper-serve.json` (id, kind, source, aliases,
+created). A folder is only ever renamed into place once whole, so a listed model is complete;
+a CTranslate2 Whisper folder an operator copies in by hand (model.bin + config.json) is listed
+too, under its folder name. The disk is the truth: every look-up reads it, so several processes
+(the ModelStore, a batch job) see the same catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .embedded import EmbeddedModel
+from .model_ids import canonical
+
+__all__ = ["METADATA_FILE", "ModelCatalogue", "ModelInfo", "is_multilingual"]
+
+METADATA_FILE = "whisper-serve.json"
+_SEEDED_FILE = ".seeded.json"
+_PARTIAL_PREFIX = ".partial-"
+MULTILINGUAL_VOCABULARY = 51865  # Whisper's own test: English-only models have 51864 tokens
+
+
+def is_multilingual(folder: Path) -> bool:
+    """Whether a CTranslate2 Whisper model folder holds a multilingual model."""
+    if (folder / "vocabulary.txt").exists():
+        with open(folder / "vocabulary.txt", "rb") as vocabulary:
+            return sum(1 for _ in vocabulary) >= MULTILINGUAL_VOCABULARY
+    if (folder / "vocabulary.json").exists():
+        return len(json.loads((folder / "vocabulary.json").read_text())) >= MULTILINGUAL_VOCABULARY
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    path: str
+    created: int
+    kind: str = "transcription"
+    source: str = "local"
+    aliases: tuple[str, ...] = ()
+    multilingual: bool = True
+    size_bytes: int = 0
+
+    def answers_to(self, name: str) -> bool:
+        wanted = canonical(name)
+        return wanted == canonical(self.id) or any(wanted == canonical(alias) for alias in self.aliases)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {"id": self.id, "object": "model"} | asdict(self)
+        body["aliases"] = list(self.aliases)
+        return body
+
+
+def _folder_size(folder: Path) -> int:
+    return sum(file.stat().st_size for file in folder.rglob("*") if file.is_file())
+
+
+class ModelCatalogue:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def models(self) -> list[ModelInfo]:
+        found = (self._read(folder) for folder in sorted(self.root.iterdir()) if not folder.name.startswith("."))
+        return [model for model in found if model is not None]
+
+    def find(self, name: str) -> ModelInfo | None:
+        return next((model for model in self.models() if model.answers_to(name)), None)
+
+    def _read(self, folder: Path) -> ModelInfo | None:
+        metadata = folder / METADATA_FILE
+        if metadata.is_file():
+            fields = json.loads(metadata.read_text())
+            fields["aliases"] = tuple(fields.get("aliases", ()))
+            return ModelInfo(path=str(folder), **fields)
+        if (folder / "model.bin").is_file() and (folder / "config.json").is_file():
+            return ModelInfo(
+                id=folder.name,
+                path=str(folder),
+                created=int(folder.stat().st_mtime),
+                multilingual=is_multilingual(folder),
+                size_bytes=_folder_size(folder),
+            )
+        return None
+
+    def add(
+        self,
+        model_id: str,
+        write: Callable[[Path], None],
+        *,
+        kind: str = "transcription",
+        source: str = "local",
+        aliases: Iterable[str] = (),
+    ) -> ModelInfo:
+        """Build a model in a hidden folder with `write(folder)`, then rename it into place.
+
+        If `write` fails, nothing is left behind; if another process placed the same id first,
+        its model wins and is returned.
+        """
+        partial = self.root / f"{_PARTIAL_PREFIX}{model_id}-{uuid.uuid4().hex[:8]}"
+        partial.mkdir()
+        try:
+            write(partial)
+            info = ModelInfo(
+                id=model_id,
+                path=str(self.root / model_id),
+                created=int(time.time()),
+                kind=kind,
+                source=source,
+                aliases=tuple(aliases),
+                multilingual=kind != "transcription" or is_multilingual(partial),
+                size_bytes=_folder_size(partial),
+            )
+            fields = {name: value for name, value in asdict(info).items() if name != "path"}
+            (partial / METADATA_FILE).write_text(json.dumps(fields, indent=2))
+            os.rename(partial, self.root / model_id)
+        except OSError:
+            if (self.root / model_id / METADATA_FILE).is_file():
+                return self._read(self.root / model_id)  # type: ignore[return-value]
+            raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+        return info
+
+    def remove(self, model_id: str) -> None:
+        """Take the model out of the listing at once (a rename), then delete its files."""
+        doomed = self.root / f"{_PARTIAL_PREFIX}deleted-{model_id}-{uuid.uuid4().hex[:8]}"
+        os.rename(self.root / model_id, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+    def seed(self, embedded: Iterable[EmbeddedModel]) -> list[ModelInfo]:
+        """Add each embedded model once; one a user deleted later is not brought back."""
+        seeded_file = self.root / _SEEDED_FILE
+        seeded = set(json.loads(seeded_file.read_text())) if seeded_file.exists() else set()
+        added = []
+        for model in embedded:
+            if model.id in seeded or self.find(model.id):
+                seeded.add(model.id)
+                continue
+            added.append(self.add(model.id, model.write_to, source=model.source, aliases=model.aliases))
+            seeded.add(model.id)
+        seeded_file.write_text(json.dumps(sorted(seeded)))
+        return added
+
+    def clean_partials(self) -> None:
+        """Remove what a process that died mid-download or mid-delete left behind."""
+        for folder in self.root.glob(f"{_PARTIAL_PREFIX}*"):
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,97 @@
+"""faster-whisper behind a small cache of loaded models: the Transcriber's plain core.
+
+No Ray here: tests and the batch pipeline use it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import numpy as np
+from faster_whisper import WhisperModel
+
+from .audio import SAMPLE_RATE
+from .catalogue import ModelInfo
+from .options import DecodeOptions
+from .transcript import Segment, Transcript, TranscriptInfo, Word
+
+__all__ = ["WhisperEngine"]
+
+
+class WhisperEngine:
+    """Loads each model once, keeps at most `max_loaded` of them, and transcribes with them."""
+
+    def __init__(
+        self,
+        *,
+        device: str = "cpu",
+        compute_type: str = "auto",
+        cpu_threads: int = 1,
+        max_loaded: int = 2,
+        beam_size: int = 5,
+        vad_filter: bool = False,
+    ) -> None:
+        self.device = device
+        self.compute_type = compute_type if compute_type != "auto" else ("float16" if device == "cuda" else "int8")
+        self.cpu_threads = cpu_threads
+        self.max_loaded = max_loaded
+        self.beam_size = beam_size
+        self.vad_filter = vad_filter
+        self._loaded: OrderedDict[str, WhisperModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def model(self, path: str) -> WhisperModel:
+        with self._lock:
+            if path in self._loaded:
+                self._loaded.move_to_end(path)
+                return self._loaded[path]
+            model = WhisperModel(
+                path, device=self.device, compute_type=self.compute_type, cpu_threads=self.cpu_threads
+            )
+            self._loaded[path] = model
+            while len(self._loaded) > self.max_loaded:
+                self._loaded.popitem(last=False)
+            return model
+
+    def loaded(self) -> list[str]:
+        return list(self._loaded)
+
+    def unload(self, path: str) -> bool:
+        with self._lock:
+            return self._loaded.pop(path, None) is not None
+
+    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
+        """The TranscriptInfo first, then each segment as faster-whisper decodes it."""
+        segments, info = self.model(model.path).transcribe(
+            audio, beam_size=self.beam_size, vad_filter=self.vad_filter, **options.engine_kwargs()
+        )
+        yield TranscriptInfo(
+            task=options.task,
+            language=info.language,
+            duration=len(audio) / SAMPLE_RATE,
+            language_probability=info.language_probability,
+        )
+        for number, segment in enumerate(segments):
+            yield Segment(
+                id=number,
+                start=segment.start,
+                end=segment.end,
+                text=segment.text,
+                seek=segment.seek,
+                tokens=list(segment.tokens),
+                temperature=segment.temperature or 0.0,
+                avg_logprob=segment.avg_logprob,
+                compression_ratio=segment.compression_ratio,
+                no_speech_prob=segment.no_speech_prob,
+                words=[Word(w.start, w.end, w.word, w.probability) for w in segment.words]
+                if segment.words is not None
+                else None,
+            )
+
+    def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
+        events = self.stream(audio, model, options)
+        info = next(events)
+        assert isinstance(info, TranscriptInfo)
+        return Transcript(info=info, segments=list(events))  # type: ignore[arg-type]

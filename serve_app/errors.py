@@ -1,0 +1,75 @@
+"""One exception tree for everything the service refuses, and one place that maps it to HTTP.
+
+    ServiceError            500  our bug, or a failure with no better status
+    ├── BadRequest          400  the request is malformed; the reason says what to fix
+    ├── NotFound            404  a model, job or route that does not exist
+    ├── Conflict            409  the thing exists but is in the wrong state
+    ├── PayloadTooLarge     413  the body or the media is over a configured limit
+    ├── UnsupportedMedia    415  the bytes are not media we can decode
+    └── Unavailable         503  a deployment the request needs cannot take it now
+
+The exceptions pickle by their one argument, so they cross Ray deployment handles intact:
+a Transcriber that raises BadRequest makes the Ingress answer 400.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceError",
+    "Unavailable",
+    "UnsupportedMedia",
+    "error_body",
+]
+
+
+class ServiceError(Exception):
+    status: int = 500
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class BadRequest(ServiceError):
+    status = 400
+
+
+class NotFound(ServiceError):
+    status = 404
+
+
+class Conflict(ServiceError):
+    status = 409
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+
+class UnsupportedMedia(ServiceError):
+    status = 415
+
+
+class Unavailable(ServiceError):
+    status = 503
+
+
+def error_body(status: int, reason: str | None = None) -> dict:
+    """go-whisper's `{"code", "reason"}`, with OpenAI's `error` object beside it for its SDK."""
+    reason = reason or HTTPStatus(status).phrase.lower()
+    return {
+        "code": status,
+        "reason": reason,
+        "error": {
+            "message": reason,
+            "type": "server_error" if status >= 500 else "invalid_request_error",
+            "param": None,
+            "code": status,
+        },
+    }

@@ -1,0 +1,93 @@
+"""The /v1 routes: thin handlers that parse, call the pipeline, and render."""
+
+from __future__ import annotations
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .errors import BadRequest, NotFound, Unavailable
+from .formats import RESPONSE_FORMATS, render
+from .http import error_response
+from .options import RequestOptions, Task, parse_request_options
+from .pipeline import Pipeline
+from .readiness import Readiness
+from .transcript import Transcript
+
+__all__ = ["V1Routes"]
+
+MAX_FORM_FIELDS = 100
+
+
+def _wants_stream(request: Request) -> bool:
+    return (
+        request.query_params.get("stream", "").lower() in ("1", "true", "yes")
+        or "text/event-stream" in request.headers.get("accept", "")
+    )
+
+
+def _render(transcript: Transcript, options: RequestOptions) -> Response:
+    body = render(transcript, options.response_format, words=options.decode.word_timestamps)
+    if isinstance(body, dict):
+        return JSONResponse(body)
+    return PlainTextResponse(body, media_type=RESPONSE_FORMATS[options.response_format].media_type)
+
+
+class V1Routes:
+    def __init__(self, *, pipeline: Pipeline, readiness: Readiness) -> None:
+        self.pipeline = pipeline
+        self.readiness = readiness
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/ping", self.health, methods=["GET"]),
+            Route("/v1/health", self.health, methods=["GET"]),
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models/{id:path}", self.get_model, methods=["GET"]),
+            Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+            Route("/v1/audio/translations", self.translations, methods=["POST"]),
+        ]
+
+    async def _require_ready(self) -> None:
+        reason = await self.readiness.reason()
+        if reason is not None:
+            raise Unavailable(reason)
+
+    async def health(self, request: Request) -> Response:
+        reason = await self.readiness.reason()
+        if reason is not None:
+            return error_response(503, reason)
+        return JSONResponse({"status": "ok"})
+
+    async def list_models(self, request: Request) -> Response:
+        models = await self.pipeline.model_store.list.remote()
+        return JSONResponse({"object": "list", "models": [model.to_json() for model in models]})
+
+    async def get_model(self, request: Request) -> Response:
+        model = await self.pipeline.model_store.get.remote(request.path_params["id"])
+        if model is None:
+            raise NotFound("model not found")
+        return JSONResponse(model.to_json())
+
+    async def transcriptions(self, request: Request) -> Response:
+        return await self._audio(request, "transcribe")
+
+    async def translations(self, request: Request) -> Response:
+        return await self._audio(request, "translate")
+
+    async def _audio(self, request: Request, task: Task) -> Response:
+        await self._require_ready()
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            options = self._options(form, request, task)
+            upload = form["file"]
+            transcript = await self.pipeline.transcribe(upload.file, options)
+        return _render(transcript, options)
+
+    @staticmethod
+    def _options(form: FormData, request: Request, task: Task) -> RequestOptions:
+        if not isinstance(form.get("file"), UploadFile):
+            raise BadRequest("file is required: send the audio or video as a file part named file")
+        return parse_request_options(form, task=task, stream=_wants_stream(request))
