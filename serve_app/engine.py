@@ -67,17 +67,20 @@ class WhisperEngine:
         segments, info = self.model(model.path).transcribe(
             audio, beam_size=self.beam_size, vad_filter=self.vad_filter, **options.engine_kwargs()
         )
+        duration = len(audio) / SAMPLE_RATE
         yield TranscriptInfo(
-            task=options.task,
-            language=info.language,
-            duration=len(audio) / SAMPLE_RATE,
-            language_probability=info.language_probability,
+            task=options.task, language=info.language, duration=duration, language_probability=info.language_probability
         )
+
+        def clamp(seconds: float) -> float:
+            # Whisper's timestamp tokens can point past the end of the audio's last window.
+            return min(seconds, duration)
+
         for number, segment in enumerate(segments):
             yield Segment(
                 id=number,
-                start=segment.start,
-                end=segment.end,
+                start=clamp(segment.start),
+                end=clamp(segment.end),
                 text=segment.text,
                 seek=segment.seek,
                 tokens=list(segment.tokens),
@@ -85,7 +88,7 @@ class WhisperEngine:
                 avg_logprob=segment.avg_logprob,
                 compression_ratio=segment.compression_ratio,
                 no_speech_prob=segment.no_speech_prob,
-                words=[Word(w.start, w.end, w.word, w.probability) for w in segment.words]
+                words=[Word(clamp(w.start), clamp(w.end), w.word, w.probability) for w in segment.words]
                 if segment.words is not None
                 else None,
             )

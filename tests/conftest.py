@@ -1,0 +1,56 @@
+"""Fixtures: real audio made once per session, and the service started once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from media import SAMPLE_WAV, speak, transcode
+from service import Service
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+GERMAN_TEXT = (
+    "Guten Morgen. Das Wetter ist heute sehr schön. "
+    "Ich gehe mit meinem Hund in den Park, und danach trinke ich einen Kaffee."
+)
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def sample_mp3(media_dir: Path) -> Path:
+    return transcode(SAMPLE_WAV, media_dir / "sample.mp3", codec="mp3")
+
+
+@pytest.fixture(scope="session")
+def sample_video(media_dir: Path) -> Path:
+    return transcode(SAMPLE_WAV, media_dir / "sample.mp4", codec="aac", video=True)
+
+
+@pytest.fixture(scope="session")
+def german_wav(media_dir: Path) -> Path:
+    return speak(GERMAN_TEXT, media_dir / "german.wav", voice="de", speed=140)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    running = Service(model_dir=tmp_path_factory.mktemp("models"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(service: Service) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=service.url, timeout=120) as http:
+        yield http

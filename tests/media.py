@@ -1,0 +1,78 @@
+"""Real test audio: the pyannote sample call, espeak-ng speech, and PyAV re-encodings of them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pyannote.audio
+
+SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
+SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
+SAMPLE_STM = SAMPLE_DIR / "sample.stm"
+SAMPLE_RTTM = SAMPLE_DIR / "sample.rttm"
+
+
+def reference_words() -> str:
+    """The words said in the sample call, from its STM transcript."""
+    lines = SAMPLE_STM.read_text().splitlines()
+    return " ".join(line.split(maxsplit=5)[5] for line in lines if line.strip())
+
+
+def speak(text: str, path: Path, *, voice: str = "en", speed: int = 150) -> Path:
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed: run scripts/test, or apt-get install espeak-ng")
+    subprocess.run([espeak, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    return path
+
+
+def _frames(path: Path):
+    with av.open(str(path)) as source:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        for frame in source.decode(audio=0):
+            yield from resampler.resample(frame)
+
+
+def transcode(source: Path, target: Path, *, codec: str, rate: int = 16000, video: bool = False) -> Path:
+    """Re-encode `source`'s audio with `codec` into `target` (container from its suffix),
+    with a small black video track first when `video` is set."""
+    with av.open(str(target), "w") as out:
+        picture = None
+        if video:
+            picture = out.add_stream("mpeg4", rate=10)
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream(codec, rate=rate)
+        sound.layout = "mono"
+        fmt = sound.codec_context.codec.audio_formats[0].name
+        resampler = av.AudioResampler(format=fmt, layout="mono", rate=rate)
+        seconds = 0.0
+        for frame in _frames(source):
+            for converted in resampler.resample(frame):
+                out.mux(sound.encode(converted))
+            seconds += frame.samples / 16000
+        for converted in resampler.resample(None):
+            out.mux(sound.encode(converted))
+        out.mux(sound.encode(None))
+        if picture is not None:
+            black = np.zeros((48, 64, 3), dtype=np.uint8)
+            for index in range(int(seconds * 10)):
+                image = av.VideoFrame.from_ndarray(black, format="rgb24")
+                image.pts, image.time_base = index, Fraction(1, 10)
+                out.mux(picture.encode(image))
+            out.mux(picture.encode(None))
+    return target
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """WER after lower-casing and dropping punctuation, as transcripts are usually compared."""
+    import jiwer
+
+    normalize = jiwer.Compose(
+        [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+    )
+    return jiwer.wer(reference, hypothesis, reference_transform=normalize, hypothesis_transform=normalize)

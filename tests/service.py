@@ -1,0 +1,87 @@
+"""Ray and the whisper-serve application, started once per test session from config.cpu.yaml.
+
+The config is deployed the way `serve run config.cpu.yaml` deploys it (Serve's declarative
+path), with the HTTP port and the model folder pointed at the test session's own.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ray
+import yaml
+from ray import serve
+from ray.serve._private import api as serve_api
+from ray.serve.schema import ServeDeploySchema
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_NAME = "whisper"
+UPLOAD_LIMIT_MB = 4
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_config(name: str = "config.cpu.yaml") -> dict[str, Any]:
+    return yaml.safe_load((ROOT / name).read_text())
+
+
+def application(config: dict[str, Any], *, name: str = APP_NAME, route_prefix: str = "/", **args: Any) -> dict[str, Any]:
+    """The config's one application, renamed and with `args` overriding its args."""
+    app = copy.deepcopy(config["applications"][0])
+    app["name"], app["route_prefix"] = name, route_prefix
+    app["args"] = app.get("args", {}) | {key: str(value) if isinstance(value, Path) else value for key, value in args.items()}
+    return app
+
+
+class Service:
+    """The running application, reached over HTTP at `url`."""
+
+    def __init__(self, *, model_dir: Path, port: int | None = None) -> None:
+        self.model_dir = model_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = load_config()
+        # A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
+        self.apps = [application(self.config, model_dir=model_dir, max_upload_mb=UPLOAD_LIMIT_MB)]
+
+    def start(self, *, timeout: float = 240) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if not ray.is_initialized():
+            ray.init(namespace="serve", num_cpus=os.cpu_count(), log_to_driver=False)
+        self._serve = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": self.port})
+        self.deploy(self.apps)
+        self.wait_healthy(timeout=timeout)
+
+    def deploy(self, apps: list[dict[str, Any]]) -> None:
+        config = {key: value for key, value in self.config.items() if key != "http_options"}
+        schema = ServeDeploySchema.model_validate(config | {"applications": apps})
+        self._serve.deploy_apps(schema, _blocking=False)
+
+    def wait_healthy(self, *, prefix: str = "", timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"{self.url}{prefix}/v1/health", timeout=5)
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text}"
+            except httpx.HTTPError as error:
+                last = repr(error)
+            time.sleep(1)
+        status = serve.status().applications.get(APP_NAME)
+        raise RuntimeError(f"the service did not become healthy in {timeout:.0f}s: {last}; serve status: {status}")
+
+    def stop(self) -> None:
+        serve.shutdown()
+        ray.shutdown()
