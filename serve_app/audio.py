@@ -21,6 +21,10 @@ def _is_empty(source: BinaryIO) -> bool:
     return empty
 
 
+def _why(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
 def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """The best audio stream of `source` (a seekable binary file), resampled to mono float32.
 
@@ -32,7 +36,7 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE) -> np.ndar
     try:
         container = av.open(source, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({error})") from None
+        raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
     with container:
         stream = container.streams.best("audio")
         if stream is None:
@@ -44,7 +48,7 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE) -> np.ndar
                 chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
         except av.FFmpegError as error:
             if not chunks:
-                raise UnsupportedMedia(f"the audio stream cannot be decoded ({error})") from None
+                raise UnsupportedMedia(f"the audio stream cannot be decoded ({_why(error)})") from None
         chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
     if not chunks:
         raise BadRequest("file has an audio stream but no audio in it")

@@ -2,10 +2,13 @@
 
     ServiceError            500  our bug, or a failure with no better status
     ├── BadRequest          400  the request is malformed; the reason says what to fix
+    ├── Unauthorized        401  credentials are missing or wrong (ours, or the hub's)
+    ├── Forbidden           403  the credentials do not allow it, or a path is outside the allowed folders
     ├── NotFound            404  a model, job or route that does not exist
     ├── Conflict            409  the thing exists but is in the wrong state
     ├── PayloadTooLarge     413  the body or the media is over a configured limit
     ├── UnsupportedMedia    415  the bytes are not media we can decode
+    ├── BadGateway          502  a server we depend on (the model hub) failed or broke off
     └── Unavailable         503  a deployment the request needs cannot take it now
 
 The exceptions pickle by their one argument, so they cross Ray deployment handles intact:
@@ -17,12 +20,15 @@ from __future__ import annotations
 from http import HTTPStatus
 
 __all__ = [
+    "BadGateway",
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
     "Unavailable",
+    "Unauthorized",
     "UnsupportedMedia",
     "error_body",
 ]
@@ -40,6 +46,14 @@ class BadRequest(ServiceError):
     status = 400
 
 
+class Unauthorized(ServiceError):
+    status = 401
+
+
+class Forbidden(ServiceError):
+    status = 403
+
+
 class NotFound(ServiceError):
     status = 404
 
@@ -54,6 +68,10 @@ class PayloadTooLarge(ServiceError):
 
 class UnsupportedMedia(ServiceError):
     status = 415
+
+
+class BadGateway(ServiceError):
+    status = 502
 
 
 class Unavailable(ServiceError):

@@ -10,12 +10,14 @@ import httpx
 import pytest
 
 from media import SAMPLE_WAV, speak, transcode
-from service import Service
+from serve_app.local import LocalService
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
+UPLOAD_LIMIT_MB = 4
 GERMAN_TEXT = (
     "Guten Morgen. Das Wetter ist heute sehr schön. "
     "Ich gehe mit meinem Hund in den Park, und danach trinke ich einen Kaffee."
@@ -43,8 +45,8 @@ def german_wav(media_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    running = Service(model_dir=tmp_path_factory.mktemp("models"))
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
+    running = LocalService(model_dir=tmp_path_factory.mktemp("models"), max_upload_mb=UPLOAD_LIMIT_MB)
     running.start()
     yield running
     running.stop()

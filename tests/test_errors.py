@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from media import SAMPLE_WAV
-from service import UPLOAD_LIMIT_MB
+from conftest import UPLOAD_LIMIT_MB
 
 pytestmark = pytest.mark.serve
 

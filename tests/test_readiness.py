@@ -9,7 +9,7 @@ import pytest
 
 from media import SAMPLE_WAV
 from serve_app.readiness import fits_some_node
-from service import application, load_config
+from serve_app.local import application, load_config
 
 NODES = [{"CPU": 2.0, "memory": 8e9}, {"CPU": 8.0, "GPU": 1.0}]
 

@@ -1,7 +1,7 @@
-"""Ray and the whisper-serve application, started once per test session from config.cpu.yaml.
+"""Run the application from a config on a local Ray, from Python: for tests and benchmarks.
 
 The config is deployed the way `serve run config.cpu.yaml` deploys it (Serve's declarative
-path), with the HTTP port and the model folder pointed at the test session's own.
+path, through the same client calls), with the HTTP port and the app's args overridable.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from ray.serve.schema import ServeDeploySchema
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_NAME = "whisper"
-UPLOAD_LIMIT_MB = 4
 
 
 def free_port() -> int:
@@ -43,16 +42,16 @@ def application(config: dict[str, Any], *, name: str = APP_NAME, route_prefix: s
     return app
 
 
-class Service:
-    """The running application, reached over HTTP at `url`."""
+class LocalService:
+    """The application of `config_name`, with `args` overriding its args, on a local Ray;
+    reached over HTTP at `url` once `start` returns."""
 
-    def __init__(self, *, model_dir: Path, port: int | None = None) -> None:
+    def __init__(self, *, model_dir: Path, config_name: str = "config.cpu.yaml", port: int | None = None, **args: Any) -> None:
         self.model_dir = model_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.config = load_config()
-        # A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
-        self.apps = [application(self.config, model_dir=model_dir, max_upload_mb=UPLOAD_LIMIT_MB)]
+        self.config = load_config(config_name)
+        self.apps = [application(self.config, model_dir=model_dir, **args)]
 
     def start(self, *, timeout: float = 240) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

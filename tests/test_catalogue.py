@@ -1,0 +1,73 @@
+"""The model catalogue on disk: seeding the embedded pack, atomic adds, aliases, deletes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from serve_app.catalogue import METADATA_FILE, ModelCatalogue
+from serve_app.embedded import EMBEDDED_MODELS
+
+TINY = next(model for model in EMBEDDED_MODELS if model.id == "tiny.en")
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> ModelCatalogue:
+    return ModelCatalogue(tmp_path / "models")
+
+
+def test_seeding_writes_tiny_en_once_and_respects_a_delete(catalogue: ModelCatalogue) -> None:
+    assert [m.id for m in catalogue.seed([TINY])] == ["tiny.en"]
+    model = catalogue.find("Systran/faster-whisper-tiny.en")
+    assert model is not None and model.id == "tiny.en" and model.multilingual is False
+    assert {p.name for p in Path(model.path).iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt", METADATA_FILE}
+    assert catalogue.seed([TINY]) == []
+
+    catalogue.remove("tiny.en")
+    assert catalogue.find("tiny.en") is None
+    assert catalogue.seed([TINY]) == [], "a model the user deleted came back"
+    assert list(catalogue.root.iterdir()) == [catalogue.root / ".seeded.json"]
+
+
+def test_a_failed_write_leaves_nothing(catalogue: ModelCatalogue) -> None:
+    def broken(folder: Path) -> None:
+        (folder / "model.bin").write_bytes(b"half")
+        raise OSError("connection closed")
+
+    with pytest.raises(OSError):
+        catalogue.add("broken", broken)
+    assert catalogue.models() == []
+    assert list(catalogue.root.iterdir()) == []
+
+
+def test_a_folder_copied_in_by_hand_is_listed(catalogue: ModelCatalogue) -> None:
+    folder = catalogue.root / "my-model"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"weights")
+    (folder / "config.json").write_text("{}")
+    (folder / "vocabulary.txt").write_text("tok\n" * 51865)
+    (catalogue.root / "not-a-model").mkdir()
+    [model] = catalogue.models()
+    assert (model.id, model.multilingual, model.source) == ("my-model", True, "local")
+
+
+def test_add_records_metadata_and_aliases(catalogue: ModelCatalogue) -> None:
+    def write(folder: Path) -> None:
+        (folder / "model.bin").write_bytes(b"x" * 10)
+        (folder / "config.json").write_text("{}")
+        (folder / "vocabulary.txt").write_text("tok\n" * 51864)
+
+    info = catalogue.add("small.en", write, source="hub:Systran/faster-whisper-small.en", aliases=["Systran/faster-whisper-small.en"])
+    assert info.multilingual is False
+    stored = json.loads((catalogue.root / "small.en" / METADATA_FILE).read_text())
+    assert stored["source"] == "hub:Systran/faster-whisper-small.en"
+    assert catalogue.find("SYSTRAN/faster-whisper-small.en") == info
+    assert info.to_json()["object"] == "model"
+
+
+def test_leftovers_of_a_dead_process_are_cleaned(catalogue: ModelCatalogue) -> None:
+    (catalogue.root / ".partial-base-1234").mkdir()
+    catalogue.clean_partials()
+    assert list(catalogue.root.iterdir()) == []

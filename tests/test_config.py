@@ -1,0 +1,55 @@
+"""config.yaml (GPU) and config.cpu.yaml (CPU) are one graph with different resources."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+from ray.serve.schema import ServeDeploySchema
+
+from serve_app.app import build_app
+from serve_app.settings import AppSettings
+from serve_app.local import load_config
+
+
+@pytest.fixture(params=["config.yaml", "config.cpu.yaml"])
+def config(request) -> dict:
+    return load_config(request.param)
+
+
+def deployments(config: dict) -> dict[str, dict]:
+    return {d["name"]: d for d in config["applications"][0]["deployments"]}
+
+
+def test_both_configs_are_valid_serve_configs_with_valid_args(config: dict) -> None:
+    ServeDeploySchema.model_validate(config)
+    [app] = config["applications"]
+    assert app["import_path"] == "serve_app.app:build_app"
+    AppSettings.model_validate(app["args"])
+
+
+def test_the_two_configs_are_the_same_graph() -> None:
+    gpu, cpu = load_config("config.yaml"), load_config("config.cpu.yaml")
+    assert gpu["applications"][0]["args"] == cpu["applications"][0]["args"]
+    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "Transcriber"}
+    for name in ("Ingress", "ModelStore"):
+        assert deployments(gpu)[name] == deployments(cpu)[name]
+
+
+def test_the_transcriber_is_pinned_to_a_gpu_and_autoscaled() -> None:
+    transcriber = deployments(load_config("config.yaml"))["Transcriber"]
+    assert transcriber["ray_actor_options"]["num_gpus"] == 1
+    assert transcriber["autoscaling_config"]["min_replicas"] >= 1
+
+
+def test_on_cpu_the_replicas_threads_fit_the_cores() -> None:
+    transcriber = deployments(load_config("config.cpu.yaml"))["Transcriber"]
+    assert transcriber["ray_actor_options"].get("num_gpus", 0) == 0
+    # Each replica decodes with num_cpus threads (deployments/transcriber.py).
+    assert transcriber["ray_actor_options"]["num_cpus"] * transcriber["autoscaling_config"]["max_replicas"] <= 2
+
+
+def test_bad_args_are_refused_before_anything_binds() -> None:
+    with pytest.raises(pydantic.ValidationError, match="max_loaded_models"):
+        build_app({"max_loaded_models": 0})
+    with pytest.raises(pydantic.ValidationError, match="Extra inputs"):
+        build_app({"model_folder": "/tmp"})

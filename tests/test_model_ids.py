@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import pytest
+
+from serve_app.model_ids import canonical, model_id_for_file, model_id_for_repo
+
+
+@pytest.mark.parametrize(
+    ("name", "model_id"),
+    [
+        ("ggml-large-v3.bin", "ggml-large-v3"),
+        ("ggml-medium-q5_0.bin", "ggml-medium-q5_0"),
+        ("models/GGML-Tiny.EN.bin", "ggml-tiny.en"),
+        ("My Model (v2).bin", "my_model__v2_"),
+        ("C:\\models\\ggml-base.bin", "ggml-base"),
+    ],
+)
+def test_go_whisper_file_ids(name: str, model_id: str) -> None:
+    assert model_id_for_file(name) == model_id
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "model_id"),
+    [
+        ("Systran/faster-whisper-large-v3", None, "faster-whisper-large-v3"),
+        ("distil-whisper/distil-large-v3.5-ct2", None, "distil-large-v3.5-ct2"),
+        ("org/Repo_Name", "v1.0", "repo_name_v1.0"),
+        ("pyannote/speaker-diarization-3.1", None, "speaker-diarization-3.1"),
+    ],
+)
+def test_repository_ids(repo: str, revision: str | None, model_id: str) -> None:
+    assert model_id_for_repo(repo, revision) == model_id
+
+
+def test_names_compare_without_case_or_space() -> None:
+    assert canonical("  Systran/Faster-Whisper-Base ") == "systran/faster-whisper-base"
