@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 import ray
@@ -12,6 +12,7 @@ from serve_app.catalogue import ModelInfo
 from serve_app.engine import WhisperEngine
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
+from serve_app.threads import iterate_in_thread
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
 
@@ -44,9 +45,18 @@ class Transcriber:
     def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
         return self.engine.transcribe(audio, model, options)
 
-    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
-        yield from self.engine.stream(audio, model, options)
+    async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+        # Async, so that Serve cancels it when the caller goes away, which stops the decoding.
+        async for event in iterate_in_thread(self.engine.stream(audio, model, options)):
+            yield event
 
     def describe(self) -> dict:
         engine = self.engine
-        return {"device": engine.device, "compute_type": engine.compute_type, "cpu_threads": engine.cpu_threads, "loaded": engine.loaded()}
+        return {
+            "device": engine.device,
+            "compute_type": engine.compute_type,
+            "cpu_threads": engine.cpu_threads,
+            "loaded": engine.loaded(),
+            "active_streams": engine.active_streams,
+            "segments_decoded": engine.segments_decoded,
+        }

@@ -8,7 +8,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 
+import faster_whisper.transcribe
 import numpy as np
 from faster_whisper import WhisperModel
 
@@ -18,6 +20,26 @@ from .options import DecodeOptions
 from .transcript import Segment, Transcript, TranscriptInfo, Word
 
 __all__ = ["WhisperEngine"]
+
+
+def _segment(number: int, segment: faster_whisper.transcribe.Segment, duration: float) -> Segment:
+    def clamp(seconds: float) -> float:
+        # Whisper's timestamp tokens can point past the end of the audio's last window.
+        return min(seconds, duration)
+
+    return Segment(
+        id=number,
+        start=clamp(segment.start),
+        end=clamp(segment.end),
+        text=segment.text,
+        seek=segment.seek,
+        tokens=list(segment.tokens),
+        temperature=segment.temperature or 0.0,
+        avg_logprob=segment.avg_logprob,
+        compression_ratio=segment.compression_ratio,
+        no_speech_prob=segment.no_speech_prob,
+        words=None if segment.words is None else [Word(clamp(w.start), clamp(w.end), w.word, w.probability) for w in segment.words],
+    )
 
 
 class WhisperEngine:
@@ -41,6 +63,8 @@ class WhisperEngine:
         self.vad_filter = vad_filter
         self._loaded: OrderedDict[str, WhisperModel] = OrderedDict()
         self._lock = threading.Lock()
+        self.active_streams = 0
+        self.segments_decoded = 0
 
     def model(self, path: str) -> WhisperModel:
         with self._lock:
@@ -63,7 +87,8 @@ class WhisperEngine:
             return self._loaded.pop(path, None) is not None
 
     def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
-        """The TranscriptInfo first, then each segment as faster-whisper decodes it."""
+        """The TranscriptInfo first, then each segment as faster-whisper decodes it. Closing the
+        iterator early (a client gone) stops the decoding: faster-whisper's is lazy too."""
         segments, info = self.model(model.path).transcribe(
             audio, beam_size=self.beam_size, vad_filter=self.vad_filter, **options.engine_kwargs()
         )
@@ -71,27 +96,21 @@ class WhisperEngine:
         yield TranscriptInfo(
             task=options.task, language=info.language, duration=duration, language_probability=info.language_probability
         )
+        with self._counted_stream():
+            for number, segment in enumerate(segments):
+                with self._lock:
+                    self.segments_decoded += 1
+                yield _segment(number, segment, duration)
 
-        def clamp(seconds: float) -> float:
-            # Whisper's timestamp tokens can point past the end of the audio's last window.
-            return min(seconds, duration)
-
-        for number, segment in enumerate(segments):
-            yield Segment(
-                id=number,
-                start=clamp(segment.start),
-                end=clamp(segment.end),
-                text=segment.text,
-                seek=segment.seek,
-                tokens=list(segment.tokens),
-                temperature=segment.temperature or 0.0,
-                avg_logprob=segment.avg_logprob,
-                compression_ratio=segment.compression_ratio,
-                no_speech_prob=segment.no_speech_prob,
-                words=[Word(clamp(w.start), clamp(w.end), w.word, w.probability) for w in segment.words]
-                if segment.words is not None
-                else None,
-            )
+    @contextmanager
+    def _counted_stream(self) -> Iterator[None]:
+        with self._lock:
+            self.active_streams += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.active_streams -= 1
 
     def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
         events = self.stream(audio, model, options)

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import PayloadTooLarge, ServiceError, Unavailable, error_body
 
-__all__ = ["BodyLimit", "EXCEPTION_HANDLERS", "error_response"]
+__all__ = ["BodyLimit", "EXCEPTION_HANDLERS", "as_service_error", "error_response"]
 
 logger = logging.getLogger("ray.serve")
 
@@ -21,7 +21,7 @@ def error_response(status: int, reason: str | None = None, headers: dict[str, st
     return JSONResponse(error_body(status, reason), status_code=status, headers=headers)
 
 
-def _as_service_error(exc: Exception) -> ServiceError | None:
+def as_service_error(exc: Exception) -> ServiceError | None:
     """The ServiceError behind an exception that crossed a deployment handle, if any."""
     if isinstance(exc, ServiceError):
         return exc
@@ -33,7 +33,7 @@ def _as_service_error(exc: Exception) -> ServiceError | None:
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
-    error = _as_service_error(exc)
+    error = as_service_error(exc)
     if error is None:
         logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, f"internal error ({type(exc).__name__}); this is a bug of the service")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -9,15 +13,17 @@ from starlette.routing import Route
 
 from .errors import BadRequest, NotFound, Unavailable
 from .formats import RESPONSE_FORMATS, render
-from .http import error_response
+from .http import as_service_error, error_response
 from .options import RequestOptions, Task, parse_request_options
 from .pipeline import Pipeline
 from .readiness import Readiness
-from .transcript import Transcript
+from .sse import PING_SECONDS, error_event, ping_event, transcript_events
+from .transcript import Segment, Transcript, TranscriptInfo
 
 __all__ = ["V1Routes"]
 
 MAX_FORM_FIELDS = 100
+logger = logging.getLogger("ray.serve")
 
 
 def _wants_stream(request: Request) -> bool:
@@ -32,6 +38,22 @@ def _render(transcript: Transcript, options: RequestOptions) -> Response:
     if isinstance(body, dict):
         return JSONResponse(body)
     return PlainTextResponse(body, media_type=RESPONSE_FORMATS[options.response_format].media_type)
+
+
+async def _sse(events: AsyncIterator[TranscriptInfo | Segment], options: RequestOptions) -> AsyncIterator[ServerSentEvent]:
+    """The stream's events; a failure after the stream began ends it with an `error` event."""
+    try:
+        async for event in transcript_events(
+            events, options.response_format, task=options.task, words=options.decode.word_timestamps
+        ):
+            yield event
+    except Exception as exc:
+        error = as_service_error(exc)
+        if error is None:
+            logger.exception("transcription stream failed", exc_info=exc)
+        yield error_event(error.reason if error else f"internal error ({type(exc).__name__})")
+    finally:
+        await events.aclose()
 
 
 class V1Routes:
@@ -82,9 +104,13 @@ class V1Routes:
             raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
             options = self._options(form, request, task)
-            upload = form["file"]
-            transcript = await self.pipeline.transcribe(upload.file, options)
-        return _render(transcript, options)
+            audio, model = await self.pipeline.prepare(form["file"].file, options)
+        if options.stream:
+            events = self.pipeline.stream(audio, model, options.decode)
+            return EventSourceResponse(
+                _sse(events, options), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
+            )
+        return _render(await self.pipeline.transcribe(audio, model, options.decode), options)
 
     @staticmethod
     def _options(form: FormData, request: Request, task: Task) -> RequestOptions:

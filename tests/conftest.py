@@ -16,6 +16,12 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+LONG_TEXT = (
+    "The history of the city begins with a small market by the river. Traders came from the hills "
+    "with wool and cheese, and fishermen sold their catch on the stones by the water. Over the "
+    "years a bridge was built, then a church, and later a school where the children of the "
+    "traders learned to read and to count. "
+)
 # A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
 UPLOAD_LIMIT_MB = 4
 GERMAN_TEXT = (
@@ -42,6 +48,12 @@ def sample_video(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def german_wav(media_dir: Path) -> Path:
     return speak(GERMAN_TEXT, media_dir / "german.wav", voice="de", speed=140)
+
+
+@pytest.fixture(scope="session")
+def long_english_wav(media_dir: Path) -> Path:
+    """About a minute and a half of speech: long enough for many segments."""
+    return speak(" ".join([LONG_TEXT] * 3), media_dir / "long.wav", voice="en-us", speed=150)
 
 
 @pytest.fixture(scope="session")
