@@ -22,8 +22,11 @@ __all__ = [
     "render_json",
     "render_srt",
     "render_text",
+    "render_tsv",
+    "render_txt",
     "render_verbose_json",
     "render_vtt",
+    "render_whisper_json",
     "segment_json",
     "srt_cue",
     "text_line",
@@ -87,6 +90,27 @@ def render_text(transcript: Transcript) -> str:
     return transcript.text + "\n" if transcript.text else ""
 
 
+def render_txt(transcript: Transcript) -> str:
+    """The job API's `txt` output, as the whisper CLI writes it: one segment a line (the
+    /v1 `text` format is OpenAI's, the whole text on one line)."""
+    return "".join(text_line(segment) for segment in transcript.segments)
+
+
+def render_tsv(transcript: Transcript) -> str:
+    """The job API's `tsv` output: a `start\tend\ttext` header, then a line a segment.
+
+    Times are integer milliseconds, as the whisper CLI writes them: an integer cannot be
+    misread where a locale writes the decimal point as a comma, and spreadsheets and C++
+    read it without parsing floats. Tabs and line breaks in the text become spaces, so a
+    segment stays one row of three columns.
+    """
+    rows = ["start\tend\ttext\n"]
+    for segment in transcript.segments:
+        text = text_line(segment).rstrip("\n")
+        rows.append(f"{max(0, round(segment.start * 1000))}\t{max(0, round(segment.end * 1000))}\t{text}\n")
+    return "".join(rows)
+
+
 def _seconds(value: float) -> float:
     return round(value, 3)
 
@@ -132,6 +156,22 @@ def render_json(transcript: Transcript, *, verbose: bool = False, words: bool = 
 
 def render_verbose_json(transcript: Transcript, *, words: bool = False) -> dict[str, Any]:
     return render_json(transcript, verbose=True, words=words)
+
+
+def render_whisper_json(transcript: Transcript) -> dict[str, Any]:
+    """The job API's `json` output in the whisper CLI's shape, `{"text", "segments", "language"}`,
+    so that scripts written for the old server's files read ours. Segments carry the CLI's
+    decoder fields, and their words when word timestamps were asked for."""
+    segments = []
+    for segment in transcript.segments:
+        body = segment_json(segment, verbose=True)
+        if segment.words:
+            body["words"] = [
+                {"word": w.word, "start": _seconds(w.start), "end": _seconds(w.end), "probability": round(w.probability, 4)}
+                for w in segment.words
+            ]
+        segments.append(body)
+    return {"text": transcript.text, "segments": segments, "language": transcript.info.language}
 
 
 @dataclass(frozen=True, slots=True)

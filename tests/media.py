@@ -7,11 +7,13 @@ import subprocess
 from fractions import Fraction
 from pathlib import Path
 
+import importlib.util
+
 import av
 import numpy as np
-import pyannote.audio
 
-SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
+# Found without importing pyannote.audio (and torch), which unit tests do not need.
+SAMPLE_DIR = Path(importlib.util.find_spec("pyannote.audio").submodule_search_locations[0]) / "sample"
 SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
 SAMPLE_STM = SAMPLE_DIR / "sample.stm"
 SAMPLE_RTTM = SAMPLE_DIR / "sample.rttm"

@@ -1,0 +1,198 @@
+"""Callbacks against a real HTTP receiver on 127.0.0.1: body, signature, retries, giving up."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from serve_app.errors import BadRequest, Forbidden
+from serve_app.jobs import (
+    SIGNATURE_HEADER,
+    CallbackSettings,
+    Job,
+    JobStatus,
+    callback_body,
+    check_callback,
+    send_callback,
+    sign,
+    verify_signature,
+)
+
+SECRET = "s3cret-shared-with-the-receiver"
+QUICK = CallbackSettings(secret=SECRET, tries=4, backoff=0.01, timeout=5)
+
+
+@dataclass
+class Delivered:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A callback receiver: answers each POST with the next of `statuses` (200 once they run
+    out), or holds it until the test ends when the status is None."""
+
+    statuses: list[int | None] = field(default_factory=list)
+    received: list[Delivered] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+    url: str = ""
+
+    def answer(self, handler: BaseHTTPRequestHandler) -> None:
+        body = handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+        self.received.append(Delivered(handler.path, dict(handler.headers), body))
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status is None:
+            self.release.wait(10)
+            return
+        handler.send_response(status)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            state.answer(self)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that gave up on a held request
+
+    server = Server(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/job"
+    yield state
+    state.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def finished_job(callback: str) -> Job:
+    return Job(path="/data/media/a.mp3", output_path="/data/out", model="tiny.en", callback=callback,
+               status=JobStatus.COMPLETED, progress=100, result="Hello there.", outputs=["/data/out/a.txt"],
+               duration=3.5, attempts=1, created_at=1_700_000_000.0, started_at=1_700_000_001.0,
+               finished_at=1_700_000_004.5)
+
+
+def test_the_receiver_gets_the_job_json_signed(receiver: Receiver) -> None:
+    job = finished_job(receiver.url)
+    delivery = send_callback(job, QUICK)
+    assert (delivery.delivered, delivery.tries, delivery.status) == (True, 1, 200)
+    (request,) = receiver.received
+    assert request.path == "/hooks/job"
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.body) == job.to_json()
+    assert json.loads(request.body)["status"] == "COMPLETED"
+    assert verify_signature(request.body, request.headers[SIGNATURE_HEADER], SECRET)
+    assert request.headers[SIGNATURE_HEADER].startswith("sha256=")
+
+
+def test_a_failed_job_is_called_back_with_its_reason(receiver: Receiver) -> None:
+    job = finished_job(receiver.url)
+    job.status, job.error, job.result = JobStatus.FAILED, "the media has no audio stream", ""
+    assert send_callback(job, QUICK).delivered
+    body = json.loads(receiver.received[0].body)
+    assert (body["status"], body["error"]) == ("FAILED", "the media has no audio stream")
+
+
+def test_without_a_secret_nothing_is_signed(receiver: Receiver) -> None:
+    assert send_callback(finished_job(receiver.url), CallbackSettings(backoff=0.01)).delivered
+    assert SIGNATURE_HEADER not in receiver.received[0].headers
+
+
+def test_the_signature_fails_for_another_body_or_secret() -> None:
+    body = callback_body(finished_job("http://hooks.example.com/"))
+    header = sign(body, SECRET)
+    assert verify_signature(body, header, SECRET)
+    assert not verify_signature(body.replace(b"COMPLETED", b"FAILED"), header, SECRET)
+    assert not verify_signature(body, header, "another secret")
+    assert not verify_signature(body, None, SECRET)
+    assert not verify_signature(body, header.removeprefix("sha256="), SECRET)
+
+
+def test_two_server_errors_then_success_take_exactly_three_tries(receiver: Receiver) -> None:
+    receiver.statuses = [500, 503]
+    waits: list[float] = []
+    delivery = send_callback(finished_job(receiver.url), QUICK, sleep=waits.append)
+    assert (delivery.delivered, delivery.tries, delivery.status) == (True, 3, 200)
+    assert len(receiver.received) == 3
+    # The same signed body each time, after waits that double.
+    assert len({request.body for request in receiver.received}) == 1
+    assert all(verify_signature(r.body, r.headers[SIGNATURE_HEADER], SECRET) for r in receiver.received)
+    assert waits == [0.01, 0.02]
+
+
+def test_a_receiver_that_keeps_failing_is_tried_the_bounded_number_of_times(receiver: Receiver) -> None:
+    receiver.statuses = [500] * 10
+    delivery = send_callback(finished_job(receiver.url), CallbackSettings(tries=3, backoff=0.01))
+    assert (delivery.delivered, delivery.tries, delivery.status) == (False, 3, 500)
+    assert delivery.reason == "the receiver answered 500"
+    assert len(receiver.received) == 3
+
+
+def test_a_refusal_is_not_asked_again(receiver: Receiver) -> None:
+    receiver.statuses = [404]
+    delivery = send_callback(finished_job(receiver.url), QUICK)
+    assert (delivery.delivered, delivery.tries, delivery.status) == (False, 1, 404)
+    assert len(receiver.received) == 1
+
+
+def test_a_receiver_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
+    receiver.statuses = [None]
+    delivery = send_callback(finished_job(receiver.url), CallbackSettings(tries=2, backoff=0.01, timeout=0.3))
+    assert (delivery.delivered, delivery.tries) == (True, 2)
+    assert len(receiver.received) == 2
+
+
+def unreachable_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/hook"
+
+
+def test_an_unreachable_receiver_is_given_up_without_raising() -> None:
+    waits: list[float] = []
+    delivery = send_callback(finished_job(unreachable_url()), CallbackSettings(tries=3, backoff=0.5), sleep=waits.append)
+    assert (delivery.delivered, delivery.tries, delivery.status) == (False, 3, None)
+    assert "ConnectError" in delivery.reason
+    assert waits == [0.5, 1.0]
+
+
+def test_a_job_without_callback_sends_nothing() -> None:
+    assert send_callback(finished_job(""), QUICK).tries == 0
+
+
+def test_the_allow_list_is_checked_again_when_sending(receiver: Receiver) -> None:
+    delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=["hooks.example.com"]))
+    assert not delivery.delivered
+    assert "not one this service may call" in delivery.reason
+    assert receiver.received == []
+
+
+def test_submission_checks_the_callback_host() -> None:
+    check_callback("https://Hooks.Example.com:8443/j", ["hooks.example.com"])
+    check_callback("http://anywhere.example.org/", None)
+    with pytest.raises(Forbidden) as refused:
+        check_callback("http://169.254.169.254/latest/meta-data", ["hooks.example.com"])
+    assert refused.value.status == 403
+    assert refused.value.reason == (
+        "callback host '169.254.169.254' is not one this service may call; allowed hosts: hooks.example.com")
+    with pytest.raises(BadRequest, match="callback must be an http or https URL"):
+        check_callback("file:///etc/passwd", None)
