@@ -6,6 +6,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.job_queue import JobQueue
 from deployments.model_store import ModelStore
 from deployments.transcriber import Transcriber
 
@@ -19,9 +20,11 @@ def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
     """Validate the app's `args` (see AppSettings), then bind the graph.
 
     Ingress ─┬─► ModelStore   (one replica: the models on disk)
-             └─► Transcriber  (faster-whisper; replicas and resources from config.yaml)
+             ├─► Transcriber  (faster-whisper; replicas and resources from config.yaml)
+             └─► JobQueue     (one replica: the durable job queue; it calls the two above)
     """
     settings = args if isinstance(args, AppSettings) else AppSettings.model_validate(args or {})
     model_store = ModelStore.bind(settings)
     transcriber = Transcriber.bind(settings)
-    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber)
+    job_queue = JobQueue.bind(settings, model_store=model_store, transcriber=transcriber)
+    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber, job_queue=job_queue)

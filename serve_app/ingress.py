@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from .http import EXCEPTION_HANDLERS, BodyLimit
+from .job_routes import JobRoutes
 from .pipeline import Pipeline
 from .readiness import Readiness
 from .routes import V1Routes
@@ -19,16 +20,25 @@ __all__ = ["Ingress"]
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 @serve.ingress()
 class Ingress:
-    def __init__(self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle) -> None:
+    def __init__(
+        self,
+        settings: AppSettings,
+        *,
+        model_store: DeploymentHandle,
+        transcriber: DeploymentHandle,
+        job_queue: DeploymentHandle,
+    ) -> None:
         self.settings = settings
         self.pipeline = Pipeline(model_store=model_store, transcriber=transcriber)
+        self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name
         self.readiness = Readiness(app_name, ("ModelStore", "Transcriber"))
 
     def __serve_build_asgi_app__(self) -> Starlette:
         v1 = V1Routes(pipeline=self.pipeline, readiness=self.readiness)
+        jobs = JobRoutes(job_queue=self.job_queue)
         return Starlette(
-            routes=v1.routes(),
+            routes=v1.routes() + jobs.routes(),
             middleware=[Middleware(BodyLimit, max_bytes=self.settings.max_upload_bytes)],
             exception_handlers=EXCEPTION_HANDLERS,
         )

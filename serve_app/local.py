@@ -84,3 +84,8 @@ class LocalService:
     def stop(self) -> None:
         serve.shutdown()
         ray.shutdown()
+
+    def restart(self, *, timeout: float = 240) -> None:
+        """Stop Serve and Ray, as an outage would, then start both again with the same config."""
+        self.stop()
+        self.start(timeout=timeout)

@@ -42,10 +42,47 @@ class AppSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto`: CUDA when the replica was given a GPU (`num_gpus` in config.yaml), else CPU."""
 
-    @field_validator("model_dir")
+    job_media_folders: list[Path] = []
+    """Folders the job API may read media from. The job API is off unless this and
+    `job_output_folders` both name at least one folder."""
+
+    job_output_folders: list[Path] = []
+    """Folders the job API may write outputs into (a job's `output_path` must lie inside one)."""
+
+    job_store_dir: Path = Path("~/.cache/whisper-serve/jobs")
+    """Folder of the job queue's SQLite file: a local disk (SQLite's WAL does not work on NFS)."""
+
+    job_retention_days: float = Field(default=30, ge=0)
+    """Days a finished job stays readable by id."""
+
+    job_max_attempts: int = Field(default=3, ge=1)
+    """Tries of a job whose run was cut short (the service stopped, a replica died) before it FAILS."""
+
+    job_concurrency: int | None = Field(default=None, ge=1)
+    """Jobs run at once; None: as many as the Transcriber has running replicas."""
+
+    callback_secret: str | None = None
+    """Key of the callbacks' HMAC-SHA256 signature header (X-Whisper-Signature); the
+    environment variable WHISPER_SERVE_CALLBACK_SECRET, when set, takes its place."""
+
+    callback_hosts: list[str] | None = None
+    """Host names job callbacks may go to; None: any."""
+
+    callback_tries: int = Field(default=5, ge=1)
+    """Tries of a callback, the first included, with a doubling wait between them."""
+
+    callback_backoff_s: float = Field(default=1.0, ge=0)
+    """Seconds before a callback's second try."""
+
+    @field_validator("model_dir", "job_store_dir")
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("job_media_folders", "job_output_folders")
+    @classmethod
+    def _expand_all(cls, value: list[Path]) -> list[Path]:
+        return [folder.expanduser().resolve() for folder in value]
 
     @property
     def max_upload_bytes(self) -> int:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from media import SAMPLE_WAV, speak, transcode
+from receiver import Receiver, running_receiver
 from serve_app.local import LocalService
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -22,12 +23,19 @@ LONG_TEXT = (
     "years a bridge was built, then a church, and later a school where the children of the "
     "traders learned to read and to count. "
 )
+CALLBACK_SECRET = "test-callback-secret"
 # A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
 UPLOAD_LIMIT_MB = 4
 GERMAN_TEXT = (
     "Guten Morgen. Das Wetter ist heute sehr schön. "
     "Ich gehe mit meinem Hund in den Park, und danach trinke ich einen Kaffee."
 )
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +65,23 @@ def long_english_wav(media_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalService]:
-    running = LocalService(model_dir=tmp_path_factory.mktemp("models"), max_upload_mb=UPLOAD_LIMIT_MB)
+def job_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The folders the job API of the test service may read media from and write outputs to."""
+    return {"media": tmp_path_factory.mktemp("job-media"), "out": tmp_path_factory.mktemp("job-out"), "store": tmp_path_factory.mktemp("job-store")}
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Path]) -> Iterator[LocalService]:
+    running = LocalService(
+        model_dir=tmp_path_factory.mktemp("models"),
+        max_upload_mb=UPLOAD_LIMIT_MB,
+        job_media_folders=[str(job_folders["media"])],
+        job_output_folders=[str(job_folders["out"])],
+        job_store_dir=job_folders["store"],
+        callback_secret=CALLBACK_SECRET,
+        callback_tries=4,
+        callback_backoff_s=0.05,
+    )
     running.start()
     yield running
     running.stop()

@@ -30,8 +30,8 @@ def test_both_configs_are_valid_serve_configs_with_valid_args(config: dict) -> N
 def test_the_two_configs_are_the_same_graph() -> None:
     gpu, cpu = load_config("config.yaml"), load_config("config.cpu.yaml")
     assert gpu["applications"][0]["args"] == cpu["applications"][0]["args"]
-    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "Transcriber"}
-    for name in ("Ingress", "ModelStore"):
+    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber"}
+    for name in ("Ingress", "ModelStore", "JobQueue"):
         assert deployments(gpu)[name] == deployments(cpu)[name]
 
 

@@ -1,0 +1,53 @@
+"""The job API routes of the older "Whisper Api" server: thin handlers over the JobQueue."""
+
+from __future__ import annotations
+
+import json
+
+from ray.serve.handle import DeploymentHandle
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from .errors import BadRequest
+from .smi import cluster_smi
+
+__all__ = ["JobRoutes"]
+
+
+class JobRoutes:
+    def __init__(self, *, job_queue: DeploymentHandle) -> None:
+        self.job_queue = job_queue
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/transcription/job", self.submit, methods=["POST"]),
+            Route("/transcription/job/{id}", self.get, methods=["GET"]),
+            Route("/transcription/job/{id}", self.delete, methods=["DELETE"]),
+            Route("/transcription/jobs", self.listing, methods=["GET"]),
+            Route("/stats", self.stats, methods=["GET"]),
+            Route("/smi", self.smi, methods=["GET"]),
+        ]
+
+    async def submit(self, request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise BadRequest(f"the body is not valid JSON ({error}); send a job object such as {{\"path\": \"/data/a.mp3\"}}") from None
+        return JSONResponse(await self.job_queue.submit.remote(body), status_code=202)
+
+    async def get(self, request: Request) -> Response:
+        return JSONResponse(await self.job_queue.get.remote(request.path_params["id"]))
+
+    async def delete(self, request: Request) -> Response:
+        await self.job_queue.delete.remote(request.path_params["id"])
+        return Response(status_code=204)
+
+    async def listing(self, request: Request) -> Response:
+        return JSONResponse(await self.job_queue.listing.remote())
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(await self.job_queue.stats.remote())
+
+    async def smi(self, request: Request) -> Response:
+        return PlainTextResponse(await cluster_smi())
