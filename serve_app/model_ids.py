@@ -5,12 +5,13 @@ from __future__ import annotations
 import posixpath
 import re
 
-__all__ = ["WHISPER_1", "canonical", "model_id_for_file", "model_id_for_repo"]
+__all__ = ["WHISPER_1", "canonical", "is_folder_safe", "model_id_for_file", "model_id_for_repo"]
 
 WHISPER_1 = "whisper-1"
 """The model name the OpenAI SDK sends; it stands for the app's configured default model."""
 
 _OUTSIDE_ID_CHARS = re.compile(r"[^a-z0-9.-]")
+_FOLDER_SAFE_ID = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
 
 
 def model_id_for_file(name: str) -> str:
@@ -31,3 +32,9 @@ def model_id_for_repo(repo_id: str, revision: str | None = None) -> str:
 def canonical(name: str) -> str:
     """The form in which names and aliases are compared: case and surrounding space do not count."""
     return name.strip().lower()
+
+
+def is_folder_safe(model_id: str) -> bool:
+    """Whether an id can name a model's folder: one path part, not hidden (the catalogue skips
+    dot folders and keeps its partial downloads there), only characters the id rules produce."""
+    return _FOLDER_SAFE_ID.fullmatch(model_id) is not None

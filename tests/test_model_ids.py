@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.model_ids import canonical, model_id_for_file, model_id_for_repo
+from serve_app.model_ids import canonical, is_folder_safe, model_id_for_file, model_id_for_repo
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,13 @@ def test_repository_ids(repo: str, revision: str | None, model_id: str) -> None:
 
 def test_names_compare_without_case_or_space() -> None:
     assert canonical("  Systran/Faster-Whisper-Base ") == "systran/faster-whisper-base"
+
+
+@pytest.mark.parametrize("model_id", ["tiny.en", "ggml-medium-q5_0", "repo_v1.0", "distil-large-v3.5-ct2", "_x"])
+def test_ids_the_rules_make_can_name_a_folder(model_id: str) -> None:
+    assert is_folder_safe(model_id)
+
+
+@pytest.mark.parametrize("model_id", ["", ".", "..", ".partial-x", "a/b", "..\\x", "Tiny.en", "a b", "x\0"])
+def test_ids_that_would_escape_hide_or_clash_cannot(model_id: str) -> None:
+    assert not is_folder_safe(model_id)
