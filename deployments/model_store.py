@@ -1,13 +1,22 @@
-"""The ModelStore deployment: one replica that owns the model folder and answers what is in it."""
+"""The ModelStore deployment: one replica that owns the model folder, what is in it and what
+is being downloaded into it."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 from ray import serve
 
 from serve_app.catalogue import ModelCatalogue, ModelInfo
+from serve_app.downloads import DownloadManager
 from serve_app.embedded import EMBEDDED_MODELS
+from serve_app.errors import Conflict, NotFound
 from serve_app.model_ids import WHISPER_1, canonical
 from serve_app.settings import AppSettings
+
+PROGRESS_SECONDS = 1.0
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1)
@@ -18,6 +27,7 @@ class ModelStore:
         self.catalogue.clean_partials()
         if settings.embedded_models:
             self.catalogue.seed(EMBEDDED_MODELS)
+        self.downloads = DownloadManager(self.catalogue)
 
     def list(self) -> list[ModelInfo]:
         return self.catalogue.models()
@@ -26,3 +36,33 @@ class ModelStore:
         if canonical(name) == WHISPER_1:
             name = self.settings.default_model
         return self.catalogue.find(name)
+
+    async def add(self, path: str) -> tuple[ModelInfo, bool]:
+        """The model `path` names, downloaded now unless present, and whether it was downloaded."""
+        download = self.downloads.ensure(path)
+        return await asyncio.wrap_future(download.future), download.created
+
+    async def add_streaming(self, path: str) -> AsyncIterator[dict[str, Any]]:
+        """As `add`, as a stream: `{"progress": {...}}` at most once a second while bytes arrive,
+        then `{"model": ModelInfo, "created": bool}`; a failure raises after the progress."""
+        download = self.downloads.ensure(path)
+        finished = asyncio.wrap_future(download.future)
+        last = None
+        while not finished.done():
+            progress = download.snapshot()
+            if progress != last and "completed" in progress:
+                yield {"progress": progress}
+                last = progress
+            await asyncio.wait([finished], timeout=PROGRESS_SECONDS)
+        yield {"model": finished.result(), "created": download.created}
+
+    def delete(self, name: str) -> ModelInfo:
+        """Remove a model from the folder. Replicas that loaded it drop it on their next request;
+        one that is transcribing with it finishes with the weights it holds in memory."""
+        model = self.get(name)
+        if model is None:
+            raise NotFound("model not found")
+        if any(download.model_id == model.id for download in self.downloads.active()):
+            raise Conflict(f"model {model.id} is being downloaded; delete it once the download has ended")
+        self.catalogue.remove(model.id)
+        return model

@@ -9,6 +9,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import faster_whisper.transcribe
 import numpy as np
@@ -16,6 +17,7 @@ from faster_whisper import WhisperModel
 
 from .audio import SAMPLE_RATE
 from .catalogue import ModelInfo
+from .errors import NotFound
 from .options import DecodeOptions
 from .transcript import Segment, Transcript, TranscriptInfo, Word
 
@@ -68,9 +70,13 @@ class WhisperEngine:
 
     def model(self, path: str) -> WhisperModel:
         with self._lock:
+            self._forget_deleted()
             if path in self._loaded:
                 self._loaded.move_to_end(path)
                 return self._loaded[path]
+            if not Path(path).is_dir():
+                # faster-whisper would take a missing folder for a hub name and download it.
+                raise NotFound(f"model not found: {path} was deleted")
             model = WhisperModel(
                 path, device=self.device, compute_type=self.compute_type, cpu_threads=self.cpu_threads
             )
@@ -78,6 +84,12 @@ class WhisperEngine:
             while len(self._loaded) > self.max_loaded:
                 self._loaded.popitem(last=False)
             return model
+
+    def _forget_deleted(self) -> None:
+        # A model deleted through the ModelStore is dropped here; a transcription still running
+        # on it keeps its own reference to the weights and finishes.
+        for path in [path for path in self._loaded if not Path(path).is_dir()]:
+            del self._loaded[path]
 
     def loaded(self) -> list[str]:
         return list(self._loaded)

@@ -9,6 +9,7 @@ from starlette.middleware import Middleware
 
 from .http import EXCEPTION_HANDLERS, BodyLimit
 from .job_routes import JobRoutes
+from .model_routes import ModelRoutes
 from .pipeline import Pipeline
 from .readiness import Readiness
 from .routes import V1Routes
@@ -36,9 +37,10 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> Starlette:
         v1 = V1Routes(pipeline=self.pipeline, readiness=self.readiness)
+        models = ModelRoutes(model_store=self.pipeline.model_store)
         jobs = JobRoutes(job_queue=self.job_queue)
         return Starlette(
-            routes=v1.routes() + jobs.routes(),
+            routes=v1.routes() + models.routes() + jobs.routes(),
             middleware=[Middleware(BodyLimit, max_bytes=self.settings.max_upload_bytes)],
             exception_handlers=EXCEPTION_HANDLERS,
         )

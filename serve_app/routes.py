@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest, NotFound, Unavailable
+from .errors import BadRequest, Unavailable
 from .formats import RESPONSE_FORMATS, render
 from .http import as_service_error, error_response
 from .options import RequestOptions, Task, parse_request_options
@@ -26,7 +26,7 @@ MAX_FORM_FIELDS = 100
 logger = logging.getLogger("ray.serve")
 
 
-def _wants_stream(request: Request) -> bool:
+def wants_stream(request: Request) -> bool:
     return (
         request.query_params.get("stream", "").lower() in ("1", "true", "yes")
         or "text/event-stream" in request.headers.get("accept", "")
@@ -65,8 +65,6 @@ class V1Routes:
         return [
             Route("/v1/ping", self.health, methods=["GET"]),
             Route("/v1/health", self.health, methods=["GET"]),
-            Route("/v1/models", self.list_models, methods=["GET"]),
-            Route("/v1/models/{id:path}", self.get_model, methods=["GET"]),
             Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
             Route("/v1/audio/translations", self.translations, methods=["POST"]),
         ]
@@ -81,16 +79,6 @@ class V1Routes:
         if reason is not None:
             return error_response(503, reason)
         return JSONResponse({"status": "ok"})
-
-    async def list_models(self, request: Request) -> Response:
-        models = await self.pipeline.model_store.list.remote()
-        return JSONResponse({"object": "list", "models": [model.to_json() for model in models]})
-
-    async def get_model(self, request: Request) -> Response:
-        model = await self.pipeline.model_store.get.remote(request.path_params["id"])
-        if model is None:
-            raise NotFound("model not found")
-        return JSONResponse(model.to_json())
 
     async def transcriptions(self, request: Request) -> Response:
         return await self._audio(request, "transcribe")
@@ -116,4 +104,4 @@ class V1Routes:
     def _options(form: FormData, request: Request, task: Task) -> RequestOptions:
         if not isinstance(form.get("file"), UploadFile):
             raise BadRequest("file is required: send the audio or video as a file part named file")
-        return parse_request_options(form, task=task, stream=_wants_stream(request))
+        return parse_request_options(form, task=task, stream=wants_stream(request))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +11,16 @@ import httpx
 import pytest
 
 from media import SAMPLE_WAV, speak, transcode
+from hub_server import PIPELINE, HubServer, pipeline_repo, whisper_repo
 from receiver import Receiver, running_receiver
 from serve_app.local import LocalService
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Nothing in the tests may reach the real hub: the test process is offline, and the service
+# (started below) downloads from the local hub-compatible server only.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_ENDPOINT"] = "http://127.0.0.1:9"
 
 LONG_TEXT = (
     "The history of the city begins with a small market by the river. Traders came from the hills "
@@ -70,8 +75,30 @@ def job_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"media": tmp_path_factory.mktemp("job-media"), "out": tmp_path_factory.mktemp("job-out"), "store": tmp_path_factory.mktemp("job-store")}
 
 
+HUB_COPY = "test-org/whisper-tiny-copy"        # tiny.en's files under a repository id of its own
+HUB_SLOW = "test-org/whisper-tiny-slow"        # the same, sent slowly enough to watch progress
+HUB_HELD = "test-org/whisper-tiny-held"        # bodies wait until the test releases them
+HUB_BROKEN = "test-org/whisper-tiny-broken"    # every transfer breaks half way
+
+
 @pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Path]) -> Iterator[LocalService]:
+def hub() -> Iterator[HubServer]:
+    """The local hub-compatible server the service downloads from (HF_ENDPOINT in its replicas)."""
+    repos = {
+        HUB_COPY: whisper_repo(),
+        HUB_SLOW: whisper_repo(bytes_per_second=20_000_000),
+        HUB_HELD: whisper_repo(hold=threading.Event()),
+        HUB_BROKEN: whisper_repo(cut_at=30_000_000),
+        PIPELINE: pipeline_repo(),
+    }
+    with HubServer(repos) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Path], hub: HubServer) -> Iterator[LocalService]:
+    # Ray's workers take the environment of the process that starts Ray.
+    os.environ.update(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
     running = LocalService(
         model_dir=tmp_path_factory.mktemp("models"),
         max_upload_mb=UPLOAD_LIMIT_MB,

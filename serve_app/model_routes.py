@@ -1,0 +1,95 @@
+"""The /v1/models routes: list, get, download (whole or with streamed progress), delete."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray.serve.handle import DeploymentHandle
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import BadRequest, NotFound
+from .http import as_service_error
+from .routes import wants_stream
+from .sse import PING_SECONDS, error_event, ping_event
+
+__all__ = ["ModelRoutes"]
+
+
+async def _model_path(request: Request) -> str:
+    """`path` from a JSON, urlencoded or multipart body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        async with request.form(max_files=0, max_fields=20) as form:
+            path = form.get("path")
+    else:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequest('the body is not valid JSON; send {"path": "<model>"}') from None
+        path = body.get("path") if isinstance(body, dict) else None
+    if not isinstance(path, str) or not path.strip():
+        raise BadRequest("missing path: send the model to download, such as {\"path\": \"small.en\"}")
+    return path.strip()
+
+
+def _event(item: dict[str, Any]) -> ServerSentEvent:
+    if "progress" in item:
+        return ServerSentEvent(event="progress", data=json.dumps(item["progress"]))
+    return ServerSentEvent(event="ok", data=json.dumps(item["model"].to_json()))
+
+
+async def _download_events(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ServerSentEvent]:
+    """`ping`, `progress`..., then `ok` with the model or `error` with the reason."""
+    yield ping_event()
+    try:
+        yield _event(first)
+        async for item in rest:
+            yield _event(item)
+    except Exception as exc:
+        error = as_service_error(exc)
+        yield error_event(error.reason if error else f"internal error ({type(exc).__name__})")
+
+
+class ModelRoutes:
+    def __init__(self, *, model_store: DeploymentHandle) -> None:
+        self.model_store = model_store
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/models", self.list_models, methods=["GET"]),
+            Route("/v1/models", self.add_model, methods=["POST"]),
+            Route("/v1/models/{id:path}", self.get_model, methods=["GET"]),
+            Route("/v1/models/{id:path}", self.delete_model, methods=["DELETE"]),
+        ]
+
+    async def list_models(self, request: Request) -> Response:
+        models = await self.model_store.list.remote()
+        return JSONResponse({"object": "list", "models": [model.to_json() for model in models]})
+
+    async def get_model(self, request: Request) -> Response:
+        model = await self.model_store.get.remote(request.path_params["id"])
+        if model is None:
+            raise NotFound("model not found")
+        return JSONResponse(model.to_json())
+
+    async def delete_model(self, request: Request) -> Response:
+        model = await self.model_store.delete.remote(request.path_params["id"])
+        return JSONResponse(model.to_json())
+
+    async def add_model(self, request: Request) -> Response:
+        path = await _model_path(request)
+        if not wants_stream(request):
+            model, created = await self.model_store.add.remote(path)
+            return JSONResponse(model.to_json(), status_code=201 if created else 200)
+        events = self.model_store.options(stream=True).add_streaming.remote(path)
+        # The first event is awaited here, so a refusal known at once (a bad path, an unknown
+        # repository) is an HTTP status rather than an `error` event.
+        first = await events.__anext__()
+        return EventSourceResponse(
+            _download_events(first, events), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
+        )
