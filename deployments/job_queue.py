@@ -16,7 +16,6 @@ from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.audio import decode_audio
 from serve_app.errors import BadRequest, Forbidden, ServiceError
 from serve_app.jobs import CallbackSettings, Job, JobFolders, JobStore, admit_submission, send_callback, write_outputs
 from serve_app.options import DecodeOptions
@@ -33,7 +32,7 @@ OFF = "the job API is off: name job_media_folders and job_output_folders in the 
 class JobQueue:
     async def __init__(self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle) -> None:
         self.settings = settings
-        self.pipeline = Pipeline(model_store=model_store, transcriber=transcriber)
+        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
         self.folders = JobFolders(settings.job_media_folders, settings.job_output_folders)
         self.callbacks = CallbackSettings(
             secret=os.environ.get("WHISPER_SERVE_CALLBACK_SECRET") or settings.callback_secret,
@@ -159,11 +158,9 @@ class JobQueue:
 
     async def _transcribe(self, job: Job) -> Transcript:
         media = await asyncio.to_thread(self.folders.media_file, job.path)
-        model = await self.pipeline.model(job.model)
         options = self._decode_options(job)
-        check_model_fits(model, options)
         with open(media, "rb") as source:
-            audio = await asyncio.to_thread(decode_audio, source)
+            audio, model = await self.pipeline.prepare(source, job.model, options)
         info, segments, reported = None, [], 0
         async for event in self.pipeline.stream(audio, model, options):
             if isinstance(event, TranscriptInfo):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import ray
@@ -10,10 +11,14 @@ from ray import serve
 
 from serve_app.catalogue import ModelInfo
 from serve_app.engine import WhisperEngine
+from serve_app.errors import ServiceError
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
 from serve_app.threads import iterate_in_thread
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
+
+
+UNHEALTHY_AFTER_FAILURES = 3
 
 
 def replica_resources() -> tuple[str, int]:
@@ -33,6 +38,8 @@ class Transcriber:
         device, cpu_threads = replica_resources()
         if settings.device != "auto":
             device = settings.device
+        self._failures_in_a_row = 0
+        self._last_failure = ""
         self.engine = WhisperEngine(
             device=device,
             compute_type=settings.compute_type,
@@ -43,12 +50,32 @@ class Transcriber:
         )
 
     def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        return self.engine.transcribe(audio, model, options)
+        with self._watched():
+            return self.engine.transcribe(audio, model, options)
 
     async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         # Async, so that Serve cancels it when the caller goes away, which stops the decoding.
-        async for event in iterate_in_thread(self.engine.stream(audio, model, options)):
-            yield event
+        with self._watched():
+            async for event in iterate_in_thread(self.engine.stream(audio, model, options)):
+                yield event
+
+    @contextmanager
+    def _watched(self) -> Iterator[None]:
+        """Count the failures that are not the request's fault; check_health reads them."""
+        try:
+            yield
+        except ServiceError:
+            raise
+        except Exception as error:
+            self._failures_in_a_row += 1
+            self._last_failure = f"{type(error).__name__}: {error}"
+            raise
+        self._failures_in_a_row = 0
+
+    def check_health(self) -> None:
+        """Serve replaces a replica whose engine keeps failing (a broken model, a GPU fault)."""
+        if self._failures_in_a_row >= UNHEALTHY_AFTER_FAILURES:
+            raise RuntimeError(f"the engine failed {self._failures_in_a_row} requests in a row; last: {self._last_failure}")
 
     def describe(self) -> dict:
         engine = self.engine

@@ -9,7 +9,8 @@
     ├── PayloadTooLarge     413  the body or the media is over a configured limit
     ├── UnsupportedMedia    415  the bytes are not media we can decode
     ├── BadGateway          502  a server we depend on (the model hub) failed or broke off
-    └── Unavailable         503  a deployment the request needs cannot take it now
+    ├── Unavailable         503  a deployment the request needs cannot take it now (Retry-After)
+    └── GatewayTimeout      504  the work took longer than the configured request timeout
 
 The exceptions pickle by their one argument, so they cross Ray deployment handles intact:
 a Transcriber that raises BadRequest makes the Ingress answer 400.
@@ -24,6 +25,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "GatewayTimeout",
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
@@ -76,6 +78,12 @@ class BadGateway(ServiceError):
 
 class Unavailable(ServiceError):
     status = 503
+    retry_after_s: int = 5
+    """What the Retry-After header of the response says."""
+
+
+class GatewayTimeout(ServiceError):
+    status = 504
 
 
 def error_body(status: int, reason: str | None = None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -12,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import PayloadTooLarge, ServiceError, Unavailable, error_body
 
-__all__ = ["BodyLimit", "EXCEPTION_HANDLERS", "as_service_error", "error_response"]
+__all__ = ["EXCEPTION_HANDLERS", "BodyLimit", "CatchAll", "as_service_error", "error_response"]
 
 logger = logging.getLogger("ray.serve")
 
@@ -23,10 +24,12 @@ def error_response(status: int, reason: str | None = None, headers: dict[str, st
 
 def as_service_error(exc: Exception) -> ServiceError | None:
     """The ServiceError behind an exception that crossed a deployment handle, if any."""
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, (ServiceError, BackPressureError)):
+        exc = exc.cause
     if isinstance(exc, ServiceError):
         return exc
-    if isinstance(exc, RayTaskError) and isinstance(exc.cause, ServiceError):
-        return exc.cause
+    if isinstance(exc, BackPressureError):
+        return Unavailable("the service is at capacity: every replica's queue is full; send the request again shortly")
     if isinstance(exc, RayActorError):
         return Unavailable("a replica died while working on this request; send it again")
     return None
@@ -37,7 +40,8 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     if error is None:
         logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, f"internal error ({type(exc).__name__}); this is a bug of the service")
-    return error_response(error.status, error.reason)
+    headers = {"Retry-After": str(error.retry_after_s)} if isinstance(error, Unavailable) else None
+    return error_response(error.status, error.reason, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -51,7 +55,38 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, reason, headers=exc.headers)
 
 
-EXCEPTION_HANDLERS = {HTTPException: _http_error, Exception: _service_error}
+# Keyed by class, so that Starlette's ExceptionMiddleware answers them; an `Exception` handler
+# would answer and then re-raise, and Serve would answer the client a second time.
+EXCEPTION_HANDLERS = {
+    HTTPException: _http_error,
+    ServiceError: _service_error,
+    RayTaskError: _service_error,
+    RayActorError: _service_error,
+    BackPressureError: _service_error,
+}
+
+
+class CatchAll:
+    """The last net: any other exception is our bug, answered as JSON 500 and logged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:
+            if scope["type"] != "http" or started:
+                raise
+            response = await _service_error(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 class BodyLimit:

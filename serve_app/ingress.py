@@ -6,16 +6,33 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .http import EXCEPTION_HANDLERS, BodyLimit
+from .auth import ApiKeys, load_api_keys
+from .http import EXCEPTION_HANDLERS, BodyLimit, CatchAll
 from .job_routes import JobRoutes
 from .model_routes import ModelRoutes
+from .openapi import openapi_document
 from .pipeline import Pipeline
 from .readiness import Readiness
 from .routes import V1Routes
 from .settings import AppSettings
 
-__all__ = ["Ingress"]
+__all__ = ["Ingress", "all_routes"]
+
+
+def all_routes(*, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle) -> list[Route]:
+    """Every route of the app: the /v1 API, the job API, and the OpenAPI document of both."""
+    document = openapi_document()
+    return [
+        *V1Routes(pipeline=pipeline, readiness=readiness).routes(),
+        *ModelRoutes(model_store=pipeline.model_store).routes(),
+        *JobRoutes(job_queue=job_queue).routes(),
+        Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
+    ]
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -30,17 +47,66 @@ class Ingress:
         job_queue: DeploymentHandle,
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline(model_store=model_store, transcriber=transcriber)
+        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
         self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name
         self.readiness = Readiness(app_name, ("ModelStore", "Transcriber"))
 
-    def __serve_build_asgi_app__(self) -> Starlette:
-        v1 = V1Routes(pipeline=self.pipeline, readiness=self.readiness)
-        models = ModelRoutes(model_store=self.pipeline.model_store)
-        jobs = JobRoutes(job_queue=self.job_queue)
-        return Starlette(
-            routes=v1.routes() + models.routes() + jobs.routes(),
-            middleware=[Middleware(BodyLimit, max_bytes=self.settings.max_upload_bytes)],
+    def __serve_build_asgi_app__(self) -> ASGIApp:
+        settings = self.settings
+        middleware = [
+            Middleware(CatchAll),
+            Middleware(ApiKeys, keys=load_api_keys(settings.api_keys_file)),
+            Middleware(BodyLimit, max_bytes=settings.max_upload_bytes),
+        ]
+        if settings.cors_origins:
+            middleware.insert(
+                0,
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=settings.cors_origins,
+                    allow_methods=["GET", "POST", "DELETE"],
+                    allow_headers=["Authorization", "Content-Type", "Accept"],
+                ),
+            )
+        app = Starlette(
+            routes=all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue),
+            middleware=middleware,
             exception_handlers=EXCEPTION_HANDLERS,
         )
+        return _KeepOurErrorAnswers(app)
+
+    async def transcribe(self, media: bytes, fields: dict[str, str], task: str = "transcribe") -> dict | str:
+        """`POST /v1/audio/transcriptions` (or translations) without HTTP, for Ray drivers on the
+        cluster (serve_app.client.WhisperClient): the form's fields and the file's bytes go
+        through the route's own parsing, pipeline and renderer, so the body is the one HTTP
+        sends, a dict for the JSON formats and text for the others. A refusal raises the
+        ServiceError the route answers with. The whole body comes back at once: no stream."""
+        import io
+
+        from starlette.datastructures import FormData
+
+        from .errors import BadRequest, Unavailable
+        from .formats import render
+        from .options import parse_request_options
+
+        if task not in ("transcribe", "translate"):
+            raise BadRequest(f"task must be transcribe or translate, not {task!r}")
+        reason = await self.readiness.reason()
+        if reason is not None:
+            raise Unavailable(reason)
+        options = parse_request_options(FormData(list(fields.items())), task=task)
+        audio, model = await self.pipeline.prepare(io.BytesIO(media), options.model, options.decode)
+        transcript = await self.pipeline.transcribe(audio, model, options.decode)
+        return render(transcript, options.response_format, words=options.decode.word_timestamps)
+
+
+class _KeepOurErrorAnswers:
+    """The app, without Starlette's `add_exception_handler`: Serve calls it, when present, to put
+    plain-text answers of its own in place of our JSON ones for BackPressureError (503)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from .errors import BadRequest, Unavailable
 from .formats import RESPONSE_FORMATS, render
-from .http import as_service_error, error_response
+from .http import as_service_error
 from .options import RequestOptions, Task, parse_request_options
 from .pipeline import Pipeline
 from .readiness import Readiness
@@ -75,9 +75,7 @@ class V1Routes:
             raise Unavailable(reason)
 
     async def health(self, request: Request) -> Response:
-        reason = await self.readiness.reason()
-        if reason is not None:
-            return error_response(503, reason)
+        await self._require_ready()
         return JSONResponse({"status": "ok"})
 
     async def transcriptions(self, request: Request) -> Response:
@@ -92,7 +90,7 @@ class V1Routes:
             raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
             options = self._options(form, request, task)
-            audio, model = await self.pipeline.prepare(form["file"].file, options)
+            audio, model = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
         if options.stream:
             events = self.pipeline.stream(audio, model, options.decode)
             return EventSourceResponse(

@@ -39,6 +39,21 @@ class AppSettings(BaseModel):
     max_upload_mb: float = Field(default=200, gt=0)
     """Largest request body accepted, in MiB; larger ones get 413 before they are read."""
 
+    max_audio_minutes: float = Field(default=240, gt=0)
+    """Longest media accepted, in minutes, by what its header declares and by what decodes;
+    longer media gets 413."""
+
+    request_timeout_s: float = Field(default=900, gt=0)
+    """Seconds a transcription may take before the request answers 504 and the work stops."""
+
+    api_keys_file: Path | None = None
+    """A file of API keys, one a line. With keys set (here or in the environment variable
+    WHISPER_SERVE_API_KEYS, comma-separated), every route but /v1/ping, /v1/health and
+    /openapi.json needs `Authorization: Bearer <key>`."""
+
+    cors_origins: list[str] = []
+    """Origins browsers may call the API from (`*` for any); none: no CORS headers."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto`: CUDA when the replica was given a GPU (`num_gpus` in config.yaml), else CPU."""
 

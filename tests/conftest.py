@@ -13,7 +13,7 @@ import pytest
 from media import SAMPLE_WAV, speak, transcode
 from hub_server import PIPELINE, HubServer, pipeline_repo, whisper_repo
 from receiver import Receiver, running_receiver
-from serve_app.local import LocalService
+from serve_app.local import LocalService, application
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
@@ -118,3 +118,35 @@ def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Pat
 def client(service: Service) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=120) as http:
         yield http
+
+
+ALT_API_KEY = "alt-test-key"
+ALT_ORIGIN = "https://app.example"
+ALT_MAX_AUDIO_MINUTES = 0.25
+ALT_TIMEOUT_S = 0.2
+
+
+@pytest.fixture(scope="session")
+def alt(service: LocalService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second app beside the main one, at /alt, with the other settings: API keys, CORS, a
+    15 s media limit, a 0.2 s request timeout, and the job API off. Its URL prefix."""
+    keys = tmp_path_factory.mktemp("keys") / "api-keys"
+    keys.write_text(f"# test keys\n{ALT_API_KEY}\n")
+    app = application(
+        service.config,
+        name="alt",
+        route_prefix="/alt",
+        model_dir=service.model_dir,
+        api_keys_file=keys,
+        cors_origins=[ALT_ORIGIN],
+        max_audio_minutes=ALT_MAX_AUDIO_MINUTES,
+        request_timeout_s=ALT_TIMEOUT_S,
+    )
+    for deployment in app["deployments"]:
+        deployment["ray_actor_options"] = {"num_cpus": 0}  # beside the main app on 2 cores
+    service.apps.append(app)
+    service.deploy(service.apps)
+    service.wait_healthy(prefix="/alt", timeout=180)
+    yield f"{service.url}/alt"
+    service.apps.remove(app)
+    service.deploy(service.apps)

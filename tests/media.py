@@ -78,3 +78,17 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
         [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
     )
     return jiwer.wer(reference, hypothesis, reference_transform=normalize, hypothesis_transform=normalize)
+
+
+def claim_duration(mp3: bytes, *, hours: float) -> bytes:
+    """An MP3 whose Xing/Info header claims `hours` of audio over the seconds it holds: a
+    hostile upload. FFmpeg takes an MP3's duration from that header's frame count."""
+    import struct
+
+    tag = max(mp3.find(b"Xing"), mp3.find(b"Info"))
+    flags = struct.unpack_from(">I", mp3, tag + 4)[0]
+    assert tag >= 0 and flags & 1, "no Xing/Info header with a frame count"
+    patched = bytearray(mp3)
+    samples_per_frame = 576  # MPEG-2 layer III, what transcode() writes at 16 kHz
+    struct.pack_into(">I", patched, tag + 8, int(hours * 3600 * 16000 / samples_per_frame))
+    return bytes(patched)

@@ -41,6 +41,10 @@ def test_the_transcriber_is_pinned_to_a_gpu_and_autoscaled() -> None:
     assert transcriber["autoscaling_config"]["min_replicas"] >= 1
 
 
+def test_the_transcriber_queue_is_bounded(config: dict) -> None:
+    assert deployments(config)["Transcriber"]["max_queued_requests"] > 0
+
+
 def test_on_cpu_the_replicas_threads_fit_the_cores() -> None:
     transcriber = deployments(load_config("config.cpu.yaml"))["Transcriber"]
     assert transcriber["ray_actor_options"].get("num_gpus", 0) == 0
