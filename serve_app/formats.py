@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .transcript import Segment, Transcript
+from .transcript import Segment, Transcript, Word
 
 __all__ = [
     "RESPONSE_FORMATS",
@@ -31,6 +31,7 @@ __all__ = [
     "srt_cue",
     "text_line",
     "vtt_cue",
+    "word_json",
 ]
 
 VTT_HEADER = "WEBVTT\n\n"
@@ -115,6 +116,18 @@ def _seconds(value: float) -> float:
     return round(value, 3)
 
 
+def word_json(word: Word) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "word": word.word,
+        "start": _seconds(word.start),
+        "end": _seconds(word.end),
+        "probability": round(word.probability, 4),
+    }
+    if word.speaker is not None:
+        body["speaker"] = word.speaker
+    return body
+
+
 def segment_json(segment: Segment, *, verbose: bool = False) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": segment.id,
@@ -146,11 +159,7 @@ def render_json(transcript: Transcript, *, verbose: bool = False, words: bool = 
         "segments": [segment_json(segment, verbose=verbose) for segment in transcript.segments],
     }
     if verbose and words:
-        body["words"] = [
-            {"word": w.word, "start": _seconds(w.start), "end": _seconds(w.end), "probability": round(w.probability, 4)}
-            | ({"speaker": w.speaker} if w.speaker is not None else {})
-            for w in transcript.words
-        ]
+        body["words"] = [word_json(word) for word in transcript.words]
     return body
 
 
@@ -166,10 +175,7 @@ def render_whisper_json(transcript: Transcript) -> dict[str, Any]:
     for segment in transcript.segments:
         body = segment_json(segment, verbose=True)
         if segment.words:
-            body["words"] = [
-                {"word": w.word, "start": _seconds(w.start), "end": _seconds(w.end), "probability": round(w.probability, 4)}
-                for w in segment.words
-            ]
+            body["words"] = [word_json(word) for word in segment.words]
         segments.append(body)
     return {"text": transcript.text, "segments": segments, "language": transcript.info.language}
 

@@ -27,6 +27,7 @@ def _never_schedulable(app_name: str, deployment: str) -> dict[str, float] | Non
     from ray.util.state import list_actors
 
     pending = list_actors(
+        address=ray.get_runtime_context().gcs_address,  # this cluster, even where a host runs several
         filters=[("class_name", "=", f"ServeReplica:{app_name}:{deployment}"), ("state", "=", "PENDING_CREATION")],
         detail=True,
         raise_on_missing_output=False,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from sse_starlette import ServerSentEvent
 
-from .formats import RESPONSE_FORMATS, VTT_HEADER, segment_json
+from .formats import RESPONSE_FORMATS, VTT_HEADER, segment_json, word_json
 from .transcript import Segment, TranscriptInfo
 
 __all__ = ["PING_SECONDS", "error_event", "ping_event", "transcript_events"]
@@ -39,7 +39,7 @@ def _segment(segment: Segment, number: int, response_format: str, *, words: bool
     if cue is None:
         body = segment_json(segment, verbose=response_format == "verbose_json")
         if words and segment.words is not None:
-            body["words"] = [{"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3)} for w in segment.words]
+            body["words"] = [word_json(word) for word in segment.words]
         return ServerSentEvent(event="segment", data=json.dumps(body))
     text = cue(segment, number)
     if response_format == "vtt" and number == 1:

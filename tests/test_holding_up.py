@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import ray
 from ray.util.state import list_actors
 
 from conftest import ALT_API_KEY, ALT_ORIGIN, ALT_TIMEOUT_S, GERMAN_TEXT
@@ -22,25 +23,28 @@ pytestmark = pytest.mark.serve
 KEYED = {"Authorization": f"Bearer {ALT_API_KEY}"}
 
 
-def ray_memory() -> int:
-    """Resident bytes of this machine's Ray processes (the service) and of this test process."""
-    total = psutil.Process().memory_info().rss
-    for process in psutil.process_iter(["cmdline", "memory_info"]):
-        cmdline = " ".join(process.info["cmdline"] or ())
-        if "ray::" in cmdline or "raylet" in cmdline or "gcs_server" in cmdline:
-            total += process.info["memory_info"].rss
+def service_memory() -> int:
+    """Resident bytes of this test process and its descendants: the local Ray cluster it
+    started, the service's replicas included (and no other Ray of the same host)."""
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for process in me.children(recursive=True):
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
     return total
 
 
 def test_past_capacity_every_answer_is_a_success_or_a_503_with_retry_after(service, client: httpx.Client) -> None:
     audio = SAMPLE_WAV.read_bytes()
-    baseline, peak = ray_memory(), 0
+    baseline, peak = service_memory(), 0
     sampling = threading.Event()
 
     def sample_memory() -> None:
         nonlocal peak
         while not sampling.is_set():
-            peak = max(peak, ray_memory())
+            peak = max(peak, service_memory())
             time.sleep(0.2)
 
     async def one(http: httpx.AsyncClient) -> httpx.Response:
@@ -83,7 +87,11 @@ def test_a_transcriber_killed_mid_request_fails_that_request_clearly_and_is_repl
         )
     )
     asking.start()
-    replicas = list_actors(filters=[("class_name", "=", "ServeReplica:whisper:Transcriber"), ("state", "=", "ALIVE")], detail=True)
+    replicas = list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", "ServeReplica:whisper:Transcriber"), ("state", "=", "ALIVE")],
+        detail=True,
+    )
     assert replicas
     time.sleep(1.5)  # the request is decoding by now (its file takes several seconds)
     for replica in replicas:
