@@ -6,6 +6,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from deployments.diarizer import Diarizer
 from deployments.job_queue import JobQueue
 from deployments.model_store import ModelStore
 from deployments.transcriber import Transcriber
@@ -19,12 +20,14 @@ __all__ = ["build_app"]
 def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
     """Validate the app's `args` (see AppSettings), then bind the graph.
 
-    Ingress ─┬─► ModelStore   (one replica: the models on disk)
+    Ingress ─┬─► ModelStore   (one replica: the models on disk, and downloads)
              ├─► Transcriber  (faster-whisper; replicas and resources from config.yaml)
-             └─► JobQueue     (one replica: the durable job queue; it calls the two above)
+             ├─► Diarizer     (pyannote.audio; its own replicas and resources)
+             └─► JobQueue     (one replica: the durable job queue; it calls ModelStore and Transcriber)
     """
     settings = args if isinstance(args, AppSettings) else AppSettings.model_validate(args or {})
     model_store = ModelStore.bind(settings)
     transcriber = Transcriber.bind(settings)
+    diarizer = Diarizer.bind(settings)
     job_queue = JobQueue.bind(settings, model_store=model_store, transcriber=transcriber)
-    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber, job_queue=job_queue)
+    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, job_queue=job_queue)

@@ -147,7 +147,7 @@ class ModelCatalogue:
             if model.id in seeded or self.find(model.id):
                 seeded.add(model.id)
                 continue
-            added.append(self.add(model.id, model.write_to, source=model.source, aliases=model.aliases))
+            added.append(self.add(model.id, model.write_to, kind=model.kind, source=model.source, aliases=model.aliases))
             seeded.add(model.id)
         seeded_file.write_text(json.dumps(sorted(seeded)))
         return added

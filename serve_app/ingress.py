@@ -18,7 +18,7 @@ from .model_routes import ModelRoutes
 from .openapi import openapi_document
 from .pipeline import Pipeline
 from .readiness import Readiness
-from .routes import V1Routes
+from .routes import NEEDS, V1Routes
 from .settings import AppSettings
 
 __all__ = ["Ingress", "all_routes"]
@@ -44,13 +44,14 @@ class Ingress:
         *,
         model_store: DeploymentHandle,
         transcriber: DeploymentHandle,
+        diarizer: DeploymentHandle,
         job_queue: DeploymentHandle,
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
+        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer)
         self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name
-        self.readiness = Readiness(app_name, ("ModelStore", "Transcriber"))
+        self.readiness = Readiness(app_name)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
         settings = self.settings
@@ -92,7 +93,7 @@ class Ingress:
 
         if task not in ("transcribe", "translate"):
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
-        reason = await self.readiness.reason()
+        reason = await self.readiness.reason(NEEDS[task])
         if reason is not None:
             raise Unavailable(reason)
         options = parse_request_options(FormData(list(fields.items())), task=task)

@@ -44,11 +44,20 @@ _AUDIO_FORM = {
 }
 
 
-def _audio_operation(summary: str) -> dict[str, Any]:
+_SPEAKER_FIELDS = {
+    "diarization_model": {"type": "string", "description": "a diarization model of GET /v1/models"},
+    "num_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
+    "min_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
+    "max_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
+}
+
+
+def _audio_operation(summary: str, *, speakers: bool = False) -> dict[str, Any]:
+    form = _AUDIO_FORM | {"properties": _AUDIO_FORM["properties"] | _SPEAKER_FIELDS} if speakers else _AUDIO_FORM
     return {
         "summary": summary,
         "parameters": [{"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _AUDIO_FORM}}},
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
         "responses": {
             "200": {
                 "description": "the transcript in the response_format asked for, or a stream of events",
@@ -207,6 +216,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/v1/audio/transcriptions": {"post": _audio_operation("transcribe audio")},
             "/v1/audio/translations": {"post": _audio_operation("transcribe audio into English")},
+            "/v1/audio/diarize": {"post": _audio_operation("transcribe audio, with who spoke when", speakers=True)},
             "/transcription/job": {
                 "post": {
                     "summary": "queue a job on a media file of the server's disk",

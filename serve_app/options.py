@@ -14,11 +14,12 @@ from .errors import BadRequest
 from .formats import RESPONSE_FORMATS
 from .languages import AUTO, LANGUAGES
 
-__all__ = ["DecodeOptions", "RequestOptions", "parse_request_options"]
+__all__ = ["DecodeOptions", "RequestOptions", "SpeakerOptions", "parse_request_options"]
 
 Task = Literal["transcribe", "translate", "diarize"]
 GRANULARITIES = ("segment", "word")
 MAX_PROMPT_CHARS = 4096
+MAX_SPEAKERS = 64
 _TRUE = ("1", "true", "yes", "on")
 
 
@@ -47,12 +48,25 @@ class DecodeOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakerOptions:
+    """What the Diarizer needs beside the audio: which pipeline, and how many speakers to find."""
+
+    model: str | None = None
+    """`diarization_model`; None: the app's configured `diarization_model`."""
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestOptions:
     task: Task
     model: str
     response_format: str = "json"
     stream: bool = False
     decode: DecodeOptions = field(default_factory=DecodeOptions)
+    speakers: SpeakerOptions | None = None
+    """Set for task `diarize` only."""
 
 
 def _field(fields: FormData, name: str) -> str | None:
@@ -82,6 +96,29 @@ def _granularities(fields: FormData) -> set[str]:
     if unknown:
         raise BadRequest(f"timestamp_granularities must be among {', '.join(GRANULARITIES)}, not {', '.join(sorted(unknown))}")
     return chosen
+
+
+def _count(fields: FormData, name: str) -> int | None:
+    raw = _field(fields, name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKERS:
+        raise BadRequest(f"{name} must be a whole number from 1 to {MAX_SPEAKERS}, not {raw!r}")
+    return int(raw)
+
+
+def _speaker_options(fields: FormData) -> SpeakerOptions:
+    speakers = SpeakerOptions(
+        model=_field(fields, "diarization_model"),
+        num_speakers=_count(fields, "num_speakers"),
+        min_speakers=_count(fields, "min_speakers"),
+        max_speakers=_count(fields, "max_speakers"),
+    )
+    if speakers.num_speakers is not None and (speakers.min_speakers or speakers.max_speakers):
+        raise BadRequest("send num_speakers, or min_speakers and max_speakers, not both")
+    if speakers.min_speakers and speakers.max_speakers and speakers.min_speakers > speakers.max_speakers:
+        raise BadRequest(f"min_speakers ({speakers.min_speakers}) is more than max_speakers ({speakers.max_speakers})")
+    return speakers
 
 
 def parse_request_options(fields: FormData, *, task: Task, stream: bool = False) -> RequestOptions:
@@ -121,4 +158,5 @@ def parse_request_options(fields: FormData, *, task: Task, stream: bool = False)
         temperature=_temperature(_field(fields, "temperature")),
         word_timestamps="word" in granularities,
     )
-    return RequestOptions(task=task, model=model, response_format=response_format, stream=stream, decode=decode)
+    speakers = _speaker_options(fields) if task == "diarize" else None
+    return RequestOptions(task=task, model=model, response_format=response_format, stream=stream, decode=decode, speakers=speakers)

@@ -12,8 +12,9 @@ from ray.serve.handle import DeploymentHandle
 from .audio import decode_audio
 from .catalogue import ModelInfo
 from .errors import BadRequest, GatewayTimeout, NotFound
-from .options import DecodeOptions
+from .options import DecodeOptions, SpeakerOptions
 from .settings import AppSettings
+from .speakers import SpeakerLabeller, assign_speakers
 from .transcript import Segment, Transcript, TranscriptInfo
 
 __all__ = ["Pipeline", "check_model_fits"]
@@ -40,19 +41,32 @@ class Pipeline:
         *,
         model_store: DeploymentHandle,
         transcriber: DeploymentHandle,
+        diarizer: DeploymentHandle | None = None,
+        diarization_model: str | None = None,
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
     ) -> None:
         self.model_store = model_store
         self.transcriber = transcriber
+        self.diarizer = diarizer
+        self.diarization_model = diarization_model
         self.max_audio_seconds = max_audio_seconds
         self.timeout_s = timeout_s
 
     @classmethod
-    def from_settings(cls, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle) -> Pipeline:
+    def from_settings(
+        cls,
+        settings: AppSettings,
+        *,
+        model_store: DeploymentHandle,
+        transcriber: DeploymentHandle,
+        diarizer: DeploymentHandle | None = None,
+    ) -> Pipeline:
         return cls(
             model_store=model_store,
             transcriber=transcriber,
+            diarizer=diarizer,
+            diarization_model=settings.diarization_model,
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
         )
@@ -71,16 +85,74 @@ class Pipeline:
         audio = await asyncio.to_thread(decode_audio, media, max_seconds=self.max_audio_seconds)
         return audio, model
 
-    async def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        response = self.transcriber.transcribe.remote(audio, model, options)
+    async def speaker_model(self, options: SpeakerOptions) -> ModelInfo:
+        """The diarization pipeline a request asked for (or the configured one)."""
+        name = options.model or self.diarization_model
+        model = await self.model_store.get.remote(name)
+        if model is None:
+            raise NotFound(f"diarization model not found: {name!r} is not among the models GET /v1/models lists")
+        if model.kind != "diarization":
+            raise BadRequest(f"model {model.id} is a {model.kind} model; diarization_model must name a diarization model")
+        return model
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        model: ModelInfo,
+        options: DecodeOptions,
+        speakers: tuple[ModelInfo, SpeakerOptions] | None = None,
+    ) -> Transcript:
+        """The transcript; with `speakers` (a diarization model and its options), diarized: the
+        Transcriber and the Diarizer work on the audio at the same time. Where the Diarizer
+        heard nobody at all, the transcript has no segments: what Whisper writes over silence
+        or music is made up."""
+        responses = [self.transcriber.transcribe.remote(audio, model, options)]
+        if speakers is not None:
+            responses.append(self.diarizer.diarize.remote(audio, *speakers))
         try:
-            return await asyncio.wait_for(response, timeout=self.timeout_s)
+            transcript, *turns = await asyncio.wait_for(asyncio.gather(*responses), timeout=self.timeout_s)
         except TimeoutError:
-            response.cancel()
+            for response in responses:
+                response.cancel()
             raise GatewayTimeout(
                 f"the transcription took longer than the limit of {self.timeout_s:g} s (request_timeout_s); "
                 "send shorter media, or stream it with stream=true"
             ) from None
+        if turns:
+            transcript.segments = assign_speakers(transcript.segments, turns[0]) if turns[0] else []
+            transcript.info.task = "diarize"
+        return transcript
+
+    async def stream_with_speakers(
+        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
+    ) -> AsyncIterator[TranscriptInfo | Segment]:
+        """As `stream`, each segment with its speaker: segments decoded before the speaker turns
+        are known wait for them; those after go out as they come. Where the Diarizer heard
+        nobody at all, no segment goes out (see `transcribe`)."""
+        diarizing = self.diarizer.diarize.remote(audio, *speakers)
+        turns = asyncio.ensure_future(diarizing)
+        labeller: SpeakerLabeller | None = None
+        waiting: list[Segment] = []
+        try:
+            async for event in self.stream(audio, model, options):
+                if isinstance(event, TranscriptInfo):
+                    yield event
+                    continue
+                waiting.append(event)
+                if labeller is None and turns.done():
+                    labeller = SpeakerLabeller(turns.result())
+                if labeller is not None:
+                    for segment in waiting:
+                        if labeller.has_speakers:
+                            yield labeller.label(segment)
+                    waiting.clear()
+            labeller = labeller or SpeakerLabeller(await turns)
+            for segment in waiting:
+                if labeller.has_speakers:
+                    yield labeller.label(segment)
+        finally:
+            if not turns.done():
+                diarizing.cancel()
 
     async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as the Transcriber decodes it. Closing this

@@ -61,20 +61,19 @@ def _reason(app_name: str, deployments: Iterable[str]) -> str | None:
 
 
 class Readiness:
-    """A cached answer to 'can the app take work', refreshed at most every `ttl` seconds."""
+    """Cached answers to 'can these deployments take work', each refreshed at most every `ttl` seconds."""
 
-    def __init__(self, app_name: str, deployments: tuple[str, ...], *, ttl: float = 2.0) -> None:
+    def __init__(self, app_name: str, *, ttl: float = 2.0) -> None:
         self.app_name = app_name
-        self.deployments = deployments
         self.ttl = ttl
-        self._checked_at = -float("inf")
-        self._reason: str | None = None
+        self._answers: dict[tuple[str, ...], tuple[float, str | None]] = {}
         self._lock = asyncio.Lock()
 
-    async def reason(self) -> str | None:
-        """None when every deployment has a running replica, else why not."""
+    async def reason(self, deployments: tuple[str, ...]) -> str | None:
+        """None when each of `deployments` has a running replica, else why not."""
         async with self._lock:
-            if time.monotonic() - self._checked_at > self.ttl:
-                self._reason = await asyncio.to_thread(_reason, self.app_name, self.deployments)
-                self._checked_at = time.monotonic()
-        return self._reason
+            checked_at, reason = self._answers.get(deployments, (-float("inf"), None))
+            if time.monotonic() - checked_at > self.ttl:
+                reason = await asyncio.to_thread(_reason, self.app_name, deployments)
+                self._answers[deployments] = (time.monotonic(), reason)
+        return reason

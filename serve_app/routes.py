@@ -20,9 +20,16 @@ from .readiness import Readiness
 from .sse import PING_SECONDS, error_event, ping_event, transcript_events
 from .transcript import Segment, Transcript, TranscriptInfo
 
-__all__ = ["V1Routes"]
+__all__ = ["NEEDS", "V1Routes"]
 
 MAX_FORM_FIELDS = 100
+EVERY_WORKER = ("ModelStore", "Transcriber", "Diarizer")
+NEEDS: dict[str, tuple[str, ...]] = {
+    "transcribe": ("ModelStore", "Transcriber"),
+    "translate": ("ModelStore", "Transcriber"),
+    "diarize": EVERY_WORKER,
+}
+"""The deployments each task needs running: requests fail fast with 503 while one has none."""
 logger = logging.getLogger("ray.serve")
 
 
@@ -67,15 +74,16 @@ class V1Routes:
             Route("/v1/health", self.health, methods=["GET"]),
             Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
             Route("/v1/audio/translations", self.translations, methods=["POST"]),
+            Route("/v1/audio/diarize", self.diarize, methods=["POST"]),
         ]
 
-    async def _require_ready(self) -> None:
-        reason = await self.readiness.reason()
+    async def _require_ready(self, deployments: tuple[str, ...]) -> None:
+        reason = await self.readiness.reason(deployments)
         if reason is not None:
             raise Unavailable(reason)
 
     async def health(self, request: Request) -> Response:
-        await self._require_ready()
+        await self._require_ready(EVERY_WORKER)
         return JSONResponse({"status": "ok"})
 
     async def transcriptions(self, request: Request) -> Response:
@@ -84,19 +92,28 @@ class V1Routes:
     async def translations(self, request: Request) -> Response:
         return await self._audio(request, "translate")
 
+    async def diarize(self, request: Request) -> Response:
+        return await self._audio(request, "diarize")
+
     async def _audio(self, request: Request, task: Task) -> Response:
-        await self._require_ready()
+        await self._require_ready(NEEDS[task])
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
             options = self._options(form, request, task)
+            speakers = None
+            if options.speakers is not None:
+                speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
             audio, model = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
         if options.stream:
-            events = self.pipeline.stream(audio, model, options.decode)
+            if speakers is None:
+                events = self.pipeline.stream(audio, model, options.decode)
+            else:
+                events = self.pipeline.stream_with_speakers(audio, model, options.decode, speakers)
             return EventSourceResponse(
                 _sse(events, options), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
             )
-        return _render(await self.pipeline.transcribe(audio, model, options.decode), options)
+        return _render(await self.pipeline.transcribe(audio, model, options.decode, speakers), options)
 
     @staticmethod
     def _options(form: FormData, request: Request, task: Task) -> RequestOptions:

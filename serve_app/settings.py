@@ -24,6 +24,10 @@ class AppSettings(BaseModel):
     default_model: str = "tiny.en"
     """The model that `whisper-1` (the OpenAI SDK's model name) and jobs without a model use."""
 
+    diarization_model: str = "pyannote-campplus"
+    """The diarization pipeline /v1/audio/diarize uses unless a request names another
+    (`diarization_model`): the embedded one, or one downloaded with POST /v1/models."""
+
     max_loaded_models: int = Field(default=2, ge=1)
     """Models each Transcriber replica keeps loaded; the least recently used goes first."""
 

@@ -30,15 +30,18 @@ def test_both_configs_are_valid_serve_configs_with_valid_args(config: dict) -> N
 def test_the_two_configs_are_the_same_graph() -> None:
     gpu, cpu = load_config("config.yaml"), load_config("config.cpu.yaml")
     assert gpu["applications"][0]["args"] == cpu["applications"][0]["args"]
-    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber"}
+    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber", "Diarizer"}
     for name in ("Ingress", "ModelStore", "JobQueue"):
         assert deployments(gpu)[name] == deployments(cpu)[name]
 
 
 def test_the_transcriber_is_pinned_to_a_gpu_and_autoscaled() -> None:
-    transcriber = deployments(load_config("config.yaml"))["Transcriber"]
-    assert transcriber["ray_actor_options"]["num_gpus"] == 1
+    graph = deployments(load_config("config.yaml"))
+    transcriber, diarizer = graph["Transcriber"], graph["Diarizer"]
+    assert transcriber["ray_actor_options"]["num_gpus"] > 0
     assert transcriber["autoscaling_config"]["min_replicas"] >= 1
+    # One Transcriber and one Diarizer replica share a GPU.
+    assert transcriber["ray_actor_options"]["num_gpus"] + diarizer["ray_actor_options"]["num_gpus"] <= 1
 
 
 def test_the_transcriber_queue_is_bounded(config: dict) -> None:
@@ -46,10 +49,14 @@ def test_the_transcriber_queue_is_bounded(config: dict) -> None:
 
 
 def test_on_cpu_the_replicas_threads_fit_the_cores() -> None:
-    transcriber = deployments(load_config("config.cpu.yaml"))["Transcriber"]
-    assert transcriber["ray_actor_options"].get("num_gpus", 0) == 0
-    # Each replica decodes with num_cpus threads (deployments/transcriber.py).
-    assert transcriber["ray_actor_options"]["num_cpus"] * transcriber["autoscaling_config"]["max_replicas"] <= 2
+    graph = deployments(load_config("config.cpu.yaml"))
+    assert all(d["ray_actor_options"].get("num_gpus", 0) == 0 for d in graph.values())
+    # Each replica runs num_cpus threads (deployments/transcriber.py, deployments/diarizer.py).
+    most = sum(
+        d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", d.get("num_replicas", 1))
+        for d in graph.values()
+    )
+    assert most <= 2
 
 
 def test_bad_args_are_refused_before_anything_binds() -> None:

