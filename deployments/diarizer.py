@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 
@@ -18,6 +19,8 @@ from serve_app.speakers import SpeakerTurn
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2)
 class Diarizer:
     def __init__(self, settings: AppSettings) -> None:
+        # pyannote sends usage telemetry unless told not to, and reads this when imported.
+        os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
         # torch and pyannote load here, in the Diarizer's replicas only, not in every process
         # that imports the application graph.
         import torch

