@@ -29,19 +29,25 @@ async def iterate_in_thread(iterator: Iterator[T]) -> AsyncIterator[T]:
     queue: asyncio.Queue[object] = asyncio.Queue()
     stop = threading.Event()
 
+    def hand_over(item: object) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the consumer's event loop has closed: nobody is listening
+            stop.set()
+
     def produce() -> None:
         try:
             for item in iterator:
                 if stop.is_set():
                     break
-                loop.call_soon_threadsafe(queue.put_nowait, item)
+                hand_over(item)
         except BaseException as error:  # handed to the consumer, raised there
-            loop.call_soon_threadsafe(queue.put_nowait, _Raised(error))
+            hand_over(_Raised(error))
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
-            loop.call_soon_threadsafe(queue.put_nowait, _END)
+            hand_over(_END)
 
     worker = threading.Thread(target=produce, name="iterate-in-thread", daemon=True)
     worker.start()

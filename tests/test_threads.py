@@ -57,3 +57,23 @@ def test_a_consumer_that_stops_early_closes_the_iterator_in_its_thread() -> None
     asyncio.run(run())
     assert closed.wait(timeout=10), "the iterator was never closed"
     assert len(produced) < 1000
+
+
+def test_a_consumer_whose_event_loop_closed_leaves_the_thread_to_end_quietly() -> None:
+    produced, closed = [], threading.Event()
+
+    def slow():
+        try:
+            for n in range(1000):
+                produced.append(n)
+                yield n
+        finally:
+            closed.set()
+
+    async def run():
+        async for n in iterate_in_thread(slow()):
+            if n == 1:
+                return
+
+    asyncio.run(run())  # the loop is closed while the thread may still hand items over
+    assert closed.wait(timeout=10)
