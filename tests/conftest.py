@@ -115,7 +115,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Pat
 
 
 @pytest.fixture
-def client(service: Service) -> Iterator[httpx.Client]:
+def client(service: LocalService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=120) as http:
         yield http
 

@@ -70,6 +70,17 @@ def transcode(source: Path, target: Path, *, codec: str, rate: int = 16000, vide
     return target
 
 
+def video_without_sound(path: Path) -> Path:
+    """A second of black video and no audio stream: media the service must refuse."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(10):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """WER after lower-casing and dropping punctuation, as transcripts are usually compared."""
     import jiwer

@@ -47,3 +47,17 @@ def test_a_header_claiming_hours_is_refused(tmp_path: Path) -> None:
         decode_audio(io.BytesIO(claiming), max_seconds=4 * 3600)
     with pytest.raises(BadRequest, match="cut short"):  # under the limit, the lie shows in what decodes
         decode_audio(io.BytesIO(claiming), max_seconds=24 * 3600)
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "reason"),
+    [
+        (b"", BadRequest, "file is empty"),
+        (b"PK\x03\x04" + bytes(range(256)) * 20, UnsupportedMedia, "not audio or video"),
+        (b"RIFF\xff\xff\xff\x7fWAVEfmt " + b"\x00" * 64, UnsupportedMedia, ""),
+    ],
+)
+def test_what_is_not_media_is_refused(data: bytes, error: type, reason: str) -> None:
+    with pytest.raises(error) as refused:
+        decode_audio(io.BytesIO(data))
+    assert reason in refused.value.reason

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from media import SAMPLE_WAV
+from media import SAMPLE_WAV, video_without_sound
 from conftest import UPLOAD_LIMIT_MB
 
 pytestmark = pytest.mark.serve
@@ -49,16 +49,7 @@ def test_refusals(client: httpx.Client, route, file, fields, status, reason) -> 
 
 
 def test_media_without_an_audio_stream_is_refused(client: httpx.Client, tmp_path: Path) -> None:
-    import av
-    import numpy as np
-
-    silent_video = tmp_path / "no-audio.mp4"
-    with av.open(str(silent_video), "w") as out:
-        stream = out.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for _ in range(10):
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")))
-        out.mux(stream.encode(None))
+    silent_video = video_without_sound(tmp_path / "no-audio.mp4")
     response = post(client, file=("no-audio.mp4", silent_video.read_bytes()), model="tiny.en")
     assert response.status_code == 415
     assert response.json()["reason"] == "file has no audio stream"

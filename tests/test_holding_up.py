@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray.util.state import list_actors
 
-from conftest import ALT_API_KEY, ALT_ORIGIN, ALT_TIMEOUT_S, GERMAN_TEXT
+from conftest import ALT_API_KEY, ALT_ORIGIN, ALT_TIMEOUT_S
 from media import SAMPLE_WAV, claim_duration, transcode
 
 pytestmark = pytest.mark.serve
