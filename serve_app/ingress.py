@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
@@ -12,10 +15,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import ApiKeys, load_api_keys
+from .errors import BadRequest, Unavailable
+from .formats import render
 from .http import EXCEPTION_HANDLERS, BodyLimit, CatchAll
 from .job_routes import JobRoutes
 from .model_routes import ModelRoutes
 from .openapi import openapi_document
+from .options import parse_request_options
 from .pipeline import Pipeline
 from .readiness import Readiness
 from .routes import NEEDS, V1Routes
@@ -83,14 +89,6 @@ class Ingress:
         through the route's own parsing, pipeline and renderer, so the body is the one HTTP
         sends, a dict for the JSON formats and text for the others. A refusal raises the
         ServiceError the route answers with. The whole body comes back at once: no stream."""
-        import io
-
-        from starlette.datastructures import FormData
-
-        from .errors import BadRequest, Unavailable
-        from .formats import render
-        from .options import parse_request_options
-
         if task not in ("transcribe", "translate"):
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
         reason = await self.readiness.reason(NEEDS[task])
