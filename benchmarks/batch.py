@@ -24,7 +24,6 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import argparse
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ from pathlib import Path
 import ray
 from faster_whisper import WhisperModel
 
-from corpus import build
-from serve_app.audio import SAMPLE_RATE, decode_audio
+from corpus import build, in_process, print_speeds, seconds_of_audio
 from serve_app.batch import BatchSettings, connect, find_model, plan_pool, run_batch
 
 
@@ -47,22 +45,6 @@ def corpus_copies(folder: Path, copies: int) -> list[Path]:
         for clip in clips:
             files.append(Path(shutil.copy(clip, media / f"copy-{copy}" / clip.name)))
     return files
-
-
-def seconds_of_audio(files: list[Path]) -> float:
-    total = 0.0
-    for path in files:
-        with open(path, "rb") as media:
-            total += decode_audio(media).size / SAMPLE_RATE
-    return total
-
-
-def in_process(model: WhisperModel, files: list[Path]) -> float:
-    started = time.perf_counter()
-    for path in files:
-        segments, _ = model.transcribe(str(path), beam_size=5)
-        "".join(segment.text for segment in segments)
-    return time.perf_counter() - started
 
 
 def batch(settings: BatchSettings) -> float:
@@ -100,13 +82,11 @@ def main() -> None:
         finally:
             ray.shutdown()
 
-    base_speed = audio_seconds / statistics.median(baseline)
-    batch_speed = audio_seconds / statistics.median(batched)
     print(f"corpus: {len(files)} files ({args.copies} copies of {len(files) // args.copies} clips), {audio_seconds:.1f} s of audio; {args.rounds} rounds, medians")
-    print(f"{'path':<46}{'wall s':>9}{'audio s / wall s':>19}{'ratio':>8}")
-    print(f"{'faster-whisper in-process, one file at a time':<46}{statistics.median(baseline):>9.2f}{base_speed:>19.2f}{1.0:>8.2f}")
-    label = f"batch on Ray Data, {actors} actors x 1 CPU"
-    print(f"{label:<46}{statistics.median(batched):>9.2f}{batch_speed:>19.2f}{batch_speed / base_speed:>8.2f}")
+    print_speeds(
+        audio_seconds,
+        [("faster-whisper in-process, one file at a time", baseline), (f"batch on Ray Data, {actors} actors x 1 CPU", batched)],
+    )
 
 
 if __name__ == "__main__":

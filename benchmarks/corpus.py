@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import statistics
 import subprocess
+import time
 from pathlib import Path
 
 import pyannote.audio
@@ -35,3 +37,34 @@ def build(folder: Path) -> list[Path]:
         subprocess.run([espeak, "-v", voice, "-s", "130", "-w", str(clip), text], check=True)
         clips.append(clip)
     return clips
+
+
+def seconds_of_audio(files: list[Path]) -> float:
+    """The audio the files hold, decoded as the service decodes it."""
+    from serve_app.audio import SAMPLE_RATE, decode_audio
+
+    total = 0.0
+    for path in files:
+        with open(path, "rb") as media:
+            total += decode_audio(media).size / SAMPLE_RATE
+    return total
+
+
+def in_process(model, files: list[Path]) -> float:
+    """The baseline: faster-whisper (a loaded WhisperModel), one file after another; wall seconds."""
+    started = time.perf_counter()
+    for path in files:
+        segments, _ = model.transcribe(str(path), beam_size=5)
+        "".join(segment.text for segment in segments)
+    return time.perf_counter() - started
+
+
+def print_speeds(audio_seconds: float, rows: list[tuple[str, list[float]]]) -> None:
+    """A table of wall seconds (median of the rounds), audio seconds per wall second, and the
+    ratio to the first row, the baseline measured in the same run."""
+    width = max(len(label) for label, _ in rows) + 2
+    print(f"{'path':<{width}}{'wall s':>9}{'audio s / wall s':>19}{'ratio':>8}")
+    base_speed = audio_seconds / statistics.median(rows[0][1])
+    for label, times in rows:
+        speed = audio_seconds / statistics.median(times)
+        print(f"{label:<{width}}{statistics.median(times):>9.2f}{speed:>19.2f}{speed / base_speed:>8.2f}")

@@ -16,31 +16,15 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import av
 import httpx
 from faster_whisper import WhisperModel
 
-from corpus import build
+from corpus import build, in_process, print_speeds, seconds_of_audio
 from serve_app.local import LocalService
-
-
-def duration(clip: Path) -> float:
-    with av.open(str(clip)) as container:
-        stream = container.streams.audio[0]
-        return float(stream.duration * stream.time_base) if stream.duration else float(container.duration / av.time_base)
-
-
-def in_process(model: WhisperModel, clips: list[Path]) -> float:
-    started = time.perf_counter()
-    for clip in clips:
-        segments, _ = model.transcribe(str(clip), beam_size=5)
-        "".join(segment.text for segment in segments)
-    return time.perf_counter() - started
 
 
 def through_service(url: str, clips: list[Path]) -> float:
@@ -60,7 +44,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         clips = build(Path(scratch) / "corpus")
-        audio_seconds = sum(duration(clip) for clip in clips)
+        audio_seconds = seconds_of_audio(clips)
         service = LocalService(model_dir=Path(scratch) / "models")
         service.start()
         try:
@@ -73,12 +57,8 @@ def main() -> None:
         finally:
             service.stop()
 
-    base_speed = audio_seconds / statistics.median(baseline)
-    served_speed = audio_seconds / statistics.median(served)
     print(f"corpus: {len(clips)} clips, {audio_seconds:.1f} s of audio; {rounds} rounds, medians")
-    print(f"{'path':<34}{'wall s':>9}{'audio s / wall s':>19}{'ratio':>8}")
-    print(f"{'faster-whisper in-process':<34}{statistics.median(baseline):>9.2f}{base_speed:>19.2f}{1.0:>8.2f}")
-    print(f"{'service over HTTP, one at a time':<34}{statistics.median(served):>9.2f}{served_speed:>19.2f}{served_speed / base_speed:>8.2f}")
+    print_speeds(audio_seconds, [("faster-whisper in-process", baseline), ("service over HTTP, one at a time", served)])
 
 
 if __name__ == "__main__":
