@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
 import numpy as np
 import ray
+from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from serve_app.catalogue import ModelInfo
+from serve_app.budget import thread_budget
 from serve_app.engine import WhisperEngine
 from serve_app.errors import ServiceError
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
-from serve_app.threads import iterate_in_thread
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
 
 UNHEALTHY_AFTER_FAILURES = 3
 
 
-def replica_resources() -> tuple[str, int]:
-    """The device and the CPU thread count this replica was given by config.yaml.
+class BatchConfig(BaseModel):
+    """The Transcriber's `user_config` in config.yaml: applied to running replicas when changed."""
 
-    `cpu_threads` is the replica's `num_cpus`, so the replicas Ray packs on a node use
-    exactly its cores between them.
-    """
+    model_config = ConfigDict(extra="forbid")
+
+    batch_audio_seconds: float = Field(default=120, ge=30)
+    """Most audio one batch decodes, in seconds; chunks are at most 30 s, so 120 is 4 chunks."""
+
+
+def replica_budget() -> tuple[str, int, int]:
+    """The device, the engine's workers and their threads, from the resources config.yaml gave
+    this replica: the workers' threads add up to its `num_cpus`, so the replicas Ray packs on a
+    node never outnumber its cores."""
     assigned = ray.get_runtime_context().get_assigned_resources()
     device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
-    return device, max(1, int(assigned.get("CPU", 1)))
+    return device, *thread_budget(device, max(1, int(assigned.get("CPU", 1))))
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2)
+@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
 class Transcriber:
     def __init__(self, settings: AppSettings) -> None:
-        device, cpu_threads = replica_resources()
+        device, workers, cpu_threads = replica_budget()
         if settings.device != "auto":
             device = settings.device
         self._failures_in_a_row = 0
@@ -44,20 +53,35 @@ class Transcriber:
             device=device,
             compute_type=settings.compute_type,
             cpu_threads=cpu_threads,
+            workers=workers,
             max_loaded=settings.max_loaded_models,
             beam_size=settings.beam_size,
-            vad_filter=settings.vad_filter,
+            batch_audio_seconds=BatchConfig().batch_audio_seconds,
         )
 
-    def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        with self._watched():
-            return self.engine.transcribe(audio, model, options)
+    def reconfigure(self, config: dict) -> None:
+        self.engine.batcher.max_batch_seconds = BatchConfig.model_validate(config).batch_audio_seconds
+
+    async def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
+        events = self.stream(audio, model, options)
+        info = await anext(events)
+        assert isinstance(info, TranscriptInfo)
+        return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
 
     async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
-        # Async, so that Serve cancels it when the caller goes away, which stops the decoding.
+        """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks
+        of the other requests in flight. Async, so that Serve cancels it when the caller goes
+        away, which drops the chunks not decoding yet."""
         with self._watched():
-            async for event in iterate_in_thread(self.engine.stream(audio, model, options)):
-                yield event
+            prepared = await asyncio.to_thread(self.engine.prepare, audio, model, options)
+            yield prepared.info
+            decoding = self.engine.decode(prepared)
+            try:
+                for future in decoding.futures:
+                    for segment in decoding.segments(await asyncio.wrap_future(future)):
+                        yield segment
+            finally:
+                decoding.close()
 
     @contextmanager
     def _watched(self) -> Iterator[None]:
@@ -83,6 +107,10 @@ class Transcriber:
             "device": engine.device,
             "compute_type": engine.compute_type,
             "cpu_threads": engine.cpu_threads,
+            "workers": engine.workers,
+            "batch_audio_seconds": engine.batcher.max_batch_seconds,
+            "batches": engine.batcher.batches,
+            "chunks_decoded": engine.batcher.chunks,
             "loaded": engine.loaded(),
             "active_streams": engine.active_streams,
             "segments_decoded": engine.segments_decoded,

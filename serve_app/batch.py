@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 
 from .audio import SAMPLE_RATE, decode_audio
+from .budget import thread_budget
 from .catalogue import ModelCatalogue, ModelInfo
 from .embedded import EMBEDDED_MODELS
 from .errors import ServiceError
@@ -179,7 +180,6 @@ class BatchSettings:
     gpus_per_actor: float | None = None
     compute_type: str = AppSettings().compute_type
     beam_size: int = AppSettings().beam_size
-    vad_filter: bool = AppSettings().vad_filter
     diarize: bool = False
     diarization_model: str = AppSettings().diarization_model
     """The diarization pipeline, a model of the model folder (the service's default: the embedded one)."""
@@ -452,12 +452,13 @@ def transcripts(
     log_once("ray_data_progress_manager_disabled")  # Ray Data would say how to turn its bars on
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     items = [{"path": str(file.path), "language": file.language or ""} for file in files]
+    workers, cpu_threads = thread_budget(pool.device, pool.cpus)  # what the actor's num_cpus gives it
     engine = {
         "device": pool.device,
         "compute_type": settings.compute_type,
-        "cpu_threads": pool.cpus,  # what the actor's num_cpus gives it
+        "workers": workers,
+        "cpu_threads": cpu_threads,
         "beam_size": settings.beam_size,
-        "vad_filter": settings.vad_filter,
     }
     dataset = (
         ray.data.from_items(items, override_num_blocks=len(items))  # a file a block: a decode task each
@@ -606,7 +607,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs of each actor (default 1 on a cluster with GPUs, else 0)")
     parser.add_argument("--compute-type", default=defaults.compute_type, help="CTranslate2 compute type (default auto: int8 on CPU, float16 on GPU)")
     parser.add_argument("--beam-size", type=int, default=defaults.beam_size)
-    parser.add_argument("--vad-filter", action="store_true", help="skip silence with faster-whisper's Silero VAD")
     parser.add_argument("--diarize", action="store_true", help="label each segment with its speaker (pyannote), in every output")
     parser.add_argument("--diarization-model", default=None, help=f"the diarization model, in the model folder (default {defaults.diarization_model}); implies --diarize")
     parser.add_argument("--address", default=None, help="the Ray cluster to join (default: RAY_ADDRESS, else a new local Ray)")
@@ -642,7 +642,6 @@ def main(argv: list[str] | None = None) -> int:
             gpus_per_actor=args.gpus_per_actor,
             compute_type=args.compute_type,
             beam_size=args.beam_size,
-            vad_filter=args.vad_filter,
             diarize=args.diarize or args.diarization_model is not None,
             diarization_model=args.diarization_model or AppSettings().diarization_model,
             progress=args.progress,

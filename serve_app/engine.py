@@ -1,4 +1,8 @@
-"""faster-whisper behind a small cache of loaded models: the Transcriber's plain core.
+"""faster-whisper behind a small cache of loaded models and a batcher: the Transcriber's core.
+
+A request's audio is cut at silences into chunks of at most 30 s (`prepare`); the chunks of
+all requests in flight are decoded in batches by the engine's workers (serve_app/batcher.py);
+each request reads its own chunks' segments back in order (`Decoding`).
 
 No Ray here: tests and the batch pipeline use it directly.
 """
@@ -7,45 +11,65 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import faster_whisper.transcribe
 import numpy as np
 from faster_whisper import WhisperModel
 
 from .audio import SAMPLE_RATE
+from .batcher import Batcher, Job
 from .catalogue import ModelInfo
+from .decoding import Chunk, DecodeKey, SpeechClock, cut_at_silences, decode_batch, detect_language, to_segment
 from .errors import NotFound
 from .options import DecodeOptions
-from .transcript import Segment, Transcript, TranscriptInfo, Word
+from .transcript import Segment, Transcript, TranscriptInfo
 
-__all__ = ["WhisperEngine"]
+__all__ = ["Decoding", "Prepared", "WhisperEngine"]
 
 
-def _segment(number: int, segment: faster_whisper.transcribe.Segment, duration: float) -> Segment:
-    def clamp(seconds: float) -> float:
-        # Whisper's timestamp tokens can point past the end of the audio's last window.
-        return min(seconds, duration)
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request's audio cut into chunks, its language known: ready to decode."""
 
-    return Segment(
-        id=number,
-        start=clamp(segment.start),
-        end=clamp(segment.end),
-        text=segment.text,
-        seek=segment.seek,
-        tokens=list(segment.tokens),
-        temperature=segment.temperature or 0.0,
-        avg_logprob=segment.avg_logprob,
-        compression_ratio=segment.compression_ratio,
-        no_speech_prob=segment.no_speech_prob,
-        words=None if segment.words is None else [Word(clamp(w.start), clamp(w.end), w.word, w.probability) for w in segment.words],
-    )
+    info: TranscriptInfo
+    key: DecodeKey
+    chunks: list[Chunk]
+    clock: SpeechClock
+
+
+class Decoding:
+    """One request's chunks in the batcher. Read `futures` in order and turn each result into
+    segments with `segments`; `close` drops what is still waiting (a client gone)."""
+
+    def __init__(self, engine: WhisperEngine, prepared: Prepared, job: Job[Chunk]) -> None:
+        self._engine = engine
+        self._prepared = prepared
+        self._job = job
+        self._numbered = 0
+        self.futures = job.futures
+
+    def segments(self, decoded: list[dict]) -> list[Segment]:
+        info, key = self._prepared.info, self._prepared.key
+        segments = [
+            to_segment(self._numbered + n, raw, self._prepared.clock, info.duration, key.temperature)
+            for n, raw in enumerate(decoded)
+        ]
+        self._numbered += len(segments)
+        self._engine._count(segments=len(segments))
+        return segments
+
+    def close(self) -> None:
+        if self._job is not None:
+            self._engine.batcher.cancel(self._job)
+            self._engine._count(streams=-1)
+            self._job = None
 
 
 class WhisperEngine:
-    """Loads each model once, keeps at most `max_loaded` of them, and transcribes with them."""
+    """Loads each model once, keeps at most `max_loaded` of them, and transcribes with them:
+    `workers` batches decode at the same time, each on `cpu_threads` threads (serve_app/budget.py)."""
 
     def __init__(
         self,
@@ -53,20 +77,24 @@ class WhisperEngine:
         device: str = "cpu",
         compute_type: str = "auto",
         cpu_threads: int = 1,
+        workers: int = 1,
         max_loaded: int = 2,
         beam_size: int = 5,
-        vad_filter: bool = False,
+        batch_audio_seconds: float = 240,
     ) -> None:
         self.device = device
         self.compute_type = compute_type if compute_type != "auto" else ("float16" if device == "cuda" else "int8")
         self.cpu_threads = cpu_threads
+        self.workers = workers
         self.max_loaded = max_loaded
         self.beam_size = beam_size
-        self.vad_filter = vad_filter
         self._loaded: OrderedDict[str, WhisperModel] = OrderedDict()
         self._lock = threading.Lock()
         self.active_streams = 0
         self.segments_decoded = 0
+        self.batcher: Batcher[Chunk] = Batcher(
+            self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch"
+        )
 
     def model(self, path: str) -> WhisperModel:
         with self._lock:
@@ -78,7 +106,11 @@ class WhisperEngine:
                 # faster-whisper would take a missing folder for a hub name and download it.
                 raise NotFound(f"model not found: {path} was deleted")
             model = WhisperModel(
-                path, device=self.device, compute_type=self.compute_type, cpu_threads=self.cpu_threads
+                path,
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.workers,
             )
             self._loaded[path] = model
             while len(self._loaded) > self.max_loaded:
@@ -98,34 +130,60 @@ class WhisperEngine:
         with self._lock:
             return self._loaded.pop(path, None) is not None
 
-    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
-        """The TranscriptInfo first, then each segment as faster-whisper decodes it. Closing the
-        iterator early (a client gone) stops the decoding: faster-whisper's is lazy too."""
-        segments, info = self.model(model.path).transcribe(
-            audio, beam_size=self.beam_size, vad_filter=self.vad_filter, **options.engine_kwargs()
+    def prepare(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Prepared:
+        """Cut the audio at silences and settle its language (detected when not given)."""
+        whisper = self.model(model.path)
+        chunks, clock = cut_at_silences(audio)
+        if options.language is not None:
+            language, probability = (options.language if whisper.model.is_multilingual else "en"), 1.0
+        else:
+            language, probability = detect_language(whisper, chunks[0].audio if chunks else audio)
+        key = DecodeKey(
+            model_path=model.path,
+            task=options.task,
+            language=language,
+            prompt=options.prompt,
+            temperature=options.temperature or 0.0,
+            word_timestamps=options.word_timestamps,
+            beam_size=self.beam_size,
         )
-        duration = len(audio) / SAMPLE_RATE
-        yield TranscriptInfo(
-            task=options.task, language=info.language, duration=duration, language_probability=info.language_probability
+        info = TranscriptInfo(
+            task=options.task, language=language, duration=len(audio) / SAMPLE_RATE, language_probability=probability
         )
-        with self._counted_stream():
-            for number, segment in enumerate(segments):
-                with self._lock:
-                    self.segments_decoded += 1
-                yield _segment(number, segment, duration)
+        return Prepared(info=info, key=key, chunks=chunks, clock=clock)
 
-    @contextmanager
-    def _counted_stream(self) -> Iterator[None]:
+    def decode(self, prepared: Prepared) -> Decoding:
+        """Hand the chunks to the batcher; they decode beside those of the other requests."""
+        job = self.batcher.submit(prepared.key, prepared.chunks, [chunk.seconds for chunk in prepared.chunks])
+        self._count(streams=1)
+        return Decoding(self, prepared, job)
+
+    def _decode_batch(self, key: Hashable, chunks: list[Chunk]) -> list[list[dict]]:
+        assert isinstance(key, DecodeKey)
+        return decode_batch(self.model(key.model_path), key, chunks)
+
+    def _count(self, *, streams: int = 0, segments: int = 0) -> None:
         with self._lock:
-            self.active_streams += 1
+            self.active_streams += streams
+            self.segments_decoded += segments
+
+    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
+        """The TranscriptInfo first, then each segment as its chunk decodes. Closing the iterator
+        early (a client gone) drops the chunks not decoding yet."""
+        prepared = self.prepare(audio, model, options)
+        yield prepared.info
+        decoding = self.decode(prepared)
         try:
-            yield
+            for future in decoding.futures:
+                yield from decoding.segments(future.result())
         finally:
-            with self._lock:
-                self.active_streams -= 1
+            decoding.close()
 
     def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
         events = self.stream(audio, model, options)
         info = next(events)
         assert isinstance(info, TranscriptInfo)
         return Transcript(info=info, segments=list(events))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.batcher.close()

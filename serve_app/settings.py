@@ -37,9 +37,6 @@ class AppSettings(BaseModel):
     beam_size: int = Field(default=5, ge=1, le=16)
     """Beam width of the decoder (faster-whisper's default)."""
 
-    vad_filter: bool = False
-    """Skip silence with faster-whisper's Silero VAD before decoding."""
-
     max_upload_mb: float = Field(default=200, gt=0)
     """Largest request body accepted, in MiB; larger ones get 413 before they are read."""
 

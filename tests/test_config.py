@@ -6,6 +6,7 @@ import pydantic
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
+from deployments.transcriber import BatchConfig
 from serve_app.app import build_app
 from serve_app.settings import AppSettings
 from serve_app.local import load_config
@@ -51,12 +52,18 @@ def test_the_transcriber_queue_is_bounded(config: dict) -> None:
 def test_on_cpu_the_replicas_threads_fit_the_cores() -> None:
     graph = deployments(load_config("config.cpu.yaml"))
     assert all(d["ray_actor_options"].get("num_gpus", 0) == 0 for d in graph.values())
-    # Each replica runs num_cpus threads (deployments/transcriber.py, deployments/diarizer.py).
+    # A Transcriber replica decodes on num_cpus threads (serve_app/budget.py); the Diarizer,
+    # reserving none, runs one thread, only while a diarization runs.
     most = sum(
         d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", d.get("num_replicas", 1))
         for d in graph.values()
     )
     assert most <= 2
+
+
+def test_the_transcriber_batch_config_is_valid(config: dict) -> None:
+    user_config = deployments(config)["Transcriber"]["user_config"]
+    assert BatchConfig.model_validate(user_config).batch_audio_seconds >= 30
 
 
 def test_bad_args_are_refused_before_anything_binds() -> None:

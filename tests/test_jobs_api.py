@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ALT_API_KEY, CALLBACK_SECRET
+from conftest import ALT_API_KEY, CALLBACK_SECRET, LONG_TEXT
 from media import SAMPLE_WAV, speak
 from receiver import Receiver
 from serve_app.jobs import SIGNATURE_HEADER, verify_signature
@@ -218,9 +218,11 @@ def test_the_job_api_is_off_unless_folders_are_configured(alt: str) -> None:
 
 def test_jobs_survive_a_restart_of_serve_and_ray(service, media: Path, out: Path, long_english_wav: Path) -> None:
     client = httpx.Client(base_url=service.url, timeout=60)
+    # The first job long enough (ten minutes) to be running still when Serve and Ray stop.
+    talks = [speak(" ".join([LONG_TEXT] * 20), media / "restart-0.wav", voice="en-us", speed=150)]
+    talks += [shutil.copy(long_english_wav, media / f"restart-{number}.wav") for number in (1, 2)]
     ids = []
-    for number in range(3):
-        talk = shutil.copy(long_english_wav, media / f"restart-{number}.wav")
+    for talk in talks:
         ids.append(client.post("/transcription/job", json={"path": str(talk), "output_path": str(out)}).json()["id"])
     deadline = time.monotonic() + 60
     while client.get(f"/transcription/job/{ids[0]}").json()["status"] != "RUNNING":

@@ -1,0 +1,137 @@
+"""Cross-request batching: the chunks of concurrent requests decoded together.
+
+No model here: the engine hands over a `decode(key, items)` function and this decides what goes
+into each batch. The rules:
+
+- Only chunks with the same key (model, task, language, decoding options) share a batch; the
+  oldest waiting request's key goes first.
+- A batch holds at most `max_batch_seconds` of audio (at least one chunk, however long).
+- A worker that comes free takes what is waiting now and never waits for more: a lone request
+  goes straight through.
+- A request's first chunk goes into a batch alone, or beside other requests' chunks, and each
+  batch after takes as many of its chunks as it already has taken (1, 1, 2, 4, ...): the first
+  words of a long file come back as soon as a lone chunk decodes, and the rest ramps up to
+  full batches.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Batcher", "Job"]
+
+Item = TypeVar("Item")
+
+
+class Job(Generic[Item]):
+    """One request's chunks in the batcher: `futures[i]` gets what `decode` made of `items[i]`."""
+
+    def __init__(self, key: Hashable, items: Sequence[Item], seconds: Sequence[float]) -> None:
+        self.key = key
+        self.items: list[Item | None] = list(items)
+        self.seconds = list(seconds)
+        self.futures: list[Future[Any]] = [Future() for _ in self.items]
+        self.taken = 0
+        """Chunks handed to a worker so far, in order."""
+
+
+class Batcher(Generic[Item]):
+    """Worker threads that decode batches of waiting chunks with `decode(key, items)`."""
+
+    def __init__(
+        self,
+        decode: Callable[[Hashable, list[Item]], list[Any]],
+        *,
+        workers: int,
+        max_batch_seconds: float,
+        name: str = "batcher",
+    ) -> None:
+        self._decode = decode
+        self.max_batch_seconds = max_batch_seconds
+        self._changed = threading.Condition()
+        self._waiting: list[Job[Item]] = []  # jobs with chunks not yet taken, oldest first
+        self._closed = False
+        self.batches = 0
+        self.chunks = 0
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, key: Hashable, items: Sequence[Item], seconds: Sequence[float]) -> Job[Item]:
+        job = Job(key, items, seconds)
+        if job.items:
+            with self._changed:
+                if self._closed:
+                    raise RuntimeError("the batcher is closed")
+                self._waiting.append(job)
+                self._changed.notify()
+        return job
+
+    def cancel(self, job: Job[Item]) -> None:
+        """Drop the job's chunks that no worker has taken yet; a batch already running finishes."""
+        with self._changed:
+            if job in self._waiting:
+                self._waiting.remove(job)
+        for future in job.futures:
+            future.cancel()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            waiting, self._waiting = self._waiting, []
+            self._changed.notify_all()
+        for job in waiting:
+            self.cancel(job)
+
+    def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
+        """Take the next batch off the waiting jobs; the caller holds the lock."""
+        key = self._waiting[0].key
+        batch: list[tuple[Job[Item], int]] = []
+        seconds = 0.0
+        for job in [job for job in self._waiting if job.key == key]:
+            allowance = max(1, job.taken)
+            while allowance and job.taken < len(job.items):
+                chunk_seconds = job.seconds[job.taken]
+                if batch and seconds + chunk_seconds > self.max_batch_seconds:
+                    return key, batch
+                batch.append((job, job.taken))
+                seconds += chunk_seconds
+                job.taken += 1
+                allowance -= 1
+                if job.taken == len(job.items):
+                    self._waiting.remove(job)
+        return key, batch
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                while not self._waiting and not self._closed:
+                    self._changed.wait()
+                if self._closed:
+                    return
+                key, batch = self._next_batch()
+                if self._waiting:
+                    self._changed.notify()  # more for another free worker
+            # A future cancelled since (its client gone) is left out of the batch.
+            batch = [(job, index) for job, index in batch if job.futures[index].set_running_or_notify_cancel()]
+            if batch:
+                self._run(key, batch)
+
+    def _run(self, key: Hashable, batch: list[tuple[Job[Item], int]]) -> None:
+        items = [job.items[index] for job, index in batch]
+        for job, index in batch:
+            job.items[index] = None  # the audio goes as soon as its batch is done
+        try:
+            results = self._decode(key, items)  # type: ignore[arg-type]
+        except BaseException as error:  # the requests in the batch get it, the worker goes on
+            for job, index in batch:
+                job.futures[index].set_exception(error)
+            return
+        with self._changed:
+            self.batches += 1
+            self.chunks += len(batch)
+        for (job, index), result in zip(batch, results, strict=True):
+            job.futures[index].set_result(result)

@@ -1,0 +1,213 @@
+"""faster-whisper's batched decoding, one chunk of ≤ 30 s at a time or many together.
+
+The pieces of faster-whisper's `BatchedInferencePipeline`, taken apart so that a batch may hold
+the chunks of several requests: cutting the audio at silences (its Silero VAD), decoding a
+batch (its batched generate), and putting the times back on the audio's own clock. Every
+chunk of a batch is decoded as it would be alone, so a request's transcript does not depend
+on what it was batched with.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from math import ceil
+
+import ctranslate2
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio, get_suppressed_tokens, pad_or_trim
+from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
+
+from .audio import SAMPLE_RATE
+from .transcript import Segment, Word
+
+__all__ = ["Chunk", "DecodeKey", "SpeechClock", "cut_at_silences", "decode_batch", "detect_language", "to_segment"]
+
+CHUNK_SECONDS = 30
+_DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeKey:
+    """All a chunk's decoding depends on beside its audio: chunks with equal keys may share a batch."""
+
+    model_path: str
+    task: str
+    language: str
+    prompt: str | None
+    temperature: float
+    word_timestamps: bool
+    beam_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Speech of at most 30 s, silences cut out; `offset`: where it starts on the speech-only clock."""
+
+    audio: np.ndarray
+    offset: float
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+
+class SpeechClock:
+    """Maps times on the speech-only clock (the chunks laid end to end) back to the audio's."""
+
+    def __init__(self, speech: list[dict]) -> None:
+        self._map = SpeechTimestampsMap(speech, SAMPLE_RATE) if speech else None
+
+    def start(self, seconds: float) -> float:
+        return float(self._map.get_original_time(seconds) if self._map else seconds)
+
+    def end(self, seconds: float) -> float:
+        return float(self._map.get_original_time(seconds, is_end=True) if self._map else seconds)
+
+    def word(self, start: float, end: float) -> tuple[float, float]:
+        if self._map is None:
+            return float(start), float(end)
+        # Both ends of a word on the same speech region, as faster-whisper does.
+        region = self._map.get_chunk_index((start + end) / 2)
+        return float(self._map.get_original_time(start, region)), float(self._map.get_original_time(end, region))
+
+
+def cut_at_silences(audio: np.ndarray) -> tuple[list[Chunk], SpeechClock]:
+    """The audio's speech in chunks of at most 30 s, cut at silences found by the Silero VAD."""
+    speech = get_speech_timestamps(audio, VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160))
+    if not speech:
+        return [], SpeechClock([])
+    pieces, metadata = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS)
+    chunks = [Chunk(piece, meta["offset"]) for piece, meta in zip(pieces, metadata) if len(piece)]
+    return chunks, SpeechClock(speech)
+
+
+def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
+    """The language spoken in the first 30 s of `audio` (the first chunk's speech)."""
+    if not whisper.model.is_multilingual:
+        return "en", 1.0
+    features = whisper.feature_extractor(audio[: CHUNK_SECONDS * SAMPLE_RATE])
+    language, probability, _ = whisper.detect_language(features=features)
+    return language, probability
+
+
+def options_for(whisper: WhisperModel, key: DecodeKey) -> tuple[Tokenizer, TranscriptionOptions]:
+    """The tokenizer and the options of faster-whisper's batched transcribe for this key."""
+    tokenizer = Tokenizer(whisper.hf_tokenizer, whisper.model.is_multilingual, task=key.task, language=key.language)
+    options = TranscriptionOptions(
+        beam_size=key.beam_size,
+        best_of=_DEFAULTS["best_of"],
+        patience=_DEFAULTS["patience"],
+        length_penalty=_DEFAULTS["length_penalty"],
+        repetition_penalty=_DEFAULTS["repetition_penalty"],
+        no_repeat_ngram_size=_DEFAULTS["no_repeat_ngram_size"],
+        log_prob_threshold=_DEFAULTS["log_prob_threshold"],
+        no_speech_threshold=_DEFAULTS["no_speech_threshold"],
+        compression_ratio_threshold=_DEFAULTS["compression_ratio_threshold"],
+        condition_on_previous_text=False,
+        prompt_reset_on_temperature=_DEFAULTS["prompt_reset_on_temperature"],
+        temperatures=[key.temperature],
+        initial_prompt=key.prompt,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        without_timestamps=False,  # segments of a few seconds, for subtitles, not one a chunk
+        max_initial_timestamp=0.0,
+        word_timestamps=key.word_timestamps,
+        prepend_punctuations=_DEFAULTS["prepend_punctuations"],
+        append_punctuations=_DEFAULTS["append_punctuations"],
+        multilingual=False,
+        max_new_tokens=None,
+        clip_timestamps=[],
+        hallucination_silence_threshold=None,
+        hotwords=None,
+    )
+    return tokenizer, options
+
+
+def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> list[list[dict]]:
+    """Decode the chunks in one batch: for each chunk, its segments as faster-whisper's dicts,
+    times on the speech-only clock."""
+    tokenizer, options = options_for(whisper, key)
+    features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1]) for chunk in chunks])
+    encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
+    decoded = []
+    for row, (chunk, output) in enumerate(zip(chunks, outputs)):
+        frames = int(ceil(chunk.seconds) * whisper.frames_per_second)
+        pieces, _, _ = whisper._split_segments_by_timestamps(
+            tokenizer=tokenizer,
+            tokens=output["tokens"],
+            time_offset=chunk.offset,
+            segment_size=frames,
+            segment_duration=chunk.seconds,
+            seek=0,
+        )
+        segments = [
+            {
+                "text": tokenizer.decode(piece["tokens"]),
+                "tokens": piece["tokens"],
+                "start": piece["start"],
+                "end": piece["end"],
+                "seek": int(chunk.offset * whisper.frames_per_second),
+                "avg_logprob": output["avg_logprob"],
+                "no_speech_prob": output["no_speech_prob"],
+                "compression_ratio": get_compression_ratio(tokenizer.decode(piece["tokens"])),
+            }
+            for piece in pieces
+        ]
+        if key.word_timestamps and segments:
+            # One chunk at a time: faster-whisper carries the last word's end from one segment
+            # to the next, which would make a chunk's words depend on its neighbours in the batch.
+            whisper.add_word_timestamps(
+                [segments],
+                tokenizer,
+                _row(encoder_output, row, len(chunks)),
+                [frames],
+                options.prepend_punctuations,
+                options.append_punctuations,
+                last_speech_timestamp=chunk.offset,
+            )
+        decoded.append(segments)
+    return decoded
+
+
+def _row(encoder_output: ctranslate2.StorageView, row: int, rows: int) -> ctranslate2.StorageView:
+    """One chunk's encoder output out of a batch's, on the device it is on."""
+    if rows == 1:
+        return encoder_output
+    if encoder_output.device == "cuda":
+        import torch
+
+        return ctranslate2.StorageView.from_array(torch.as_tensor(encoder_output, device="cuda")[row : row + 1].contiguous())
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoder_output)[row : row + 1]))
+
+
+def to_segment(number: int, raw: dict, clock: SpeechClock, duration: float, temperature: float) -> Segment:
+    """A decoded segment on the audio's clock; no time past the audio's end (Whisper's timestamp
+    tokens can point past it)."""
+
+    def clamp(seconds: float) -> float:
+        return min(seconds, duration)
+
+    words = None
+    if "words" in raw:
+        words = []
+        for word in raw["words"]:
+            start, end = clock.word(word["start"], word["end"])
+            words.append(Word(clamp(start), clamp(end), word["word"], float(word["probability"])))
+    start, end = (words[0].start, words[-1].end) if words else (clamp(clock.start(raw["start"])), clamp(clock.end(raw["end"])))
+    return Segment(
+        id=number,
+        start=start,
+        end=end,
+        text=raw["text"],
+        seek=raw["seek"],
+        tokens=list(raw["tokens"]),
+        temperature=temperature,
+        avg_logprob=float(raw["avg_logprob"]),
+        compression_ratio=float(raw["compression_ratio"]),
+        no_speech_prob=float(raw["no_speech_prob"]),
+        words=words,
+    )

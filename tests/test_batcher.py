@@ -1,0 +1,147 @@
+"""The batcher's rules (serve_app/batcher.py), with a decode function that records its batches.
+
+The decode function is the part under test's caller, not a stand-in for the engine: what is
+checked here is which chunks the batcher puts together, which no transcript shows.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import CancelledError
+
+import pytest
+
+from serve_app.batcher import Batcher
+
+
+class Recorder:
+    """Decodes an item into its own name; the first batch waits at a gate, so that what is
+    submitted meanwhile waits in the batcher."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[object, list[str]]] = []
+        self.gate = threading.Event()
+        self.first_started = threading.Event()
+
+    def __call__(self, key, items: list[str]) -> list[str]:
+        if not self.batches:
+            self.first_started.set()
+            assert self.gate.wait(30)
+        self.batches.append((key, list(items)))
+        return [f"decoded {item}" for item in items]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def batcher(recorder: Recorder, *, seconds: float = 120, workers: int = 1) -> Batcher:
+    return Batcher(recorder, workers=workers, max_batch_seconds=seconds)
+
+
+def chunks(name: str, count: int) -> list[str]:
+    return [f"{name}{n}" for n in range(count)]
+
+
+def hold_the_worker(recorder: Recorder, batching: Batcher) -> None:
+    batching.submit("hold", ["hold"], [30])
+    assert recorder.first_started.wait(30)
+
+
+def test_a_lone_request_goes_straight_through(recorder: Recorder) -> None:
+    recorder.gate.set()
+    job = batcher(recorder).submit("en", ["a0"], [12.0])
+    assert job.futures[0].result(timeout=30) == "decoded a0"
+    assert recorder.batches == [("en", ["a0"])]
+
+
+def test_waiting_requests_share_a_batch_capped_by_seconds(recorder: Recorder) -> None:
+    batching = batcher(recorder, seconds=120)
+    hold_the_worker(recorder, batching)
+    jobs = [batching.submit("en", [name], [30]) for name in "abcdef"]
+    recorder.gate.set()
+    assert [job.futures[0].result(timeout=30) for job in jobs] == [f"decoded {name}" for name in "abcdef"]
+    assert [items for _, items in recorder.batches[1:]] == [["a", "b", "c", "d"], ["e", "f"]]
+
+
+def test_a_chunk_longer_than_the_cap_still_decodes_alone(recorder: Recorder) -> None:
+    batching = batcher(recorder, seconds=30)
+    hold_the_worker(recorder, batching)
+    jobs = [batching.submit("en", [name], [29.5]) for name in "ab"]
+    recorder.gate.set()
+    for job in jobs:
+        job.futures[0].result(timeout=30)
+    assert [items for _, items in recorder.batches[1:]] == [["a"], ["b"]]
+
+
+def test_only_chunks_of_the_same_key_share_a_batch_oldest_first(recorder: Recorder) -> None:
+    batching = batcher(recorder)
+    hold_the_worker(recorder, batching)
+    jobs = [batching.submit(key, [name], [10]) for key, name in [("en", "a"), ("de", "b"), ("en", "c"), ("de", "d")]]
+    recorder.gate.set()
+    for job in jobs:
+        job.futures[0].result(timeout=30)
+    assert recorder.batches[1:] == [("en", ["a", "c"]), ("de", ["b", "d"])]
+
+
+def test_a_long_file_ramps_up_first_chunk_alone(recorder: Recorder) -> None:
+    recorder.gate.set()
+    batching = batcher(recorder, seconds=240)
+    job = batching.submit("en", chunks("a", 10), [30] * 10)
+    assert [future.result(timeout=30) for future in job.futures] == [f"decoded a{n}" for n in range(10)]
+    assert [len(items) for _, items in recorder.batches] == [1, 1, 2, 4, 2]
+
+
+def test_a_new_request_is_not_stuck_behind_a_long_one(recorder: Recorder) -> None:
+    batching = batcher(recorder, seconds=240)
+    hold_the_worker(recorder, batching)
+    long = batching.submit("en", chunks("long", 12), [30] * 12)
+    short = batching.submit("en", ["short"], [5])
+    recorder.gate.set()
+    assert short.futures[0].result(timeout=30) == "decoded short"
+    assert ["long0", "short"] == recorder.batches[1][1]
+    for future in long.futures:
+        future.result(timeout=30)
+
+
+def test_a_cancelled_job_loses_its_waiting_chunks_and_the_others_go_on(recorder: Recorder) -> None:
+    batching = batcher(recorder)
+    hold_the_worker(recorder, batching)
+    gone = batching.submit("en", chunks("gone", 3), [30] * 3)
+    kept = batching.submit("en", ["kept"], [30])
+    batching.cancel(gone)
+    recorder.gate.set()
+    assert kept.futures[0].result(timeout=30) == "decoded kept"
+    with pytest.raises(CancelledError):
+        gone.futures[0].result(timeout=30)
+    assert all("gone" not in item for _, items in recorder.batches for item in items)
+
+
+def test_a_failing_batch_fails_its_requests_and_the_worker_goes_on() -> None:
+    calls: list[list[str]] = []
+
+    def decode(key, items: list[str]) -> list[str]:
+        calls.append(items)
+        if "bad" in items:
+            raise ValueError("the model could not decode this")
+        return items
+
+    batching = Batcher(decode, workers=1, max_batch_seconds=30)
+    bad = batching.submit("en", ["bad"], [30])
+    with pytest.raises(ValueError, match="could not decode"):
+        bad.futures[0].result(timeout=30)
+    good = batching.submit("en", ["good"], [30])
+    assert good.futures[0].result(timeout=30) == "good"
+
+
+def test_workers_decode_batches_at_the_same_time() -> None:
+    both_in = threading.Barrier(2, timeout=30)
+
+    def decode(key, items: list[str]) -> list[str]:
+        both_in.wait()  # passes only when two batches are decoding at once
+        return items
+
+    batching = Batcher(decode, workers=2, max_batch_seconds=30)
+    jobs = [batching.submit("en", [name], [30]) for name in "ab"]
+    assert [job.futures[0].result(timeout=30) for job in jobs] == ["a", "b"]
