@@ -77,9 +77,8 @@ class Transcriber:
             yield prepared.info
             decoding = self.engine.decode(prepared)
             try:
-                for future in decoding.futures:
-                    for segment in decoding.segments(await asyncio.wrap_future(future)):
-                        yield segment
+                async for segment in decoding:
+                    yield segment
             finally:
                 decoding.close()
 

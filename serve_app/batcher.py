@@ -36,6 +36,7 @@ class Job(Generic[Item]):
         self.futures: list[Future[Any]] = [Future() for _ in self.items]
         self.taken = 0
         """Chunks handed to a worker so far, in order."""
+        self.cancelled = False
 
 
 class Batcher(Generic[Item]):
@@ -70,12 +71,26 @@ class Batcher(Generic[Item]):
                 self._changed.notify()
         return job
 
+    def extend(self, job: Job[Item], items: Sequence[Item], seconds: Sequence[float]) -> None:
+        """More chunks for a job (the rest of its audio, cut while its first chunks decode)."""
+        with self._changed:
+            if job.cancelled or not items:
+                return
+            job.items += items
+            job.seconds += seconds
+            job.futures += [Future() for _ in items]
+            if job not in self._waiting:
+                self._waiting.append(job)
+            self._changed.notify()
+
     def cancel(self, job: Job[Item]) -> None:
         """Drop the job's chunks that no worker has taken yet; a batch already running finishes."""
         with self._changed:
+            job.cancelled = True
             if job in self._waiting:
                 self._waiting.remove(job)
-        for future in job.futures:
+            futures = list(job.futures)
+        for future in futures:
             future.cancel()
 
     def close(self) -> None:

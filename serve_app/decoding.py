@@ -23,9 +23,10 @@ from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, 
 from .audio import SAMPLE_RATE
 from .transcript import Segment, Word
 
-__all__ = ["Chunk", "DecodeKey", "SpeechClock", "cut_at_silences", "decode_batch", "detect_language", "to_segment"]
+__all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "decode_batch", "detect_language", "to_segment"]
 
 CHUNK_SECONDS = 30
+HEAD_SECONDS = 60
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -57,8 +58,14 @@ class Chunk:
 class SpeechClock:
     """Maps times on the speech-only clock (the chunks laid end to end) back to the audio's."""
 
-    def __init__(self, speech: list[dict]) -> None:
-        self._map = SpeechTimestampsMap(speech, SAMPLE_RATE) if speech else None
+    def __init__(self) -> None:
+        self._speech: list[dict] = []
+        self._map: SpeechTimestampsMap | None = None
+
+    def extend(self, speech: list[dict]) -> None:
+        """Add speech regions (in samples, on the audio's clock) after those it has."""
+        self._speech = self._speech + speech
+        self._map = SpeechTimestampsMap(self._speech, SAMPLE_RATE) if self._speech else None
 
     def start(self, seconds: float) -> float:
         return float(self._map.get_original_time(seconds) if self._map else seconds)
@@ -74,14 +81,49 @@ class SpeechClock:
         return float(self._map.get_original_time(start, region)), float(self._map.get_original_time(end, region))
 
 
-def cut_at_silences(audio: np.ndarray) -> tuple[list[Chunk], SpeechClock]:
-    """The audio's speech in chunks of at most 30 s, cut at silences found by the Silero VAD."""
-    speech = get_speech_timestamps(audio, VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160))
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Chunks of speech, and the speech regions (samples, on the audio's clock) they hold."""
+
+    chunks: list[Chunk]
+    speech: list[dict]
+
+    @property
+    def speech_seconds(self) -> float:
+        return sum(region["end"] - region["start"] for region in self.speech) / SAMPLE_RATE
+
+
+def _speech(audio: np.ndarray, start: int = 0) -> list[dict]:
+    options = VadOptions(max_speech_duration_s=CHUNK_SECONDS, min_silence_duration_ms=160)
+    return [{"start": r["start"] + start, "end": r["end"] + start} for r in get_speech_timestamps(audio[start:], options)]
+
+
+def _chunks(audio: np.ndarray, speech: list[dict], offset: float) -> Cut:
     if not speech:
-        return [], SpeechClock([])
+        return Cut([], [])
     pieces, metadata = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS)
-    chunks = [Chunk(piece, meta["offset"]) for piece, meta in zip(pieces, metadata) if len(piece)]
-    return chunks, SpeechClock(speech)
+    return Cut([Chunk(piece, offset + meta["offset"]) for piece, meta in zip(pieces, metadata) if len(piece)], speech)
+
+
+def cut_head(audio: np.ndarray) -> tuple[Cut, int | None]:
+    """The speech of the audio's first minute in chunks of at most 30 s, cut at silences found
+    by the Silero VAD, and the sample where the rest starts (None: there is no rest).
+
+    The VAD of a long file takes a while (about 0.6 s for 150 s on a core); cut in two, the
+    first chunk decodes while the rest is cut (`cut_rest`). The head ends where its last
+    speech region starts, so that no word is cut in two.
+    """
+    if len(audio) > HEAD_SECONDS * SAMPLE_RATE:
+        speech = _speech(audio[: HEAD_SECONDS * SAMPLE_RATE])
+        if len(speech) >= 2:
+            return _chunks(audio, speech[:-1], 0.0), speech[-1]["start"]
+    return _chunks(audio, _speech(audio), 0.0), None
+
+
+def cut_rest(audio: np.ndarray, start: int, offset: float) -> Cut:
+    """The speech from sample `start` on, in chunks whose speech-clock offsets follow `offset`
+    (the seconds of speech before it)."""
+    return _chunks(audio, _speech(audio, start), offset)
 
 
 def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:

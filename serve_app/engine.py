@@ -9,9 +9,10 @@ No Ray here: tests and the batch pipeline use it directly.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator
+from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from faster_whisper import WhisperModel
 from .audio import SAMPLE_RATE
 from .batcher import Batcher, Job
 from .catalogue import ModelInfo
-from .decoding import Chunk, DecodeKey, SpeechClock, cut_at_silences, decode_batch, detect_language, to_segment
+from .decoding import Chunk, Cut, DecodeKey, SpeechClock, cut_head, cut_rest, decode_batch, detect_language, to_segment
 from .errors import NotFound
 from .options import DecodeOptions
 from .transcript import Segment, Transcript, TranscriptInfo
@@ -31,40 +32,87 @@ __all__ = ["Decoding", "Prepared", "WhisperEngine"]
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A request's audio cut into chunks, its language known: ready to decode."""
+    """A request's audio with its first minute cut into chunks and its language known: ready
+    to decode, the rest cut later (`Decoding.cut_rest`)."""
 
     info: TranscriptInfo
     key: DecodeKey
-    chunks: list[Chunk]
-    clock: SpeechClock
+    audio: np.ndarray
+    head: Cut
+    rest_start: int | None
 
 
 class Decoding:
-    """One request's chunks in the batcher. Read `futures` in order and turn each result into
-    segments with `segments`; `close` drops what is still waiting (a client gone)."""
+    """One request's chunks in the batcher: iterate it (or `async for`) for its segments in
+    order; `close` drops the chunks still waiting (a client gone)."""
 
-    def __init__(self, engine: WhisperEngine, prepared: Prepared, job: Job[Chunk]) -> None:
+    def __init__(self, engine: WhisperEngine, prepared: Prepared) -> None:
         self._engine = engine
         self._prepared = prepared
-        self._job = job
+        self._clock = SpeechClock()
+        self._clock.extend(prepared.head.speech)
+        self._job: Job[Chunk] | None = engine.batcher.submit(prepared.key, prepared.head.chunks, _seconds(prepared.head))
+        self.futures = self._job.futures
         self._numbered = 0
-        self.futures = job.futures
+        engine._count(streams=1)
+
+    def cut_rest(self) -> None:
+        """Cut the audio after its first minute and hand those chunks to the batcher too."""
+        prepared = self._prepared
+        if prepared.rest_start is None:
+            return
+        rest = cut_rest(prepared.audio, prepared.rest_start, prepared.head.speech_seconds)
+        self._clock.extend(rest.speech)
+        if self._job is not None:
+            self._engine.batcher.extend(self._job, rest.chunks, _seconds(rest))
 
     def segments(self, decoded: list[dict]) -> list[Segment]:
         info, key = self._prepared.info, self._prepared.key
-        segments = [
-            to_segment(self._numbered + n, raw, self._prepared.clock, info.duration, key.temperature)
-            for n, raw in enumerate(decoded)
-        ]
+        segments = [to_segment(self._numbered + n, raw, self._clock, info.duration, key.temperature) for n, raw in enumerate(decoded)]
         self._numbered += len(segments)
         self._engine._count(segments=len(segments))
         return segments
+
+    # The rest is cut once the first chunk has decoded: beside it, the cutting would slow the
+    # first words down, and the head's second chunk keeps the other worker busy meanwhile.
+
+    def __iter__(self) -> Iterator[Segment]:
+        """Every segment, in order, in the calling thread."""
+        if not self.futures:
+            self.cut_rest()
+        read = 0
+        while read < len(self.futures):
+            yield from self.segments(self.futures[read].result())
+            read += 1
+            if read == 1:
+                self.cut_rest()
+
+    async def __aiter__(self) -> AsyncIterator[Segment]:
+        """Every segment, in order, without blocking the event loop."""
+        rest: asyncio.Future[None] | None = None
+        read = 0
+        while True:
+            if rest is None and (read == 1 or not self.futures):
+                rest = asyncio.ensure_future(asyncio.to_thread(self.cut_rest))
+            if read < len(self.futures):
+                for segment in self.segments(await asyncio.wrap_future(self.futures[read])):
+                    yield segment
+                read += 1
+            elif rest is not None and rest.done():
+                rest.result()  # a failure to cut is the request's failure
+                return
+            else:
+                await asyncio.wait([rest])
 
     def close(self) -> None:
         if self._job is not None:
             self._engine.batcher.cancel(self._job)
             self._engine._count(streams=-1)
             self._job = None
+
+
+def _seconds(cut: Cut) -> list[float]:
+    return [chunk.seconds for chunk in cut.chunks]
 
 
 class WhisperEngine:
@@ -131,13 +179,14 @@ class WhisperEngine:
             return self._loaded.pop(path, None) is not None
 
     def prepare(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Prepared:
-        """Cut the audio at silences and settle its language (detected when not given)."""
+        """Cut the audio's first minute at silences and settle its language (detected when not
+        given)."""
         whisper = self.model(model.path)
-        chunks, clock = cut_at_silences(audio)
+        head, rest_start = cut_head(audio)
         if options.language is not None:
             language, probability = (options.language if whisper.model.is_multilingual else "en"), 1.0
         else:
-            language, probability = detect_language(whisper, chunks[0].audio if chunks else audio)
+            language, probability = detect_language(whisper, head.chunks[0].audio if head.chunks else audio)
         key = DecodeKey(
             model_path=model.path,
             task=options.task,
@@ -150,13 +199,11 @@ class WhisperEngine:
         info = TranscriptInfo(
             task=options.task, language=language, duration=len(audio) / SAMPLE_RATE, language_probability=probability
         )
-        return Prepared(info=info, key=key, chunks=chunks, clock=clock)
+        return Prepared(info=info, key=key, audio=audio, head=head, rest_start=rest_start)
 
     def decode(self, prepared: Prepared) -> Decoding:
         """Hand the chunks to the batcher; they decode beside those of the other requests."""
-        job = self.batcher.submit(prepared.key, prepared.chunks, [chunk.seconds for chunk in prepared.chunks])
-        self._count(streams=1)
-        return Decoding(self, prepared, job)
+        return Decoding(self, prepared)
 
     def _decode_batch(self, key: Hashable, chunks: list[Chunk]) -> list[list[dict]]:
         assert isinstance(key, DecodeKey)
@@ -174,8 +221,7 @@ class WhisperEngine:
         yield prepared.info
         decoding = self.decode(prepared)
         try:
-            for future in decoding.futures:
-                yield from decoding.segments(future.result())
+            yield from decoding
         finally:
             decoding.close()
 

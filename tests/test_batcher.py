@@ -145,3 +145,23 @@ def test_workers_decode_batches_at_the_same_time() -> None:
     batching = Batcher(decode, workers=2, max_batch_seconds=30)
     jobs = [batching.submit("en", [name], [30]) for name in "ab"]
     assert [job.futures[0].result(timeout=30) for job in jobs] == ["a", "b"]
+
+
+def test_chunks_added_to_a_job_later_are_decoded_after_its_first(recorder: Recorder) -> None:
+    recorder.gate.set()
+    batching = batcher(recorder)
+    job = batching.submit("en", ["head"], [30])
+    assert job.futures[0].result(timeout=30) == "decoded head"
+    batching.extend(job, ["rest0", "rest1"], [30, 30])
+    assert [future.result(timeout=30) for future in job.futures] == ["decoded head", "decoded rest0", "decoded rest1"]
+
+
+def test_a_cancelled_job_takes_no_more_chunks(recorder: Recorder) -> None:
+    recorder.gate.set()
+    batching = batcher(recorder)
+    job = batching.submit("en", ["head"], [30])
+    job.futures[0].result(timeout=30)
+    batching.cancel(job)
+    batching.extend(job, ["rest"], [30])
+    assert len(job.futures) == 1
+    assert all("rest" not in items for _, items in recorder.batches)

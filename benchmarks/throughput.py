@@ -1,0 +1,250 @@
+"""Throughput, first-segment latency and memory of whisper-serve against the engine it wraps.
+
+In one run, on the corpus of benchmarks/corpus.py (copied `--copies` times), with tiny.en,
+int8, beam 5, in alternating rounds so that the noise of a shared machine falls on every path:
+
+1. the engine in-process, one file after another (faster-whisper's `WhisperModel.transcribe`,
+   in a process of its own on one thread): the baseline, 1.00;
+2. the service (config.cpu.yaml) over HTTP, one request at a time;
+3. the service with 4 and with 8 concurrent clients;
+4. the machine's limit: one engine process a core, one thread each, faster-whisper's
+   `BatchedInferencePipeline`, the files dealt out between them, all at once;
+5. time to the first streamed segment of a long clip, service against engine;
+6. peak memory of the whole service (every process of its Ray cluster) against the engine's.
+
+Figures are medians over the rounds, as ratios to the baseline of the same run, with each
+path's word error rate on the sample call.
+
+    .venv/bin/python benchmarks/throughput.py [--rounds 3] [--copies 2] [--minutes 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psutil
+from httpx_sse import EventSource
+from ray import serve
+
+from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
+from serve_app.local import LocalService
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from media import reference_words, word_error_rate  # noqa: E402  (the tests' measure of WER)
+
+CORES = len(os.sched_getaffinity(0))
+GiB = 1024**3
+
+
+class Run:
+    """One path's measurements over the rounds."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.walls: list[float] = []
+        self.sample_text = ""
+
+    def add(self, wall: float, texts: dict[str, str]) -> None:
+        self.walls.append(wall)
+        self.sample_text = texts.get(str(SAMPLE_WAV), self.sample_text)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+
+def engine_processes(model_dir: Path, mode: str, shares: list[list[Path]]) -> dict:
+    """Start one engine process a share, let them all go at once once their models are loaded;
+    the wall seconds until the last is done, their texts, and the first segment's time."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / "engine_process.py"), str(model_dir), mode, *map(str, share)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for share in shares
+    ]
+    for process in processes:
+        assert process.stdout.readline().strip() == "ready"
+    started = time.perf_counter()
+    for process in processes:
+        process.stdin.write("go\n")
+        process.stdin.flush()
+    results = [json.loads(process.stdout.readline()) for process in processes]
+    wall = time.perf_counter() - started
+    for process in processes:
+        process.wait()
+    texts = {path: text for result in results for path, text in result["texts"].items()}
+    return {"wall": wall, "texts": texts, "first": results[0]["first"], "peak_bytes": max(r["peak_bytes"] for r in results)}
+
+
+def deal(files: list[Path], seconds: dict[Path, float], hands: int) -> list[list[Path]]:
+    """The files dealt into `hands` shares of about equal audio, longest first."""
+    shares: list[list[Path]] = [[] for _ in range(hands)]
+    totals = [0.0] * hands
+    for path in sorted(files, key=seconds.__getitem__, reverse=True):
+        lightest = totals.index(min(totals))
+        shares[lightest].append(path)
+        totals[lightest] += seconds[path]
+    return shares
+
+
+def through_service(url: str, files: list[Path], clients: int) -> tuple[float, dict[str, str]]:
+    """`clients` threads posting the files, each the next one waiting; wall seconds and texts."""
+    waiting: queue.Queue[Path] = queue.Queue()
+    for path in files:
+        waiting.put(path)
+    texts: dict[str, str] = {}
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            while True:
+                try:
+                    path = waiting.get_nowait()
+                except queue.Empty:
+                    return
+                with path.open("rb") as media:
+                    response = http.post("/v1/audio/transcriptions", files={"file": media}, data={"model": "tiny.en"})
+                response.raise_for_status()
+                texts[str(path)] = response.json()["text"]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        for future in [pool.submit(client) for _ in range(clients)]:
+            future.result()
+    return time.perf_counter() - started, texts
+
+
+def service_first_segment(url: str, clip: Path) -> tuple[float, float]:
+    started = time.perf_counter()
+    first = None
+    with httpx.Client(base_url=url, timeout=600) as client, clip.open("rb") as media, client.stream(
+        "POST", "/v1/audio/transcriptions", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
+    ) as response:
+        for event in EventSource(response).iter_sse():
+            if event.event == "segment" and first is None:
+                first = time.perf_counter() - started
+    return first, time.perf_counter() - started
+
+
+class MemoryWatch:
+    """The peak of the summed resident memory of the service's processes, sampled 4 times a second."""
+
+    def __init__(self, exclude: Callable[[psutil.Process], bool]) -> None:
+        self.peak = 0
+        self._exclude = exclude
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.25):
+            total = 0
+            for process in me.children(recursive=True):
+                try:
+                    if not self._exclude(process):
+                        total += process.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def is_engine_process(process: psutil.Process) -> bool:
+    return any("engine_process.py" in part for part in process.cmdline())
+
+
+def transcriber_counts() -> tuple[int, int]:
+    state = serve.get_deployment_handle("Transcriber", app_name="whisper").describe.remote().result()
+    return state["batches"], state["chunks_decoded"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--copies", type=int, default=2, help="copies of the corpus each path transcribes (default 2)")
+    parser.add_argument("--minutes", type=float, default=3, help="length of the first-segment clip (default 3)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        clips = build(Path(scratch) / "corpus")
+        clip_seconds = {clip: seconds_of_audio([clip]) for clip in clips}
+        files = clips * args.copies
+        audio_seconds = sum(clip_seconds[path] for path in files)
+        long = long_clip(Path(scratch), args.minutes)
+        service = LocalService(model_dir=Path(scratch) / "models")
+        service.start()
+        try:
+            model_dir = service.model_dir / "tiny.en"
+            memory = MemoryWatch(exclude=is_engine_process)
+            through_service(service.url, clips[:2], 2)  # the replica loads its model
+            baseline, alone, limit = Run("engine in-process, one file after another"), Run("service, one request at a time"), Run(f"machine limit: {CORES} engine processes, batched")
+            concurrent = {clients: Run(f"service, {clients} concurrent clients") for clients in (4, 8)}
+            firsts: dict[str, list[tuple[float, float]]] = {"engine": [], "service": []}
+            batched_before = transcriber_counts()
+            engine_peak = 0
+            for _ in range(args.rounds):
+                result = engine_processes(model_dir, "sequential", [files])
+                baseline.add(result["wall"], result["texts"])
+                engine_peak = max(engine_peak, result["peak_bytes"])
+                alone.add(*through_service(service.url, files, 1))
+                for clients, run in concurrent.items():
+                    run.add(*through_service(service.url, files, clients))
+                result = engine_processes(model_dir, "batched", deal(files, clip_seconds, CORES))
+                limit.add(result["wall"], result["texts"])
+                engine = engine_processes(model_dir, "sequential", [[long]])
+                firsts["engine"].append((engine["first"], engine["wall"]))
+                firsts["service"].append(service_first_segment(service.url, long))
+            batches, chunks = (after - before for after, before in zip(transcriber_counts(), batched_before))
+            service_peak = memory.stop()
+            long_seconds = seconds_of_audio([long])
+        finally:
+            service.stop()
+
+    reference = reference_words()
+    print(f"corpus: {len(clips)} clips x {args.copies} copies, {audio_seconds:.1f} s of audio; tiny.en, int8, beam 5; "
+          f"{CORES} cores; {args.rounds} rounds, medians")
+    width = max(len(run.label) for run in [baseline, limit]) + 2
+    print(f"{'path':<{width}}{'wall s':>8}{'audio s/s':>11}{'vs baseline':>13}{'WER sample':>12}")
+    for run in [baseline, alone, *concurrent.values(), limit]:
+        ratio = baseline.wall / run.wall
+        print(f"{run.label:<{width}}{run.wall:>8.2f}{audio_seconds / run.wall:>11.2f}{ratio:>13.2f}"
+              f"{word_error_rate(reference, run.sample_text):>12.3f}")
+    print(f"8 concurrent clients / machine limit: {limit.wall / concurrent[8].wall:.2f}; "
+          f"the service decoded {chunks} chunks in {batches} batches ({chunks / max(1, batches):.1f} a batch)")
+
+    (engine_first, engine_whole), (service_first, service_whole) = (
+        tuple(statistics.median(t[i] for t in firsts[path]) for i in (0, 1)) for path in ("engine", "service")
+    )
+    print(f"\nfirst streamed segment of a {long_seconds:.0f} s clip:")
+    print(f"{'path':<{width}}{'first s':>8}{'whole s':>9}{'first/whole':>13}")
+    print(f"{'engine in-process':<{width}}{engine_first:>8.3f}{engine_whole:>9.2f}{engine_first / engine_whole:>13.2f}")
+    print(f"{'service, SSE over HTTP':<{width}}{service_first:>8.3f}{service_whole:>9.2f}{service_first / service_whole:>13.2f}")
+    print(f"service first segment - engine first segment: {1000 * (service_first - engine_first):+.0f} ms")
+
+    print(f"\npeak memory: the whole service (every process of its Ray cluster) {service_peak / GiB:.2f} GiB; "
+          f"one engine process {engine_peak / GiB:.2f} GiB; ratio {service_peak / engine_peak:.1f}")
+
+
+if __name__ == "__main__":
+    main()
