@@ -8,7 +8,8 @@ int8, beam 5, in alternating rounds so that the noise of a shared machine falls 
 2. the service (config.cpu.yaml) over HTTP, one request at a time;
 3. the service with 4 and with 8 concurrent clients;
 4. the machine's limit: one engine process a core, one thread each, faster-whisper's
-   `BatchedInferencePipeline`, the files dealt out between them, all at once;
+   `BatchedInferencePipeline`, the files dealt out between them, all at once; and one such
+   process alone, which shows what batching alone gains on this machine;
 5. time to the first streamed segment of a long clip, service against engine;
 6. peak memory of the whole service (every process of its Ray cluster) against the engine's.
 
@@ -198,7 +199,8 @@ def main() -> None:
             model_dir = service.model_dir / "tiny.en"
             memory = MemoryWatch(exclude=is_engine_process)
             through_service(service.url, clips[:2], 2)  # the replica loads its model
-            baseline, alone, limit = Run("engine in-process, one file after another"), Run("service, one request at a time"), Run(f"machine limit: {CORES} engine processes, batched")
+            baseline, alone = Run("engine in-process, one file after another"), Run("service, one request at a time")
+            batched, limit = Run("engine in-process, batched, one process"), Run(f"machine limit: {CORES} engine processes, batched")
             concurrent = {clients: Run(f"service, {clients} concurrent clients") for clients in (4, 8)}
             firsts: dict[str, list[tuple[float, float]]] = {"engine": [], "service": []}
             batched_before = transcriber_counts()
@@ -210,6 +212,8 @@ def main() -> None:
                 alone.add(*through_service(service.url, files, 1))
                 for clients, run in concurrent.items():
                     run.add(*through_service(service.url, files, clients))
+                result = engine_processes(model_dir, "batched", [files])
+                batched.add(result["wall"], result["texts"])
                 result = engine_processes(model_dir, "batched", deal(files, clip_seconds, CORES))
                 limit.add(result["wall"], result["texts"])
                 engine = engine_processes(model_dir, "sequential", [[long]])
@@ -226,7 +230,7 @@ def main() -> None:
           f"{CORES} cores; {args.rounds} rounds, medians")
     width = max(len(run.label) for run in [baseline, limit]) + 2
     print(f"{'path':<{width}}{'wall s':>8}{'audio s/s':>11}{'vs baseline':>13}{'WER sample':>12}")
-    for run in [baseline, alone, *concurrent.values(), limit]:
+    for run in [baseline, alone, *concurrent.values(), batched, limit]:
         ratio = baseline.wall / run.wall
         print(f"{run.label:<{width}}{run.wall:>8.2f}{audio_seconds / run.wall:>11.2f}{ratio:>13.2f}"
               f"{word_error_rate(reference, run.sample_text):>12.3f}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 
 import numpy as np
 import ray
@@ -63,10 +63,10 @@ class Transcriber:
         self.engine.batcher.max_batch_seconds = BatchConfig.model_validate(config).batch_audio_seconds
 
     async def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        events = self.stream(audio, model, options)
-        info = await anext(events)
-        assert isinstance(info, TranscriptInfo)
-        return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
+        async with aclosing(self.stream(audio, model, options)) as events:
+            info = await anext(events)
+            assert isinstance(info, TranscriptInfo)
+            return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
 
     async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks

@@ -6,7 +6,7 @@ Pure: no Ray, no engine. Every refusal is a BadRequest whose reason says what to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.datastructures import FormData
 
@@ -31,20 +31,8 @@ class DecodeOptions:
     language: str | None = None
     prompt: str | None = None
     temperature: float | None = None
+    """The decoder's sampling temperature; None or 0: greedy (beam search)."""
     word_timestamps: bool = False
-
-    def engine_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of faster-whisper's `WhisperModel.transcribe`."""
-        kwargs: dict[str, Any] = {
-            "task": self.task,
-            "language": self.language,
-            "initial_prompt": self.prompt,
-            "word_timestamps": self.word_timestamps,
-        }
-        # OpenAI's meaning of 0 (or none): start at 0 and let the fallback raise it.
-        if self.temperature:
-            kwargs["temperature"] = self.temperature
-        return kwargs
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,6 @@ def test_defaults() -> None:
     options = parse(model="tiny.en")
     assert (options.model, options.response_format, options.stream) == ("tiny.en", "json", False)
     assert options.decode == DecodeOptions(task="transcribe")
-    assert options.decode.engine_kwargs() == {"task": "transcribe", "language": None, "initial_prompt": None, "word_timestamps": False}
 
 
 def test_every_field() -> None:
@@ -31,16 +30,11 @@ def test_every_field() -> None:
     assert options.model == "base"
     assert options.stream is True
     assert options.decode == DecodeOptions(task="translate", language="de", prompt="Names: Anna.", temperature=0.4, word_timestamps=True)
-    assert options.decode.engine_kwargs()["temperature"] == 0.4
 
 
 @pytest.mark.parametrize("language", ["auto", "", "AUTO"])
 def test_auto_language_means_detect(language: str) -> None:
     assert parse(model="base", language=language).decode.language is None
-
-
-def test_zero_temperature_keeps_the_fallback_schedule() -> None:
-    assert "temperature" not in parse(model="base", temperature="0").decode.engine_kwargs()
 
 
 def test_stream_from_query_or_accept_header() -> None:
