@@ -114,8 +114,9 @@ def cut_head(audio: np.ndarray) -> tuple[Cut, int | None]:
     0.6 s for 150 s on a core), so the first chunk decodes while the rest is cut (`cut_rest`),
     the head ending where its last speech region starts, so that no word is cut in two; and
     its first chunk holds only about 10 s of speech (`_first_chunk_apart`), which decodes
-    sooner than 30 s (tiny.en on a core: about 1.0 s against 1.7 s). A shorter file is a chunk or two, decoding at once side by side:
-    an extra chunk would cost it another pass of the encoder and gain nothing.
+    sooner than 30 s (tiny.en on a core: about 1.0 s against 1.7 s). A shorter file is a
+    chunk or two, decoding at once side by side: an extra chunk would cost it another pass of
+    the encoder and gain nothing.
     """
     if len(audio) > HEAD_SECONDS * SAMPLE_RATE:
         speech = _speech(audio[: HEAD_SECONDS * SAMPLE_RATE])
@@ -143,7 +144,7 @@ def cut_rest(audio: np.ndarray, start: int, offset: float) -> Cut:
 
 
 def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
-    """The language spoken in the first 30 s of `audio` (the first chunk's speech)."""
+    """The language spoken in the first 30 s of `audio` (the speech of the first chunks)."""
     if not whisper.model.is_multilingual:
         return "en", 1.0
     features = whisper.feature_extractor(audio[: CHUNK_SECONDS * SAMPLE_RATE])

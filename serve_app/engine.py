@@ -186,7 +186,8 @@ class WhisperEngine:
         if options.language is not None:
             language, probability = (options.language if whisper.model.is_multilingual else "en"), 1.0
         else:
-            language, probability = detect_language(whisper, head.chunks[0].audio if head.chunks else audio)
+            speech = np.concatenate([chunk.audio for chunk in head.chunks]) if head.chunks else audio
+            language, probability = detect_language(whisper, speech)
         key = DecodeKey(
             model_path=model.path,
             task=options.task,
