@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing, contextmanager
 
@@ -73,14 +72,9 @@ class Transcriber:
         of the other requests in flight. Async, so that Serve cancels it when the caller goes
         away, which drops the chunks not decoding yet."""
         with self._watched():
-            prepared = await asyncio.to_thread(self.engine.prepare, audio, model, options)
-            yield prepared.info
-            decoding = self.engine.decode(prepared)
-            try:
-                async for segment in decoding:
-                    yield segment
-            finally:
-                decoding.close()
+            async with aclosing(self.engine.astream(audio, model, options)) as events:
+                async for event in events:
+                    yield event
 
     @contextmanager
     def _watched(self) -> Iterator[None]:

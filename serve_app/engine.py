@@ -226,6 +226,18 @@ class WhisperEngine:
         finally:
             decoding.close()
 
+    async def astream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+        """`stream`, without blocking the event loop: the cutting runs in threads, the decoding
+        in the batcher's workers. Closing it early drops the chunks not decoding yet."""
+        prepared = await asyncio.to_thread(self.prepare, audio, model, options)
+        yield prepared.info
+        decoding = self.decode(prepared)
+        try:
+            async for segment in decoding:
+                yield segment
+        finally:
+            decoding.close()
+
     def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
         events = self.stream(audio, model, options)
         info = next(events)

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .auth import ApiKeys, load_api_keys
-from .errors import BadRequest, Unavailable
+from .errors import BadRequest
 from .formats import render
 from .http import EXCEPTION_HANDLERS, BodyLimit, CatchAll
 from .job_routes import JobRoutes
@@ -91,9 +91,7 @@ class Ingress:
         ServiceError the route answers with. The whole body comes back at once: no stream."""
         if task not in ("transcribe", "translate"):
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
-        reason = await self.readiness.reason(NEEDS[task])
-        if reason is not None:
-            raise Unavailable(reason)
+        await self.readiness.require(NEEDS[task])
         options = parse_request_options(FormData(list(fields.items())), task=task)
         audio, model = await self.pipeline.prepare(io.BytesIO(media), options.model, options.decode)
         transcript = await self.pipeline.transcribe(audio, model, options.decode)

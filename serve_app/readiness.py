@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 import ray
 from ray import serve
 
+from .errors import Unavailable
+
 __all__ = ["Readiness", "fits_some_node"]
 
 
@@ -77,3 +79,9 @@ class Readiness:
                 reason = await asyncio.to_thread(_reason, self.app_name, deployments)
                 self._answers[deployments] = (time.monotonic(), reason)
         return reason
+
+    async def require(self, deployments: tuple[str, ...]) -> None:
+        """Raise Unavailable (503, with the reason) unless each of `deployments` can take work."""
+        reason = await self.reason(deployments)
+        if reason is not None:
+            raise Unavailable(reason)

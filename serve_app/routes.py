@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest, Unavailable
+from .errors import BadRequest
 from .formats import RESPONSE_FORMATS, render
 from .http import as_service_error
 from .options import RequestOptions, Task, parse_request_options
@@ -77,13 +77,8 @@ class V1Routes:
             Route("/v1/audio/diarize", self.diarize, methods=["POST"]),
         ]
 
-    async def _require_ready(self, deployments: tuple[str, ...]) -> None:
-        reason = await self.readiness.reason(deployments)
-        if reason is not None:
-            raise Unavailable(reason)
-
     async def health(self, request: Request) -> Response:
-        await self._require_ready(EVERY_WORKER)
+        await self.readiness.require(EVERY_WORKER)
         return JSONResponse({"status": "ok"})
 
     async def transcriptions(self, request: Request) -> Response:
@@ -96,7 +91,7 @@ class V1Routes:
         return await self._audio(request, "diarize")
 
     async def _audio(self, request: Request, task: Task) -> Response:
-        await self._require_ready(NEEDS[task])
+        await self.readiness.require(NEEDS[task])
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
