@@ -160,9 +160,9 @@ class JobQueue:
         media = await asyncio.to_thread(self.folders.media_file, job.path)
         options = self._decode_options(job)
         with open(media, "rb") as source:
-            audio, model = await self.pipeline.prepare(source, job.model, options)
+            prepared = await self.pipeline.prepare(source, job.model, options)
         info, segments, reported = None, [], 0
-        async for event in self.pipeline.stream(audio, model, options):
+        async for event in self.pipeline.stream(prepared, options):
             if isinstance(event, TranscriptInfo):
                 info = event
                 continue

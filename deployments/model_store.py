@@ -4,6 +4,8 @@ is being downloaded into it."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +15,7 @@ from serve_app.catalogue import ModelCatalogue, ModelInfo
 from serve_app.downloads import DownloadManager
 from serve_app.embedded import EMBEDDED_MODELS
 from serve_app.errors import Conflict, NotFound
-from serve_app.model_ids import WHISPER_1, canonical
+from serve_app.model_ids import WHISPER_1
 from serve_app.settings import AppSettings
 
 PROGRESS_SECONDS = 1.0
@@ -26,16 +28,35 @@ class ModelStore:
         self.catalogue = ModelCatalogue(settings.model_dir)
         self.catalogue.clean_partials()
         if settings.embedded_models:
-            self.catalogue.seed(EMBEDDED_MODELS)
+            self.catalogue.seed(EMBEDDED_MODELS, required=(settings.default_model, settings.diarization_model))
         self.downloads = DownloadManager(self.catalogue)
+        self.leases: dict[str, tuple[str, float]] = {}
+        """lease id: (model id, when it lapses on the monotonic clock)"""
 
     def list(self) -> list[ModelInfo]:
         return self.catalogue.models()
 
     def get(self, name: str) -> ModelInfo | None:
-        if canonical(name) == WHISPER_1:
+        if name == WHISPER_1:
             name = self.settings.default_model
         return self.catalogue.find(name)
+
+    def checkout(self, name: str, lease_s: float) -> tuple[ModelInfo | None, str]:
+        """The model `name` finds, leased for at most `lease_s` seconds: it cannot be deleted
+        until the lease is released (or lapses, if its holder died)."""
+        model = self.get(name)
+        lease = uuid.uuid4().hex
+        if model is not None:
+            self.leases[lease] = (model.id, time.monotonic() + lease_s)
+        return model, lease
+
+    def release(self, lease: str) -> None:
+        self.leases.pop(lease, None)
+
+    def _in_use(self, model_id: str) -> int:
+        now = time.monotonic()
+        self.leases = {lease: held for lease, held in self.leases.items() if held[1] > now}
+        return sum(1 for held_id, _ in self.leases.values() if held_id == model_id)
 
     async def add(self, path: str) -> tuple[ModelInfo, bool]:
         """The model `path` names, downloaded now unless present, and whether it was downloaded."""
@@ -59,10 +80,17 @@ class ModelStore:
     def delete(self, name: str) -> ModelInfo:
         """Remove a model from the folder. Replicas that loaded it drop it on their next request;
         one that is transcribing with it finishes with the weights it holds in memory."""
-        model = self.get(name)
+        model = self.catalogue.find(name)
         if model is None:
             raise NotFound("model not found")
+        for setting in ("default_model", "diarization_model"):
+            if model.answers_to(getattr(self.settings, setting)):
+                raise Conflict(
+                    f"model {model.id} is the configured {setting}; set another {setting} in the app's args before deleting it"
+                )
         if any(download.model_id == model.id for download in self.downloads.active()):
             raise Conflict(f"model {model.id} is being downloaded; delete it once the download has ended")
+        if users := self._in_use(model.id):
+            raise Conflict(f"model {model.id} is in use by {users} request(s) or job(s); delete it once they have ended")
         self.catalogue.remove(model.id)
         return model

@@ -1,53 +1,103 @@
-"""Optional API keys: `Authorization: Bearer <key>` on every route but the probes and the schema."""
+"""API keys: `Authorization: Bearer <key>` on every route but the probes and the schema.
+
+Two kinds of key. An ordinary key transcribes, translates, diarizes and reads the model list;
+an admin key can also change the service: download and delete models (POST and DELETE
+/v1/models) and use the job API, which reads and writes the shared disk. With no key of
+either kind configured the API is open, which the app allows only with `allow_anonymous`.
+"""
 
 from __future__ import annotations
 
 import hmac
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .http import error_response
 
-__all__ = ["API_KEYS_ENV", "OPEN_PATHS", "ApiKeys", "load_api_keys"]
+__all__ = ["ADMIN_KEYS_ENV", "API_KEYS_ENV", "OPEN_PATHS", "ApiKeys", "Keys", "load_keys", "needs_admin"]
 
 API_KEYS_ENV = "WHISPER_SERVE_API_KEYS"
+ADMIN_KEYS_ENV = "WHISPER_SERVE_ADMIN_KEYS"
 OPEN_PATHS = frozenset({"/v1/ping", "/v1/health", "/openapi.json"})
+JOB_API_PATHS = ("/transcription/", "/stats", "/smi")
 
 
-def load_api_keys(keys_file: Path | None) -> tuple[str, ...]:
-    """The keys of WHISPER_SERVE_API_KEYS (comma-separated) and of `keys_file` (one a line, `#`
-    comments); none: the API is open."""
-    keys = [key.strip() for key in os.environ.get(API_KEYS_ENV, "").split(",")]
+def _read_keys(env: str, keys_file: Path | None) -> tuple[str, ...]:
+    keys = [key.strip() for key in os.environ.get(env, "").split(",")]
     if keys_file is not None:
         keys += [line.split("#", 1)[0].strip() for line in keys_file.read_text().splitlines()]
     return tuple(key for key in keys if key)
 
 
+@dataclass(frozen=True, slots=True)
+class Keys:
+    ordinary: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.ordinary or self.admin)
+
+
+def load_keys(api_keys_file: Path | None = None, admin_api_keys_file: Path | None = None) -> Keys:
+    """The keys of the environment (WHISPER_SERVE_API_KEYS, WHISPER_SERVE_ADMIN_KEYS,
+    comma-separated) and of the key files (one a line, `#` comments)."""
+    return Keys(ordinary=_read_keys(API_KEYS_ENV, api_keys_file), admin=_read_keys(ADMIN_KEYS_ENV, admin_api_keys_file))
+
+
+def needs_admin(method: str, path: str) -> bool:
+    """Whether a request changes the service or reaches the shared disk: model downloads and
+    deletes, and every route of the job API."""
+    if path == "/v1/models" and method == "POST":
+        return True
+    if path.startswith("/v1/models/") and method == "DELETE":
+        return True
+    return path.startswith(JOB_API_PATHS)
+
+
+def _matches(token: bytes, keys: tuple[bytes, ...]) -> bool:
+    # Every key is compared, so the time taken says nothing about which one was close.
+    return sum(hmac.compare_digest(token, key) for key in keys) > 0
+
+
 class ApiKeys:
-    """Answers 401 to a request without one of `keys`; each key is compared in constant time."""
+    """Answers 401 to a request without a known key, and 403 to an ordinary key on a route that
+    needs an admin key; each key is compared in constant time."""
 
-    def __init__(self, app: ASGIApp, *, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, *, keys: Keys) -> None:
         self.app = app
-        self.keys = tuple(key.encode() for key in keys)
-
-    def _allowed(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or not self.keys or scope["method"] == "OPTIONS":
-            return True
-        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        if path in OPEN_PATHS:
-            return True
-        header = dict(scope["headers"]).get(b"authorization", b"")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        # Every key is compared, so the time taken says nothing about which one was close.
-        return sum(hmac.compare_digest(token.strip(), key) for key in self.keys) > 0
+        self.ordinary = tuple(key.encode() for key in keys.ordinary)
+        self.admin = tuple(key.encode() for key in keys.admin)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._allowed(scope):
+        refusal = self._refusal(scope)
+        if refusal is None:
             await self.app(scope, receive, send)
             return
-        response = error_response(401, "an API key is required: send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
+        await refusal(scope, receive, send)
+
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
+        if scope["type"] != "http" or not (self.ordinary or self.admin) or scope["method"] == "OPTIONS":
+            return None
+        path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
+        if path in OPEN_PATHS:
+            return None
+        header = dict(scope["headers"]).get(b"authorization", b"")
+        scheme, _, token = header.partition(b" ")
+        token = token.strip()
+        is_admin = scheme.lower() == b"bearer" and _matches(token, self.admin)
+        if is_admin:
+            return None
+        if scheme.lower() != b"bearer" or not _matches(token, self.ordinary):
+            return error_response(
+                401, "an API key is required: send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
+            )
+        if needs_admin(scope["method"], path):
+            return error_response(
+                403, f"{scope['method']} {path} needs an admin key (admin_api_keys_file or {ADMIN_KEYS_ENV}); this key may only transcribe"
+            )
+        return None

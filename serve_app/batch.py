@@ -71,7 +71,7 @@ from .errors import ServiceError
 from .jobs.job import JOB_FORMATS
 from .jobs.outputs import output_names, write_outputs
 from .languages import AUTO, LANGUAGES
-from .model_ids import WHISPER_1, canonical
+from .model_ids import WHISPER_1
 from .options import DecodeOptions
 from .settings import AppSettings
 from .transcript import Transcript
@@ -301,7 +301,7 @@ def find_model(
     user deleted not brought back."""
     catalogue = ModelCatalogue(Path(model_dir).expanduser())
     catalogue.seed(EMBEDDED_MODELS)
-    model = catalogue.find(default_model if canonical(name) == WHISPER_1 else name)
+    model = catalogue.find(default_model if name == WHISPER_1 else name)
     if model is None:
         listed = ", ".join(model.id for model in catalogue.models()) or "none"
         raise BatchError(f"model {name!r} is not in {catalogue.root} (there: {listed}); download it with POST /v1/models")

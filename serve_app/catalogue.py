@@ -14,13 +14,12 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from .embedded import EmbeddedModel
-from .model_ids import canonical
 
 __all__ = ["METADATA_FILE", "ModelCatalogue", "ModelInfo", "is_multilingual"]
 
@@ -52,11 +51,15 @@ class ModelInfo:
     size_bytes: int = 0
 
     def answers_to(self, name: str) -> bool:
-        wanted = canonical(name)
-        return wanted == canonical(self.id) or any(wanted == canonical(alias) for alias in self.aliases)
+        """Whether `name` is this model's id or one of its aliases, exactly: a name that differs
+        in case or space is another name, so that no request reaches a model by accident."""
+        return name == self.id or name in self.aliases
 
     def to_json(self) -> dict[str, Any]:
+        """The model as the API shows it: `path` is its folder inside the model folder, so that
+        the server's own folders are never shown to clients."""
         body = {"id": self.id, "object": "model"} | asdict(self)
+        body["path"] = Path(self.path).name
         body["aliases"] = list(self.aliases)
         return body
 
@@ -138,13 +141,15 @@ class ModelCatalogue:
         os.rename(self.root / model_id, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
 
-    def seed(self, embedded: Iterable[EmbeddedModel]) -> list[ModelInfo]:
-        """Add each embedded model once; one a user deleted later is not brought back."""
+    def seed(self, embedded: Iterable[EmbeddedModel], *, required: Collection[str] = ()) -> list[ModelInfo]:
+        """Add each embedded model once; one a user deleted later is not brought back, unless
+        `required` names it (the configured default models must be there to serve)."""
         seeded_file = self.root / _SEEDED_FILE
         seeded = set(json.loads(seeded_file.read_text())) if seeded_file.exists() else set()
         added = []
         for model in embedded:
-            if model.id in seeded or self.find(model.id):
+            wanted = any(name == model.id or name in model.aliases for name in required)
+            if self.find(model.id) or (model.id in seeded and not wanted):
                 seeded.add(model.id)
                 continue
             added.append(self.add(model.id, model.write_to, kind=model.kind, source=model.source, aliases=model.aliases))

@@ -5,6 +5,7 @@
     ├── Unauthorized        401  credentials are missing or wrong (ours, or the hub's)
     ├── Forbidden           403  the credentials do not allow it, or a path is outside the allowed folders
     ├── NotFound            404  a model, job or route that does not exist
+    ├── RequestTimeout      408  the client stopped sending its body, or sends it too slowly
     ├── Conflict            409  the thing exists but is in the wrong state
     ├── PayloadTooLarge     413  the body or the media is over a configured limit
     ├── UnsupportedMedia    415  the bytes are not media we can decode
@@ -28,6 +29,7 @@ __all__ = [
     "GatewayTimeout",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "ServiceError",
     "Unavailable",
     "Unauthorized",
@@ -58,6 +60,10 @@ class Forbidden(ServiceError):
 
 class NotFound(ServiceError):
     status = 404
+
+
+class RequestTimeout(ServiceError):
+    status = 408
 
 
 class Conflict(ServiceError):

@@ -1,21 +1,42 @@
-"""The HTTP edge: error responses for every exception, and the request body limit."""
+"""The HTTP edge: error responses for every exception, the limits on request bodies (size,
+pace, content type, JSON depth), and the refusal of changes from other sites' pages."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import Collection
+from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import PayloadTooLarge, ServiceError, Unavailable, error_body
+from .errors import BadRequest, PayloadTooLarge, RequestTimeout, ServiceError, Unavailable, UnsupportedMedia, error_body
 
-__all__ = ["EXCEPTION_HANDLERS", "BodyLimit", "CatchAll", "as_service_error", "error_response"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "MAX_JSON_DEPTH",
+    "BodyGuard",
+    "CatchAll",
+    "OriginCheck",
+    "as_service_error",
+    "error_response",
+    "parse_json",
+    "require_content_type",
+]
 
 logger = logging.getLogger("ray.serve")
+
+MAX_JSON_DEPTH = 32
+"""Nesting the JSON bodies of this API never need; deeper ones are refused before they reach
+a deployment handle (whose pickling recurses as deep)."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def error_response(status: int, reason: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -82,6 +103,8 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracked)
+        except ClientDisconnect:
+            logger.info("%s %s: the client went away before its request was read whole", scope.get("method"), scope.get("path"))
         except Exception as exc:
             if scope["type"] != "http" or started:
                 raise
@@ -89,13 +112,20 @@ class CatchAll:
             await response(scope, receive, send)
 
 
-class BodyLimit:
-    """Refuses a body over `max_bytes` with 413: at once when Content-Length says so, else as
-    soon as the bytes received pass the limit, so an oversized upload is never read whole."""
+class BodyGuard:
+    """Limits on the request body, so that no upload holds the Ingress longer than it must:
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    - over `max_bytes`: 413, at once when Content-Length says so, else as soon as the bytes
+      received pass the limit, so an oversized upload is never read whole;
+    - no byte for `idle_timeout_s`, or, once that long has passed, an average pace under
+      `min_bytes_per_s`: 408, so that a stalled or trickling client lets go of its slot.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, idle_timeout_s: float, min_bytes_per_s: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.idle_timeout_s = idle_timeout_s
+        self.min_bytes_per_s = min_bytes_per_s
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"request body is over the limit of {self.max_bytes} bytes; send a smaller file")
@@ -109,14 +139,97 @@ class BodyLimit:
             error = self._too_large()
             await error_response(error.status, error.reason, headers={"Connection": "close"})(scope, receive, send)
             return
-        received = 0
+        loop = asyncio.get_running_loop()
+        received, started, body_done = 0, None, False
 
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
+        async def guarded() -> Message:
+            nonlocal received, started, body_done
+            if body_done:  # after the body, receive only waits for a disconnect: no deadline
+                return await receive()
+            started = started if started is not None else loop.time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=self.idle_timeout_s)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"the upload sent nothing for {self.idle_timeout_s:g} s (upload_idle_timeout_s); send the body without pauses"
+                ) from None
             received += len(message.get("body", b""))
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if received > self.max_bytes:
                 raise self._too_large()
+            elapsed = loop.time() - started
+            if not body_done and elapsed > self.idle_timeout_s and received < self.min_bytes_per_s * elapsed:
+                raise RequestTimeout(
+                    f"the upload arrives at {received / elapsed:.0f} bytes/s, slower than the {self.min_bytes_per_s} bytes/s "
+                    "the service waits for (upload_min_bytes_per_s); send it over a faster connection"
+                )
             return message
 
-        await self.app(scope, counted, send)
+        await self.app(scope, guarded, send)
+
+
+def require_content_type(request: Request, allowed: Collection[str], hint: str) -> str:
+    """The request's media type, if among `allowed`; else 415 with `hint` (what to send).
+
+    Routes that change something take only the types they document: a text/plain POST, which
+    a web page may send to any site without asking first, is never read as JSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in allowed:
+        raise UnsupportedMedia(f"Content-Type {media_type or '(none)'} is not accepted here; {hint}")
+    return media_type
+
+
+def _depth(value: Any) -> int:
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        level.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def parse_json(raw: bytes, *, example: str) -> Any:
+    """The JSON value of a request body, or 400 saying what to send (`example`)."""
+    too_deep = BadRequest(f"the body is nested deeper than {MAX_JSON_DEPTH} levels; send {example}")
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"the body is not valid JSON ({error}); send {example}") from None
+    except RecursionError:
+        raise too_deep from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise too_deep
+    return value
+
+
+class OriginCheck:
+    """Refuses, with 403, a request that changes something (any method but GET, HEAD, OPTIONS)
+    sent by a web page of another origin than the service's own or those of `cors_origins`.
+
+    Browsers send Origin on such requests, and may send forms to any site without asking
+    first: without this, a page a user visits could use the service in their name."""
+
+    def __init__(self, app: ASGIApp, *, allowed: Collection[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(origin.rstrip("/") for origin in allowed)
+
+    def _foreign(self, scope: Scope) -> str | None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or "*" in self.allowed:
+            return None
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is None or origin in self.allowed:
+            return None
+        _scheme, _, host = origin.partition("://")
+        if host and host == headers.get("host"):
+            return None
+        return origin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = self._foreign(scope)
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        reason = f"requests from web pages at {origin} may not change anything here; an operator can allow the origin in cors_origins"
+        await error_response(403, reason)(scope, receive, send)

@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .auth import ApiKeys, load_api_keys
+from .auth import ApiKeys, load_keys
 from .errors import BadRequest
 from .formats import render
-from .http import EXCEPTION_HANDLERS, BodyLimit, CatchAll
+from .http import EXCEPTION_HANDLERS, BodyGuard, CatchAll, OriginCheck
 from .job_routes import JobRoutes
 from .model_routes import ModelRoutes
 from .openapi import openapi_document
@@ -63,8 +63,14 @@ class Ingress:
         settings = self.settings
         middleware = [
             Middleware(CatchAll),
-            Middleware(ApiKeys, keys=load_api_keys(settings.api_keys_file)),
-            Middleware(BodyLimit, max_bytes=settings.max_upload_bytes),
+            Middleware(OriginCheck, allowed=settings.cors_origins),
+            Middleware(ApiKeys, keys=load_keys(settings.api_keys_file, settings.admin_api_keys_file)),
+            Middleware(
+                BodyGuard,
+                max_bytes=settings.max_upload_bytes,
+                idle_timeout_s=settings.upload_idle_timeout_s,
+                min_bytes_per_s=settings.upload_min_bytes_per_s,
+            ),
         ]
         if settings.cors_origins:
             middleware.insert(
@@ -93,8 +99,8 @@ class Ingress:
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
         await self.readiness.require(NEEDS[task])
         options = parse_request_options(FormData(list(fields.items())), task=task)
-        audio, model = await self.pipeline.prepare(io.BytesIO(media), options.model, options.decode)
-        transcript = await self.pipeline.transcribe(audio, model, options.decode)
+        prepared = await self.pipeline.prepare(io.BytesIO(media), options.model, options.decode)
+        transcript = await self.pipeline.transcribe(prepared, options.decode)
         return render(transcript, options.response_format, words=options.decode.word_timestamps)
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest
+from .http import parse_json, require_content_type
 from .smi import cluster_smi
 
 __all__ = ["JobRoutes"]
@@ -30,10 +28,9 @@ class JobRoutes:
         ]
 
     async def submit(self, request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise BadRequest(f"the body is not valid JSON ({error}); send a job object such as {{\"path\": \"/data/a.mp3\"}}") from None
+        example = 'a job object such as {"path": "/data/a.mp3"}'
+        require_content_type(request, ("application/json",), f"send {example} with Content-Type: application/json")
+        body = parse_json(await request.body(), example=example)
         return JSONResponse(await self.job_queue.submit.remote(body), status_code=202)
 
     async def get(self, request: Request) -> Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 
-__all__ = ["WHISPER_1", "canonical", "is_folder_safe", "model_id_for_file", "model_id_for_repo"]
+__all__ = ["WHISPER_1", "is_folder_safe", "model_id_for_file", "model_id_for_repo"]
 
 WHISPER_1 = "whisper-1"
 """The model name the OpenAI SDK sends; it stands for the app's configured default model."""
@@ -27,11 +27,6 @@ def model_id_for_repo(repo_id: str, revision: str | None = None) -> str:
     names such as `distil-large-v3.5` keep their dots."""
     name = _OUTSIDE_ID_CHARS.sub("_", repo_id.rsplit("/", 1)[-1].lower())
     return f"{name}_{_OUTSIDE_ID_CHARS.sub('_', revision.lower())}" if revision else name
-
-
-def canonical(name: str) -> str:
-    """The form in which names and aliases are compared: case and surrounding space do not count."""
-    return name.strip().lower()
 
 
 def is_folder_safe(model_id: str) -> bool:

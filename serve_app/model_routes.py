@@ -13,27 +13,28 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .errors import BadRequest, NotFound
-from .http import as_service_error
+from .http import as_service_error, parse_json, require_content_type
 from .routes import wants_stream
 from .sse import PING_SECONDS, error_event, ping_event
 
 __all__ = ["ModelRoutes"]
 
 
+MODEL_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+PATH_EXAMPLE = '{"path": "small.en"}'
+
+
 async def _model_path(request: Request) -> str:
     """`path` from a JSON, urlencoded or multipart body."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    media_type = require_content_type(request, MODEL_BODY_TYPES, f"send JSON such as {PATH_EXAMPLE} with Content-Type: application/json, or a form")
+    if media_type != "application/json":
         async with request.form(max_files=0, max_fields=20) as form:
             path = form.get("path")
     else:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadRequest('the body is not valid JSON; send {"path": "<model>"}') from None
+        body = parse_json(await request.body() or b"{}", example=PATH_EXAMPLE)
         path = body.get("path") if isinstance(body, dict) else None
     if not isinstance(path, str) or not path.strip():
-        raise BadRequest("missing path: send the model to download, such as {\"path\": \"small.en\"}")
+        raise BadRequest(f"missing path: send the model to download, such as {PATH_EXAMPLE}")
     return path.strip()
 
 

@@ -90,7 +90,7 @@ def _count(fields: FormData, name: str) -> int | None:
     raw = _field(fields, name)
     if raw is None:
         return None
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_SPEAKERS:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_SPEAKERS:
         raise BadRequest(f"{name} must be a whole number from 1 to {MAX_SPEAKERS}, not {raw!r}")
     return int(raw)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
@@ -17,7 +18,21 @@ from .settings import AppSettings
 from .speakers import SpeakerLabeller, assign_speakers
 from .transcript import Segment, Transcript, TranscriptInfo
 
-__all__ = ["Pipeline", "check_model_fits"]
+__all__ = ["Pipeline", "Prepared", "check_model_fits"]
+
+LEASE_MARGIN_S = 60.0
+"""How long past the request timeout a model stays protected from deletion if its lease is
+never returned (the Ingress or the JobQueue died mid-request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A request ready to decode: its audio, its model, and the ModelStore's lease on that
+    model, which keeps it from being deleted until `Pipeline.release` returns it."""
+
+    audio: np.ndarray
+    model: ModelInfo
+    lease: str
 
 
 def check_model_fits(model: ModelInfo, options: DecodeOptions) -> None:
@@ -43,9 +58,11 @@ class Pipeline:
         transcriber: DeploymentHandle,
         diarizer: DeploymentHandle | None = None,
         diarization_model: str | None = None,
+        default_model: str | None = None,
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
     ) -> None:
+        self.default_model = default_model
         self.model_store = model_store
         self.transcriber = transcriber
         self.diarizer = diarizer
@@ -67,23 +84,39 @@ class Pipeline:
             transcriber=transcriber,
             diarizer=diarizer,
             diarization_model=settings.diarization_model,
+            default_model=settings.default_model,
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
         )
 
-    async def model(self, name: str) -> ModelInfo:
-        model = await self.model_store.get.remote(name)
-        if model is None:
-            raise NotFound(f"model not found: {name!r} is not among the models GET /v1/models lists")
-        return model
-
-    async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> tuple[np.ndarray, ModelInfo]:
+    async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> Prepared:
         """Everything that can refuse the request, before any decoding starts: the model, what
-        it can do, and the media, decoded once to 16 kHz mono in a thread."""
-        model = await self.model(model_name)
-        check_model_fits(model, options)
-        audio = await asyncio.to_thread(decode_audio, media, max_seconds=self.max_audio_seconds)
-        return audio, model
+        it can do, and the media, decoded once to 16 kHz mono in a thread. The model is leased:
+        `transcribe` and `stream` return the lease when they end; a caller that stops before
+        either must call `release`."""
+        lease_s = (self.timeout_s or 3600.0) + LEASE_MARGIN_S
+        model, lease = await self.model_store.checkout.remote(model_name, lease_s)
+        if model is None:
+            raise NotFound(f"model not found: {model_name!r} is not among the models GET /v1/models lists")
+        try:
+            check_model_fits(model, options)
+            audio = await asyncio.to_thread(decode_audio, media, max_seconds=self.max_audio_seconds)
+        except BaseException:
+            await self.release(lease)
+            raise
+        return Prepared(audio, model, lease)
+
+    async def missing_default(self) -> str | None:
+        """Why the configured default model cannot serve, or None when it is in the catalogue."""
+        if self.default_model is None or await self.model_store.get.remote(self.default_model) is not None:
+            return None
+        return (
+            f"the default_model {self.default_model!r} is not in the model folder; download it with POST /v1/models "
+            "or configure another default_model"
+        )
+
+    async def release(self, lease: str) -> None:
+        await self.model_store.release.remote(lease)
 
     async def speaker_model(self, options: SpeakerOptions) -> ModelInfo:
         """The diarization pipeline a request asked for (or the configured one)."""
@@ -97,8 +130,7 @@ class Pipeline:
 
     async def transcribe(
         self,
-        audio: np.ndarray,
-        model: ModelInfo,
+        prepared: Prepared,
         options: DecodeOptions,
         speakers: tuple[ModelInfo, SpeakerOptions] | None = None,
     ) -> Transcript:
@@ -106,6 +138,14 @@ class Pipeline:
         Transcriber and the Diarizer work on the audio at the same time. Where the Diarizer
         heard nobody at all, the transcript has no segments: what Whisper writes over silence
         or music is made up."""
+        try:
+            return await self._transcribe(prepared.audio, prepared.model, options, speakers)
+        finally:
+            await self.release(prepared.lease)
+
+    async def _transcribe(
+        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions] | None
+    ) -> Transcript:
         responses = [self.transcriber.transcribe.remote(audio, model, options)]
         if speakers is not None:
             responses.append(self.diarizer.diarize.remote(audio, *speakers))
@@ -124,17 +164,17 @@ class Pipeline:
         return transcript
 
     async def stream_with_speakers(
-        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
+        self, prepared: Prepared, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
     ) -> AsyncIterator[TranscriptInfo | Segment]:
         """As `stream`, each segment with its speaker: segments decoded before the speaker turns
         are known wait for them; those after go out as they come. Where the Diarizer heard
         nobody at all, no segment goes out (see `transcribe`)."""
-        diarizing = self.diarizer.diarize.remote(audio, *speakers)
+        diarizing = self.diarizer.diarize.remote(prepared.audio, *speakers)
         turns = asyncio.ensure_future(diarizing)
         labeller: SpeakerLabeller | None = None
         waiting: list[Segment] = []
         try:
-            async for event in self.stream(audio, model, options):
+            async for event in self.stream(prepared, options):
                 if isinstance(event, TranscriptInfo):
                     yield event
                     continue
@@ -154,12 +194,13 @@ class Pipeline:
             if not turns.done():
                 diarizing.cancel()
 
-    async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def stream(self, prepared: Prepared, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as the Transcriber decodes it. Closing this
         iterator early (a client gone) cancels the decoding on the replica."""
-        response = self.transcriber.options(stream=True).stream.remote(audio, model, options)
+        response = self.transcriber.options(stream=True).stream.remote(prepared.audio, prepared.model, options)
         try:
             async for event in response:
                 yield event
         finally:
             response.cancel()
+            await self.release(prepared.lease)

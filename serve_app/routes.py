@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest
+from .errors import BadRequest, Unavailable
 from .formats import RESPONSE_FORMATS, render
 from .http import as_service_error
 from .options import RequestOptions, Task, parse_request_options
@@ -79,6 +79,8 @@ class V1Routes:
 
     async def health(self, request: Request) -> Response:
         await self.readiness.require(EVERY_WORKER)
+        if reason := await self.pipeline.missing_default():
+            raise Unavailable(reason)
         return JSONResponse({"status": "ok"})
 
     async def transcriptions(self, request: Request) -> Response:
@@ -99,16 +101,16 @@ class V1Routes:
             speakers = None
             if options.speakers is not None:
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
-            audio, model = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
+            prepared = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
         if options.stream:
             if speakers is None:
-                events = self.pipeline.stream(audio, model, options.decode)
+                events = self.pipeline.stream(prepared, options.decode)
             else:
-                events = self.pipeline.stream_with_speakers(audio, model, options.decode, speakers)
+                events = self.pipeline.stream_with_speakers(prepared, options.decode, speakers)
             return EventSourceResponse(
                 _sse(events, options), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
             )
-        return _render(await self.pipeline.transcribe(audio, model, options.decode, speakers), options)
+        return _render(await self.pipeline.transcribe(prepared, options.decode, speakers), options)
 
     @staticmethod
     def _options(form: FormData, request: Request, task: Task) -> RequestOptions:

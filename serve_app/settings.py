@@ -52,8 +52,28 @@ class AppSettings(BaseModel):
     WHISPER_SERVE_API_KEYS, comma-separated), every route but /v1/ping, /v1/health and
     /openapi.json needs `Authorization: Bearer <key>`."""
 
+    admin_api_keys_file: Path | None = None
+    """A file of admin keys, one a line (or WHISPER_SERVE_ADMIN_KEYS, comma-separated). Once any
+    key is configured, ordinary or admin, model management (POST and DELETE /v1/models) and the
+    job API need an admin key; an admin key is also accepted wherever an ordinary one is."""
+
+    allow_anonymous: bool = False
+    """Serve with no key at all. Without keys and without this, the app refuses to start: a
+    service that any client can reach must not be open by accident. config.cpu.yaml sets it for
+    a local trial, listening on 127.0.0.1 only."""
+
     cors_origins: list[str] = []
-    """Origins browsers may call the API from (`*` for any); none: no CORS headers."""
+    """Origins browsers may call the API from (`*` for any); none: no CORS headers. A request
+    that changes something (any method but GET, HEAD and OPTIONS) from a web page of another
+    origin is refused with 403."""
+
+    upload_idle_timeout_s: float = Field(default=30, gt=0)
+    """Seconds an upload may go without sending a byte before it is cut with 408; past this
+    long, an upload slower on average than `upload_min_bytes_per_s` is cut too."""
+
+    upload_min_bytes_per_s: int = Field(default=8192, ge=0)
+    """The slowest average rate an upload may keep once `upload_idle_timeout_s` has passed,
+    so that a client trickling a byte a second cannot hold a slot of the Ingress for hours."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto`: CUDA when the replica was given a GPU (`num_gpus` in config.yaml), else CPU."""

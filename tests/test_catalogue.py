@@ -31,6 +31,29 @@ def test_seeding_writes_tiny_en_once_and_respects_a_delete(catalogue: ModelCatal
     assert list(catalogue.root.iterdir()) == [catalogue.root / ".seeded.json"]
 
 
+def test_a_required_embedded_model_comes_back_after_a_delete(catalogue: ModelCatalogue) -> None:
+    catalogue.seed([TINY])
+    catalogue.remove("tiny.en")
+    assert [m.id for m in catalogue.seed([TINY], required=["tiny.en"])] == ["tiny.en"]
+    catalogue.remove("tiny.en")
+    assert [m.id for m in catalogue.seed([TINY], required=["Systran/faster-whisper-tiny.en"])] == ["tiny.en"]
+
+
+@pytest.mark.parametrize("name", ["TINY.EN", "tiny.en ", " tiny.en", "Tiny.En", "systran/faster-whisper-tiny.en"])
+def test_a_model_answers_to_its_exact_id_and_aliases_only(catalogue: ModelCatalogue, name: str) -> None:
+    catalogue.seed([TINY])
+    assert catalogue.find("tiny.en") is not None
+    assert catalogue.find("Systran/faster-whisper-tiny.en") is not None
+    assert catalogue.find(name) is None
+
+
+def test_the_api_shows_a_models_folder_by_its_name_not_the_servers_path(catalogue: ModelCatalogue) -> None:
+    [model] = catalogue.seed([TINY])
+    assert model.path == str(catalogue.root / "tiny.en")
+    assert model.to_json()["path"] == "tiny.en"
+    assert str(catalogue.root) not in json.dumps(model.to_json())
+
+
 def test_a_failed_write_leaves_nothing(catalogue: ModelCatalogue) -> None:
     def broken(folder: Path) -> None:
         (folder / "model.bin").write_bytes(b"half")
@@ -63,7 +86,8 @@ def test_add_records_metadata_and_aliases(catalogue: ModelCatalogue) -> None:
     assert info.multilingual is False
     stored = json.loads((catalogue.root / "small.en" / METADATA_FILE).read_text())
     assert stored["source"] == "hub:Systran/faster-whisper-small.en"
-    assert catalogue.find("SYSTRAN/faster-whisper-small.en") == info
+    assert catalogue.find("Systran/faster-whisper-small.en") == info
+    assert catalogue.find("SYSTRAN/faster-whisper-small.en") is None
     assert info.to_json()["object"] == "model"
 
 

@@ -30,7 +30,10 @@ def test_both_configs_are_valid_serve_configs_with_valid_args(config: dict) -> N
 
 def test_the_two_configs_are_the_same_graph() -> None:
     gpu, cpu = load_config("config.yaml"), load_config("config.cpu.yaml")
-    assert gpu["applications"][0]["args"] == cpu["applications"][0]["args"]
+    gpu_args, cpu_args = gpu["applications"][0]["args"], dict(cpu["applications"][0]["args"])
+    # Only the local trial may go without keys: it listens on 127.0.0.1.
+    assert "allow_anonymous" not in gpu_args and cpu_args.pop("allow_anonymous") is True
+    assert gpu_args == cpu_args
     assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber", "Diarizer"}
     for name in ("Ingress", "ModelStore", "JobQueue"):
         assert deployments(gpu)[name] == deployments(cpu)[name]
@@ -71,3 +74,22 @@ def test_bad_args_are_refused_before_anything_binds() -> None:
         build_app({"max_loaded_models": 0})
     with pytest.raises(pydantic.ValidationError, match="Extra inputs"):
         build_app({"model_folder": "/tmp"})
+
+
+def test_the_local_trial_listens_on_loopback_only() -> None:
+    assert load_config("config.cpu.yaml")["http_options"]["host"] == "127.0.0.1"
+
+
+def test_the_cluster_config_will_not_start_without_keys(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.delenv("WHISPER_SERVE_API_KEYS", raising=False)
+    monkeypatch.delenv("WHISPER_SERVE_ADMIN_KEYS", raising=False)
+    args = load_config("config.yaml")["applications"][0]["args"] | {"model_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match="no API key is configured.*allow_anonymous: true"):
+        build_app(args)
+    monkeypatch.setenv("WHISPER_SERVE_ADMIN_KEYS", "an-admin-key")
+    build_app(args)
+    monkeypatch.delenv("WHISPER_SERVE_ADMIN_KEYS")
+    keys = tmp_path / "keys"
+    keys.write_text("# ordinary keys\nkey-1\n")
+    build_app(args | {"api_keys_file": str(keys)})
+    build_app(args | {"allow_anonymous": True})

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.model_ids import canonical, is_folder_safe, model_id_for_file, model_id_for_repo
+from serve_app.model_ids import is_folder_safe, model_id_for_file, model_id_for_repo
 
 
 @pytest.mark.parametrize(
@@ -30,10 +30,6 @@ def test_go_whisper_file_ids(name: str, model_id: str) -> None:
 )
 def test_repository_ids(repo: str, revision: str | None, model_id: str) -> None:
     assert model_id_for_repo(repo, revision) == model_id
-
-
-def test_names_compare_without_case_or_space() -> None:
-    assert canonical("  Systran/Faster-Whisper-Base ") == "systran/faster-whisper-base"
 
 
 @pytest.mark.parametrize("model_id", ["tiny.en", "ggml-medium-q5_0", "repo_v1.0", "distil-large-v3.5-ct2", "_x"])
