@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,8 @@ from serve_app.jobs import (
     CallbackSettings,
     Job,
     JobStatus,
+    JobStore,
+    call_back,
     callback_body,
     check_callback,
     send_callback,
@@ -139,3 +142,15 @@ def test_submission_checks_the_callback_host() -> None:
         "callback host '169.254.169.254' is not one this service may call; allowed hosts: hooks.example.com")
     with pytest.raises(BadRequest, match="callback must be an http or https URL"):
         check_callback("file:///etc/passwd", None)
+
+
+def test_the_outcome_is_recorded_on_the_job(receiver: Receiver, tmp_path: Path) -> None:
+    with JobStore(tmp_path) as store:
+        job = store.submit(finished_job(receiver.url))
+        store.claim_next()
+        finished = store.complete(job.id, "Hello there.", [], 1.0)
+        receiver.statuses = [404]
+        assert not call_back(finished, QUICK, store).delivered
+        assert store.get(job.id).to_json()["callback_error"] == "the receiver answered 404"
+        assert call_back(finished, QUICK, store).delivered
+        assert store.get(job.id).callback_error == ""

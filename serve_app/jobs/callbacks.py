@@ -18,6 +18,9 @@ and `finished_at`, so a receiver can also drop a repeated delivery of the same e
 The allow-list: a callback makes the server send a request into its own network, so an
 operator may restrict callbacks to named hosts; a job whose callback names another host is
 refused at submission (check_callback) and never called.
+
+The outcome: `call_back` sends, then records on the job why the callback was not delivered
+(its `callback_error`, empty once delivered), so a user can see it.
 """
 
 from __future__ import annotations
@@ -29,17 +32,20 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from ..errors import Forbidden
 from .job import Job, check_callback_url
+from .store import JobStore
 
 __all__ = [
     "SIGNATURE_HEADER",
     "CallbackSettings",
     "Delivery",
+    "call_back",
     "callback_body",
     "check_callback",
     "send_callback",
@@ -166,3 +172,11 @@ def send_callback(
             http.close()
     logger.warning("job %s: callback to %s not delivered after %d tries: %s", job.id, job.callback, tries, reason)
     return Delivery(delivered=False, tries=tries, status=status, reason=reason)
+
+
+def call_back(job: Job, settings: CallbackSettings, store: JobStore, **send: Any) -> Delivery:
+    """send_callback, then its outcome on the job in `store`: `callback_error` holds why it
+    was not delivered, and is emptied when it was. `send`: send_callback's keywords."""
+    delivery = send_callback(job, settings, **send)
+    store.record_callback(job.id, "" if delivery.delivered else delivery.reason)
+    return delivery

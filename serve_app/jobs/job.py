@@ -91,6 +91,8 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    callback_error: str = ""
+    """Why the callback was not delivered; empty when it was, is still due, or there is none."""
 
     def to_json(self) -> dict[str, Any]:
         """The job object of the API: the old server's keys in its order, then ours."""
@@ -113,6 +115,7 @@ class Job:
             "outputs": list(self.outputs),
             "priority": self.priority,
             "attempts": self.attempts,
+            "callback_error": self.callback_error,
         }
 
 
