@@ -189,6 +189,8 @@ def test_a_burst_of_fifty_jobs(client: httpx.Client, media: Path, out: Path) -> 
         ({"path": "{media}/ok.wav", "model": "large-v9"}, 400, "model"),
         ({"path": "{media}/ok.wav", "language": "de"}, 400, "English-only"),
         ({"path": "{media}/ok.wav", "callback": "ftp://host/x"}, 400, "callback"),
+        ({"path": "{media}/ok.wav", "callback": "http://169.254.169.254/latest/meta-data/"}, 403, "callback_hosts"),
+        ({"path": "{media}/ok.wav", "callback": "http://localhost:8265/api/jobs/"}, 403, "callback_hosts"),
         ({"path": "{media}/ok.wav", "priority": "high"}, 400, "priority"),
         ({"path": "{media}/ok.wav", "colour": "blue"}, 400, "colour"),
         ({}, 400, "path"),

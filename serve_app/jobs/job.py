@@ -5,7 +5,7 @@ capital D included) so its clients read ours, with what they lacked beside it: `
 the times, `outputs`, `priority` and `attempts`.
 
 Pure: no Ray, no disk. Whether `path` and `output_path` may be used is paths.py's
-decision, whether the callback's host may be called is callbacks.py's, and submission.py
+decision, whether the callback's host may be called is targets.py's, and submission.py
 runs all three in order.
 """
 
