@@ -17,7 +17,7 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.errors import BadRequest, Forbidden, ServiceError
-from serve_app.jobs import CallbackSettings, Job, JobFolders, JobStore, admit_submission, send_callback, write_outputs
+from serve_app.jobs import CallbackSettings, Job, JobFolders, JobStore, admit_submission, call_back, write_outputs
 from serve_app.options import DecodeOptions
 from serve_app.pipeline import Pipeline, check_model_fits
 from serve_app.settings import AppSettings
@@ -50,7 +50,7 @@ class JobQueue:
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task] = set()
         for job in recovery.failed:
-            self._spawn(asyncio.to_thread(send_callback, job, self.callbacks))
+            self._spawn(asyncio.to_thread(call_back, job, self.callbacks, self.store))
         self._spawn(self._run_forever())
 
     def _spawn(self, work) -> None:
@@ -154,7 +154,7 @@ class JobQueue:
             finished = await asyncio.to_thread(store.fail, job.id, reason, time.monotonic() - started, attempt=job.attempts)
         self._wake.set()
         if finished is not None and job.callback:
-            await asyncio.to_thread(send_callback, finished, self.callbacks)
+            await asyncio.to_thread(call_back, finished, self.callbacks, store)
 
     async def _transcribe(self, job: Job) -> Transcript:
         media = await asyncio.to_thread(self.folders.media_file, job.path)

@@ -160,6 +160,7 @@ _SCHEMAS: dict[str, Any] = {
             "Duration": {"type": "number"},
             "error": {"type": "string"},
             "outputs": {"type": "array", "items": {"type": "string"}},
+            "callback_error": {"type": "string"},
         },
     },
     "Stats": {

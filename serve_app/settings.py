@@ -102,7 +102,9 @@ class AppSettings(BaseModel):
     environment variable WHISPER_SERVE_CALLBACK_SECRET, when set, takes its place."""
 
     callback_hosts: list[str] | None = None
-    """Host names job callbacks may go to; None: any."""
+    """The only hosts job callbacks may go to (names as written in the callback URL, or
+    literal addresses), wherever they resolve, private and loopback addresses included.
+    None: any host whose addresses are all public (see serve_app/jobs/targets.py)."""
 
     callback_tries: int = Field(default=5, ge=1)
     """Tries of a callback, the first included, with a doubling wait between them."""

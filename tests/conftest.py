@@ -106,6 +106,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Pat
         job_output_folders=[str(job_folders["out"])],
         job_store_dir=job_folders["store"],
         callback_secret=CALLBACK_SECRET,
+        callback_hosts=["127.0.0.1"],  # the receiver's: loopback is refused unless named
         callback_tries=4,
         callback_backoff_s=0.05,
     )

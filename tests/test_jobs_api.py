@@ -117,6 +117,19 @@ def test_a_failed_job_says_why_and_calls_back(client: httpx.Client, media: Path,
     assert list(out.iterdir()) == []
 
 
+def test_an_undelivered_callback_says_why_on_the_job(client: httpx.Client, media: Path, out: Path, receiver: Receiver) -> None:
+    receiver.statuses = [404]
+    call = shutil.copy(SAMPLE_WAV, media / "refused.wav")
+    job_id = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}).json()["id"]
+    wait_for(client, job_id)
+    deadline = time.monotonic() + 30
+    while not (job := client.get(f"/transcription/job/{job_id}").json())["callback_error"]:
+        assert time.monotonic() < deadline, "the callback's outcome was not recorded"
+        time.sleep(0.1)
+    assert (job["status"], job["callback_error"]) == ("COMPLETED", "the receiver answered 404")
+    assert len(receiver.received) == 1
+
+
 def test_delete(client: httpx.Client, media: Path, out: Path, long_english_wav: Path) -> None:
     talk = shutil.copy(long_english_wav, media / "delete-me.wav")
     ids = [client.post("/transcription/job", json={"path": str(talk), "output_path": str(out)}).json()["id"] for _ in range(3)]
@@ -176,6 +189,8 @@ def test_a_burst_of_fifty_jobs(client: httpx.Client, media: Path, out: Path) -> 
         ({"path": "{media}/ok.wav", "model": "large-v9"}, 400, "model"),
         ({"path": "{media}/ok.wav", "language": "de"}, 400, "English-only"),
         ({"path": "{media}/ok.wav", "callback": "ftp://host/x"}, 400, "callback"),
+        ({"path": "{media}/ok.wav", "callback": "http://169.254.169.254/latest/meta-data/"}, 403, "callback_hosts"),
+        ({"path": "{media}/ok.wav", "callback": "http://localhost:8265/api/jobs/"}, 403, "callback_hosts"),
         ({"path": "{media}/ok.wav", "priority": "high"}, 400, "priority"),
         ({"path": "{media}/ok.wav", "colour": "blue"}, 400, "colour"),
         ({}, 400, "path"),

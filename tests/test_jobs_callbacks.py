@@ -1,9 +1,11 @@
-"""Callbacks against a real HTTP receiver on 127.0.0.1: body, signature, retries, giving up."""
+"""Callbacks against a real HTTP receiver on 127.0.0.1 (named in callback_hosts, as loopback
+must be): body, signature, retries, giving up, and the outcome recorded on the job."""
 
 from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,8 @@ from serve_app.jobs import (
     CallbackSettings,
     Job,
     JobStatus,
+    JobStore,
+    call_back,
     callback_body,
     check_callback,
     send_callback,
@@ -23,7 +27,8 @@ from serve_app.jobs import (
 )
 
 SECRET = "s3cret-shared-with-the-receiver"
-QUICK = CallbackSettings(secret=SECRET, tries=4, backoff=0.01, timeout=5)
+LOCAL = ["127.0.0.1"]
+QUICK = CallbackSettings(secret=SECRET, allowed_hosts=LOCAL, tries=4, backoff=0.01, timeout=5)
 
 
 def finished_job(callback: str) -> Job:
@@ -55,7 +60,7 @@ def test_a_failed_job_is_called_back_with_its_reason(receiver: Receiver) -> None
 
 
 def test_without_a_secret_nothing_is_signed(receiver: Receiver) -> None:
-    assert send_callback(finished_job(receiver.url), CallbackSettings(backoff=0.01)).delivered
+    assert send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, backoff=0.01)).delivered
     assert SIGNATURE_HEADER not in receiver.received[0].headers
 
 
@@ -83,7 +88,7 @@ def test_two_server_errors_then_success_take_exactly_three_tries(receiver: Recei
 
 def test_a_receiver_that_keeps_failing_is_tried_the_bounded_number_of_times(receiver: Receiver) -> None:
     receiver.statuses = [500] * 10
-    delivery = send_callback(finished_job(receiver.url), CallbackSettings(tries=3, backoff=0.01))
+    delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=3, backoff=0.01))
     assert (delivery.delivered, delivery.tries, delivery.status) == (False, 3, 500)
     assert delivery.reason == "the receiver answered 500"
     assert len(receiver.received) == 3
@@ -98,7 +103,7 @@ def test_a_refusal_is_not_asked_again(receiver: Receiver) -> None:
 
 def test_a_receiver_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
     receiver.statuses = [None]
-    delivery = send_callback(finished_job(receiver.url), CallbackSettings(tries=2, backoff=0.01, timeout=0.3))
+    delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0.01, timeout=0.3))
     assert (delivery.delivered, delivery.tries) == (True, 2)
     assert len(receiver.received) == 2
 
@@ -112,7 +117,8 @@ def unreachable_url() -> str:
 
 def test_an_unreachable_receiver_is_given_up_without_raising() -> None:
     waits: list[float] = []
-    delivery = send_callback(finished_job(unreachable_url()), CallbackSettings(tries=3, backoff=0.5), sleep=waits.append)
+    delivery = send_callback(finished_job(unreachable_url()), CallbackSettings(allowed_hosts=LOCAL, tries=3, backoff=0.5),
+                             sleep=waits.append)
     assert (delivery.delivered, delivery.tries, delivery.status) == (False, 3, None)
     assert "ConnectError" in delivery.reason
     assert waits == [0.5, 1.0]
@@ -125,7 +131,8 @@ def test_a_job_without_callback_sends_nothing() -> None:
 def test_the_allow_list_is_checked_again_when_sending(receiver: Receiver) -> None:
     delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=["hooks.example.com"]))
     assert not delivery.delivered
-    assert "not one this service may call" in delivery.reason
+    assert delivery.reason == (
+        "callback host '127.0.0.1' is not one this service may call: callback_hosts allows hooks.example.com")
     assert receiver.received == []
 
 
@@ -136,6 +143,18 @@ def test_submission_checks_the_callback_host() -> None:
         check_callback("http://169.254.169.254/latest/meta-data", ["hooks.example.com"])
     assert refused.value.status == 403
     assert refused.value.reason == (
-        "callback host '169.254.169.254' is not one this service may call; allowed hosts: hooks.example.com")
+        "callback host '169.254.169.254' is not one this service may call: callback_hosts allows hooks.example.com")
     with pytest.raises(BadRequest, match="callback must be an http or https URL"):
         check_callback("file:///etc/passwd", None)
+
+
+def test_the_outcome_is_recorded_on_the_job(receiver: Receiver, tmp_path: Path) -> None:
+    with JobStore(tmp_path) as store:
+        job = store.submit(finished_job(receiver.url))
+        store.claim_next()
+        finished = store.complete(job.id, "Hello there.", [], 1.0)
+        receiver.statuses = [404]
+        assert not call_back(finished, QUICK, store).delivered
+        assert store.get(job.id).to_json()["callback_error"] == "the receiver answered 404"
+        assert call_back(finished, QUICK, store).delivered
+        assert store.get(job.id).callback_error == ""

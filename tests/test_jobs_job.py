@@ -136,7 +136,7 @@ def test_the_json_has_the_old_servers_keys_in_order_then_ours() -> None:
     assert list(body)[:11] == ["id", "path", "language", "format", "output_path", "progress", "status", "result",
                                "callback", "model", "Duration"]
     assert set(body) - set(list(body)[:11]) == {"error", "created_at", "started_at", "finished_at", "outputs",
-                                                "priority", "attempts"}
+                                                "priority", "attempts", "callback_error"}
     assert body["status"] == "QUEUED"
     assert body["Duration"] == 12.346
     assert body["outputs"] == ["/data/out/a.vtt"]

@@ -305,3 +305,28 @@ def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path: Path) -> None:
         assert len(claimed) == len(submitted)
         assert set(claimed) == submitted
         assert shared.stats() == {"Queued": 0, "Running": 0, "Processed": 60}
+
+
+def test_a_callback_outcome_is_kept_for_finished_jobs_only(store: JobStore) -> None:
+    job = store.submit(new_job())
+    assert not store.record_callback(job.id, "refused")
+    store.claim_next()
+    store.fail(job.id, "broken", 1.0)
+    assert store.record_callback(job.id, "callback host '10.0.0.5' is a private address")
+    assert store.get(job.id).to_json()["callback_error"] == "callback host '10.0.0.5' is a private address"
+    assert not store.record_callback("no-such-job", "x")
+
+
+def test_a_file_of_schema_1_gains_the_callback_error(tmp_path: Path) -> None:
+    with JobStore(tmp_path) as store:
+        job = store.submit(new_job())
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN callback_error")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    with JobStore(tmp_path) as store:
+        assert store.get(job.id).callback_error == ""
+        store.claim_next()
+        store.complete(job.id, "text", [], 1.0)
+        assert store.record_callback(job.id, "the receiver answered 404")
+        assert store.get(job.id).callback_error == "the receiver answered 404"

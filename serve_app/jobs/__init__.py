@@ -5,8 +5,8 @@ from .callbacks import (
     SIGNATURE_HEADER,
     CallbackSettings,
     Delivery,
+    call_back,
     callback_body,
-    check_callback,
     send_callback,
     sign,
     verify_signature,
@@ -16,6 +16,7 @@ from .outputs import output_names, write_outputs
 from .paths import JobFolders
 from .store import JobStore, Recovery
 from .submission import admit_submission
+from .targets import callback_client, check_callback
 
 __all__ = [
     "JOB_FORMATS",
@@ -29,7 +30,9 @@ __all__ = [
     "JobStore",
     "Recovery",
     "admit_submission",
+    "call_back",
     "callback_body",
+    "callback_client",
     "check_callback",
     "check_callback_url",
     "output_names",

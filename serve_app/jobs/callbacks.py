@@ -15,9 +15,10 @@ compares the two in constant time, as `verify_signature` does; a body that was a
 sent by someone without the secret, does not match. The body holds the job's `id`, `status`
 and `finished_at`, so a receiver can also drop a repeated delivery of the same ending.
 
-The allow-list: a callback makes the server send a request into its own network, so an
-operator may restrict callbacks to named hosts; a job whose callback names another host is
-refused at submission (check_callback) and never called.
+Where it may go (targets.py): to public addresses only, or, when the operator names hosts
+in `callback_hosts`, to those hosts only. What the URL shows is refused at submission
+(check_callback); an address the name resolves to is refused when sending, before anything
+is sent, and the reason is recorded on the job (`call_back`, the job's `callback_error`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,20 @@ import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
 
 import httpx
 
 from ..errors import Forbidden
-from .job import Job, check_callback_url
+from .job import Job
+from .store import JobStore
+from .targets import Resolver, callback_client, check_callback
 
 __all__ = [
     "SIGNATURE_HEADER",
     "CallbackSettings",
     "Delivery",
+    "call_back",
     "callback_body",
     "check_callback",
     "send_callback",
@@ -58,7 +62,8 @@ class CallbackSettings:
     """Key of the HMAC-SHA256 signature header; None: callbacks are not signed."""
 
     allowed_hosts: Collection[str] | None = None
-    """Host names callbacks may go to (compared without case, port aside); None: any host."""
+    """The only hosts callbacks may go to, wherever they resolve (names compared without case,
+    port aside, or literal addresses); None: any host whose addresses are all public."""
 
     timeout: float = 10.0
     """Seconds each try may take to connect, send and be answered."""
@@ -81,18 +86,6 @@ class Delivery:
     tries: int
     status: int | None = None
     reason: str = ""
-
-
-def check_callback(url: str, allowed_hosts: Collection[str] | None) -> None:
-    """For submission: BadRequest when `url` is not an http(s) URL, Forbidden when its host
-    is not among `allowed_hosts` (None allows any)."""
-    check_callback_url(url)
-    if allowed_hosts is None:
-        return
-    host = urlsplit(url).hostname or ""
-    if host not in {allowed.strip().lower() for allowed in allowed_hosts}:
-        allowed = ", ".join(sorted(allowed_hosts)) or "none"
-        raise Forbidden(f"callback host {host!r} is not one this service may call; allowed hosts: {allowed}")
 
 
 def callback_body(job: Job) -> bytes:
@@ -118,10 +111,11 @@ def send_callback(
     job: Job,
     settings: CallbackSettings,
     *,
-    client: httpx.Client | None = None,
+    resolve: Resolver | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
-    """POST the job's JSON to its callback, trying again as the module docstring says.
+    """POST the job's JSON to its callback, trying again as the module docstring says;
+    `resolve` stands in for socket.getaddrinfo (see targets.PublicOnlyBackend).
 
     Blocking (it waits between tries): from async code, run it in a thread. Never raises.
     """
@@ -129,7 +123,7 @@ def send_callback(
         return Delivery(delivered=False, tries=0, reason="the job has no callback")
     try:
         check_callback(job.callback, settings.allowed_hosts)
-    except Exception as exc:  # the allow-list changed since the job was submitted
+    except Exception as exc:  # callback_hosts changed since the job was submitted
         logger.warning("job %s: callback not sent: %s", job.id, exc)
         return Delivery(delivered=False, tries=0, reason=str(exc))
 
@@ -138,8 +132,7 @@ def send_callback(
     if settings.secret:
         headers[SIGNATURE_HEADER] = sign(body, settings.secret)
 
-    own_client = client is None
-    http = client or httpx.Client(timeout=settings.timeout, follow_redirects=False)
+    http = callback_client(settings.allowed_hosts, timeout=settings.timeout, resolve=resolve)
     status: int | None = None
     reason = ""
     tries = 0
@@ -152,6 +145,9 @@ def send_callback(
             except httpx.TransportError as exc:
                 status, reason = None, f"{type(exc).__name__}: {exc}"
                 continue
+            except Forbidden as exc:  # where the host resolves: asking again would not change it
+                status, reason = None, exc.reason
+                break
             status = response.status_code
             if 200 <= status < 300:
                 return Delivery(delivered=True, tries=tries, status=status)
@@ -162,7 +158,14 @@ def send_callback(
         reason = f"{type(exc).__name__}: {exc}"
         logger.exception("job %s: callback to %s broke off", job.id, job.callback)
     finally:
-        if own_client:
-            http.close()
+        http.close()
     logger.warning("job %s: callback to %s not delivered after %d tries: %s", job.id, job.callback, tries, reason)
     return Delivery(delivered=False, tries=tries, status=status, reason=reason)
+
+
+def call_back(job: Job, settings: CallbackSettings, store: JobStore, **send: Any) -> Delivery:
+    """send_callback, then its outcome on the job in `store`: `callback_error` holds why it
+    was not delivered, and is emptied when it was. `send`: send_callback's keywords."""
+    delivery = send_callback(job, settings, **send)
+    store.record_callback(job.id, "" if delivery.delivered else delivery.reason)
+    return delivery

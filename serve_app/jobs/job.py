@@ -5,7 +5,7 @@ capital D included) so its clients read ours, with what they lacked beside it: `
 the times, `outputs`, `priority` and `attempts`.
 
 Pure: no Ray, no disk. Whether `path` and `output_path` may be used is paths.py's
-decision, whether the callback's host may be called is callbacks.py's, and submission.py
+decision, whether the callback's host may be called is targets.py's, and submission.py
 runs all three in order.
 """
 
@@ -91,6 +91,8 @@ class Job:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    callback_error: str = ""
+    """Why the callback was not delivered; empty when it was, is still due, or there is none."""
 
     def to_json(self) -> dict[str, Any]:
         """The job object of the API: the old server's keys in its order, then ours."""
@@ -113,6 +115,7 @@ class Job:
             "outputs": list(self.outputs),
             "priority": self.priority,
             "attempts": self.attempts,
+            "callback_error": self.callback_error,
         }
 
 

@@ -36,7 +36,7 @@ __all__ = ["DATABASE_NAME", "FINISHED_IN_LISTING", "JobStore", "Recovery", "SCHE
 
 DATABASE_NAME = "jobs.sqlite3"
 FINISHED_IN_LISTING = 10
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     attempts    INTEGER NOT NULL DEFAULT 0,         -- times it was claimed
     created_at  REAL    NOT NULL,                   -- Unix seconds
     started_at  REAL,
-    finished_at REAL
+    finished_at REAL,
+    callback_error TEXT NOT NULL DEFAULT ''             -- why the callback was not delivered
 );
 CREATE INDEX IF NOT EXISTS jobs_in_queue_order ON jobs (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
@@ -69,7 +70,7 @@ INSERT OR IGNORE INTO counters (name, value) VALUES ('processed', 0);
 
 _COLUMNS = (
     "id, path, language, format, output_path, callback, model, priority, status, progress, result,"
-    " error, outputs, duration, attempts, created_at, started_at, finished_at"
+    " error, outputs, duration, attempts, created_at, started_at, finished_at, callback_error"
 )
 
 
@@ -93,6 +94,7 @@ def _job(row: sqlite3.Row) -> Job:
         created_at=row["created_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        callback_error=row["callback_error"],
     )
 
 
@@ -153,6 +155,9 @@ class JobStore:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "callback_error" not in columns:  # a file of schema 1
+                db.execute("ALTER TABLE jobs ADD COLUMN callback_error TEXT NOT NULL DEFAULT ''")
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -255,6 +260,15 @@ class JobStore:
             ).fetchall()
             finished = self._count_finished(db, rows)
         return finished[0] if finished else None
+
+    def record_callback(self, job_id: str, error: str) -> bool:
+        """Record how a finished job's callback went: `error` is why it was not delivered, ""
+        when it was. False when the job is unknown or not finished."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET callback_error = ? WHERE id = ? AND status IN ('COMPLETED', 'FAILED')", (error, job_id)
+            )
+        return cursor.rowcount == 1
 
     def requeue(
         self, job_id: str, reason: str, *, max_attempts: int, attempt: int | None = None, duration: float = 0.0

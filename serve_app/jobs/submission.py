@@ -2,7 +2,8 @@
 
 Bad input is refused here, with the reason, and never queued to fail later: the API being
 off (403), then the body (400: fields, language, format, model, callback scheme), then the
-paths (403 outside the folders, 400 missing or unusable), then the callback's host (403).
+paths (403 outside the folders, 400 missing or unusable), then the callback's host (403: not
+in callback_hosts, or, without them, an address the URL shows is not public; see targets.py).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .callbacks import check_callback
+from .targets import check_callback
 from .job import Job, parse_submission
 from .paths import JobFolders
 
