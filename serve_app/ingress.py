@@ -27,7 +27,7 @@ from .readiness import Readiness
 from .routes import NEEDS, V1Routes
 from .settings import AppSettings
 
-__all__ = ["Ingress", "all_routes"]
+__all__ = ["Ingress", "all_routes", "http_app"]
 
 
 def all_routes(*, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle) -> list[Route]:
@@ -39,6 +39,34 @@ def all_routes(*, pipeline: Pipeline, readiness: Readiness, job_queue: Deploymen
         *JobRoutes(job_queue=job_queue).routes(),
         Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
     ]
+
+
+def http_app(settings: AppSettings, routes: list[Route]) -> ASGIApp:
+    """The routes behind the edge's checks, outermost first: CORS, the net for our bugs, the
+    origin of changes, API keys, and the body's size and pace."""
+    middleware = [
+        Middleware(CatchAll),
+        Middleware(OriginCheck, allowed=settings.cors_origins),
+        Middleware(ApiKeys, keys=load_keys(settings.api_keys_file, settings.admin_api_keys_file)),
+        Middleware(
+            BodyGuard,
+            max_bytes=settings.max_upload_bytes,
+            idle_timeout_s=settings.upload_idle_timeout_s,
+            min_bytes_per_s=settings.upload_min_bytes_per_s,
+        ),
+    ]
+    if settings.cors_origins:
+        middleware.insert(
+            0,
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "DELETE"],
+                allow_headers=["Authorization", "Content-Type", "Accept"],
+            ),
+        )
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
+    return _KeepOurErrorAnswers(app)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -60,34 +88,7 @@ class Ingress:
         self.readiness = Readiness(app_name)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        settings = self.settings
-        middleware = [
-            Middleware(CatchAll),
-            Middleware(OriginCheck, allowed=settings.cors_origins),
-            Middleware(ApiKeys, keys=load_keys(settings.api_keys_file, settings.admin_api_keys_file)),
-            Middleware(
-                BodyGuard,
-                max_bytes=settings.max_upload_bytes,
-                idle_timeout_s=settings.upload_idle_timeout_s,
-                min_bytes_per_s=settings.upload_min_bytes_per_s,
-            ),
-        ]
-        if settings.cors_origins:
-            middleware.insert(
-                0,
-                Middleware(
-                    CORSMiddleware,
-                    allow_origins=settings.cors_origins,
-                    allow_methods=["GET", "POST", "DELETE"],
-                    allow_headers=["Authorization", "Content-Type", "Accept"],
-                ),
-            )
-        app = Starlette(
-            routes=all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue),
-            middleware=middleware,
-            exception_handlers=EXCEPTION_HANDLERS,
-        )
-        return _KeepOurErrorAnswers(app)
+        return http_app(self.settings, all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue))
 
     async def transcribe(self, media: bytes, fields: dict[str, str], task: str = "transcribe") -> dict | str:
         """`POST /v1/audio/transcriptions` (or translations) without HTTP, for Ray drivers on the

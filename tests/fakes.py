@@ -1,0 +1,80 @@
+"""The HTTP app in-process, without Ray: the real routes and edge over stand-ins for the
+deployment handles, reached through httpx's ASGITransport."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deployments.model_store import ModelStore
+from serve_app.catalogue import ModelInfo
+from serve_app.ingress import all_routes, http_app
+from serve_app.pipeline import Pipeline
+from serve_app.settings import AppSettings
+
+
+class FakeHandle:
+    """`handle.method.remote(...)` awaited as a deployment handle's call is: on a plain object."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+
+        class Method:
+            @staticmethod
+            def remote(*args: Any, **kwargs: Any) -> Any:
+                async def call() -> Any:
+                    result = method(*args, **kwargs)
+                    return await result if inspect.isawaitable(result) else result
+
+                return call()
+
+        return Method()
+
+
+class Ready:
+    async def require(self, deployments: tuple[str, ...]) -> None:
+        return None
+
+
+def add_model_folder(store: Any, model_id: str) -> ModelInfo:
+    """A model folder as an operator would copy one in (its weights are not read here)."""
+
+    def write(folder: Path) -> None:
+        (folder / "model.bin").write_bytes(b"\0" * 16)
+        (folder / "config.json").write_text("{}")
+
+    return store.catalogue.add(model_id, write)
+
+
+class Jobs:
+    def __init__(self) -> None:
+        self.submitted: list[Any] = []
+
+    def submit(self, body: Any) -> dict[str, Any]:
+        self.submitted.append(body)
+        return {"id": "job-1", "status": "QUEUED"}
+
+    def stats(self) -> dict[str, int]:
+        return {"Queued": len(self.submitted), "Running": 0, "Processed": 0}
+
+
+class InProcess:
+    """The app as a client sees it, with its model folder and its job queue to look into."""
+
+    def __init__(self, tmp_path: Path, **args: Any) -> None:
+        self.settings = AppSettings.model_validate({"model_dir": str(tmp_path / "models"), "allow_anonymous": True, "embedded_models": False} | args)
+        self.models = ModelStore.func_or_class(self.settings)  # the deployment's own class, not deployed
+        add_model_folder(self.models, "tiny.en")
+        self.jobs = Jobs()
+        pipeline = Pipeline.from_settings(self.settings, model_store=FakeHandle(self.models), transcriber=None)
+        routes = all_routes(pipeline=pipeline, readiness=Ready(), job_queue=FakeHandle(self.jobs))
+        self.app = http_app(self.settings, routes)
+
+    def client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://whisper.test", **kwargs)
