@@ -122,6 +122,8 @@ def client(service: LocalService) -> Iterator[httpx.Client]:
 
 
 ALT_API_KEY = "alt-test-key"
+ALT_ADMIN_KEY = "alt-admin-key"
+ALT_IDLE_S = 1.0
 ALT_ORIGIN = "https://app.example"
 ALT_MAX_AUDIO_MINUTES = 0.25
 ALT_TIMEOUT_S = 0.2
@@ -129,16 +131,22 @@ ALT_TIMEOUT_S = 0.2
 
 @pytest.fixture(scope="session")
 def alt(service: LocalService, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A second app beside the main one, at /alt, with the other settings: API keys, CORS, a
-    15 s media limit, a 0.2 s request timeout, and the job API off. Its URL prefix."""
+    """A second app beside the main one, at /alt, with the other settings: API keys (ordinary
+    and admin), CORS, a 15 s media limit, a 0.2 s request timeout, uploads cut after 1 s of
+    silence, and the job API off. Its URL prefix."""
     keys = tmp_path_factory.mktemp("keys") / "api-keys"
     keys.write_text(f"# test keys\n{ALT_API_KEY}\n")
+    admin_keys = keys.with_name("admin-keys")
+    admin_keys.write_text(f"{ALT_ADMIN_KEY}\n")
     app = application(
         service.config,
         name="alt",
         route_prefix="/alt",
         model_dir=service.model_dir,
         api_keys_file=keys,
+        admin_api_keys_file=admin_keys,
+        allow_anonymous=False,
+        upload_idle_timeout_s=ALT_IDLE_S,
         cors_origins=[ALT_ORIGIN],
         max_audio_minutes=ALT_MAX_AUDIO_MINUTES,
         request_timeout_s=ALT_TIMEOUT_S,

@@ -1,0 +1,46 @@
+"""scripts/ray-local, the Ray that scripts/serve starts: a client without the user's token is
+refused, and stopping it stops that Ray's processes (issue 13, Ray's own ports)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CONNECT = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(int(ray.cluster_resources()['CPU']))"
+
+pytestmark = pytest.mark.serve
+
+
+def connect(address: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")} | {"RAY_AUTH_MODE": "token"} | env
+    return subprocess.run([sys.executable, "-c", CONNECT, address], env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(tmp_path: Path) -> None:
+    started = subprocess.run([ROOT / "scripts" / "ray-local"], capture_output=True, text=True, timeout=180, check=True)
+    address, pid = started.stdout.split()
+    ray_start = psutil.Process(int(pid))
+    try:
+        owner = connect(address)
+        assert owner.returncode == 0, owner.stderr[-2000:]
+        assert int(owner.stdout.split()[-1]) >= 1
+
+        stranger_home = tmp_path / "stranger"
+        stranger_home.mkdir()
+        for env in ({"HOME": str(stranger_home)}, {"HOME": str(stranger_home), "RAY_AUTH_TOKEN": "0" * 32}):
+            stranger = connect(address, **env)
+            assert stranger.returncode != 0, f"a client with {env} joined the cluster"
+            assert "Authentication" in stranger.stderr or "Failed to connect" in stranger.stderr, stranger.stderr[-2000:]
+        processes = [ray_start, *ray_start.children(recursive=True)]
+        assert any(p.name() == "gcs_server" for p in processes)
+    finally:
+        os.kill(int(pid), signal.SIGTERM)
+    gone, alive = psutil.wait_procs(processes, timeout=60)
+    assert alive == [], f"still running after the script stopped: {[p.name() for p in alive]}"
