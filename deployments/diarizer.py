@@ -32,13 +32,16 @@ class Diarizer:
         self.device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
         torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))  # as many threads as the replica has cores
         self.max_loaded = settings.max_loaded_models
+        self.trusted_repos = tuple(settings.trusted_model_repos)
         self._pipelines: OrderedDict[str, object] = OrderedDict()
         self._lock = threading.Lock()
 
     def _pipeline(self, model: ModelInfo):
         with self._lock:
             if model.path not in self._pipelines:
-                self._pipelines[model.path] = self.diarization.load_pipeline(model.path, device=self.device)
+                self._pipelines[model.path] = self.diarization.load_pipeline(
+                    model.path, device=self.device, source=model.source, trusted_repos=self.trusted_repos
+                )
                 while len(self._pipelines) > self.max_loaded:
                     self._pipelines.popitem(last=False)
             self._pipelines.move_to_end(model.path)

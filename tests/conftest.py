@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from media import SAMPLE_WAV, speak, transcode
-from hub_server import PIPELINE, HubServer, pipeline_repo, whisper_repo
+from hub_server import CRAFTED, PIPELINE, HubServer, crafted_repo, pipeline_repo, whisper_repo
 from receiver import Receiver, running_receiver
 from serve_app.local import LocalService, application
 
@@ -82,7 +82,13 @@ HUB_BROKEN = "test-org/whisper-tiny-broken"    # every transfer breaks half way
 
 
 @pytest.fixture(scope="session")
-def hub() -> Iterator[HubServer]:
+def pickle_marker(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file that loading the hub's CRAFTED pipeline as pyannote loads checkpoints would create."""
+    return tmp_path_factory.mktemp("crafted") / "pickle-ran"
+
+
+@pytest.fixture(scope="session")
+def hub(pickle_marker: Path) -> Iterator[HubServer]:
     """The local hub-compatible server the service downloads from (HF_ENDPOINT in its replicas)."""
     repos = {
         HUB_COPY: whisper_repo(),
@@ -90,6 +96,7 @@ def hub() -> Iterator[HubServer]:
         HUB_HELD: whisper_repo(hold=threading.Event()),
         HUB_BROKEN: whisper_repo(cut_at=30_000_000),
         PIPELINE: pipeline_repo(),
+        CRAFTED: crafted_repo(pickle_marker),
     }
     with HubServer(repos) as server:
         yield server

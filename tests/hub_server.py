@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 import socket
 import threading
@@ -38,6 +39,7 @@ TOKEN = "hf_local_test_token"
 """The token the server accepts for gated repositories."""
 TINY_EN = "Systran/faster-whisper-tiny.en"
 PIPELINE = "pyannote/speaker-diarization-community-1"
+CRAFTED = "test-org/speaker-diarization-crafted"
 
 _CHUNK = 1 << 20
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -416,6 +418,39 @@ def pipeline_repo(**faults: Any) -> HubRepo:
     }
     faults.setdefault("gated", True)
     return HubRepo(files=files, **faults)
+
+
+CRAFTED_CONFIG = b"""\
+version: 3.1.0
+pipeline:
+  name: pyannote.audio.pipelines.SpeakerDiarization
+  params:
+    clustering: AgglomerativeClustering
+    embedding: $model/embedding
+    segmentation: $model/segmentation
+"""
+
+
+class Touch:
+    """Pickled, a call of Path.touch: unpickling it creates the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def crafted_repo(marker: Path) -> HubRepo:
+    """A pipeline whose segmentation checkpoint is a pickle that creates `marker` when loaded
+    as pyannote loads checkpoints (torch.load with weights_only=False); not gated."""
+    checkpoint = {"pytorch-lightning_version": "2.6.0", "state_dict": {}, "callbacks": {"ModelCheckpoint": Touch(marker)}}
+    files: dict[str, Path | bytes] = {
+        "config.yaml": CRAFTED_CONFIG,
+        "segmentation/pytorch_model.bin": pickle.dumps(checkpoint, protocol=2),
+        "embedding/pytorch_model.bin": b"\x00" * 4096,
+    }
+    return HubRepo(files=files)
 
 
 def use_local_hub_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,14 +14,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import lightning
 import numpy as np
 import pytest
 import torch
 import yaml
 from huggingface_hub import constants
 from media import SAMPLE_RTTM, SAMPLE_WAV, speak
-from pyannote.audio.core.task import Problem, Resolution, Specifications
+from pipelines import save_pyannote_checkpoint
 from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import Annotation, Segment
 from pyannote.database.util import load_rttm
@@ -207,19 +206,6 @@ def test_campplus_embeds_only_the_frames_the_mask_keeps(sample_audio: np.ndarray
     assert torch.cosine_similarity(masked, cropped, dim=0) > 0.99
     assert torch.cosine_similarity(masked, whole, dim=0) < 0.95
     assert torch.isnan(nobody).all()  # pyannote's clustering leaves NaN embeddings out
-
-
-def save_pyannote_checkpoint(model: CAMPPlusEmbedding, path: Path) -> None:
-    """The checkpoint format of pyannote's models on the hub: Lightning's, with pyannote's
-    metadata (its version, the model's class, the task's specifications)."""
-    model.specifications = Specifications(problem=Problem.REPRESENTATION, resolution=Resolution.CHUNK, duration=10.0)
-    checkpoint = {
-        "state_dict": model.state_dict(),
-        "hyper_parameters": dict(model.hparams),
-        "pytorch-lightning_version": lightning.__version__,
-    }
-    model.on_save_checkpoint(checkpoint)
-    torch.save(checkpoint, path)
 
 
 def test_a_pipeline_folder_in_the_hubs_layout_loads_offline(

@@ -12,7 +12,7 @@ import pytest
 from httpx_sse import EventSource
 
 from conftest import HUB_BROKEN, HUB_COPY, HUB_HELD, HUB_SLOW
-from hub_server import PIPELINE, HubServer
+from hub_server import CRAFTED, PIPELINE, HubServer
 from media import SAMPLE_WAV
 
 pytestmark = pytest.mark.serve
@@ -128,3 +128,23 @@ def test_refusals(client: httpx.Client, body: dict, status: int, reason: str) ->
 def test_a_refusal_known_at_once_is_a_status_even_when_streaming(client: httpx.Client) -> None:
     response = client.post("/v1/models?stream=true", json={"path": "../../etc/passwd"})
     assert response.status_code == 400
+
+
+def test_a_pipeline_whose_checkpoint_runs_code_is_refused_and_runs_nothing(client: httpx.Client, pickle_marker: Path) -> None:
+    created = client.post("/v1/models", json={"path": CRAFTED})
+    assert created.status_code == 201, created.text
+    model = created.json()
+    assert model["kind"] == "diarization" and model["source"] == f"hub:{CRAFTED}"
+    try:
+        response = client.post(
+            "/v1/audio/diarize",
+            files={"file": SAMPLE_WAV.open("rb")},
+            data={"model": "tiny.en", "diarization_model": model["id"]},
+        )
+        assert response.status_code == 403, response.text
+        reason = response.json()["reason"]
+        assert "cannot be read without running its pickle" in reason
+        assert f"if you trust the repository {CRAFTED}, add it to the setting trusted_model_repos" in reason
+        assert not pickle_marker.exists()
+    finally:
+        client.delete(f"/v1/models/{model['id']}")
