@@ -9,7 +9,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException
 from starlette.datastructures import Headers
@@ -103,7 +103,7 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracked)
-        except ClientDisconnect:
+        except (ClientDisconnect, TaskCancelledError):  # the latter: Serve's answer to a client gone mid-body
             logger.info("%s %s: the client went away before its request was read whole", scope.get("method"), scope.get("path"))
         except Exception as exc:
             if scope["type"] != "http" or started:

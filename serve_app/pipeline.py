@@ -89,6 +89,13 @@ class Pipeline:
             timeout_s=settings.request_timeout_s,
         )
 
+    async def model(self, name: str) -> ModelInfo:
+        """The model `name` finds, without a lease: for checks before any work is queued."""
+        model = await self.model_store.get.remote(name)
+        if model is None:
+            raise NotFound(f"model not found: {name!r} is not among the models GET /v1/models lists")
+        return model
+
     async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> Prepared:
         """Everything that can refuse the request, before any decoding starts: the model, what
         it can do, and the media, decoded once to 16 kHz mono in a thread. The model is leased:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ALT_API_KEY, CALLBACK_SECRET, LONG_TEXT
+from conftest import ALT_ADMIN_KEY, CALLBACK_SECRET, LONG_TEXT
 from media import SAMPLE_WAV, speak
 from receiver import Receiver
 from serve_app.jobs import SIGNATURE_HEADER, verify_signature
@@ -224,7 +224,7 @@ def test_smi_says_there_is_no_gpu(client: httpx.Client) -> None:
 
 
 def test_the_job_api_is_off_unless_folders_are_configured(alt: str) -> None:
-    keyed = {"Authorization": f"Bearer {ALT_API_KEY}"}
+    keyed = {"Authorization": f"Bearer {ALT_ADMIN_KEY}"}
     response = httpx.post(f"{alt}/transcription/job", json={"path": str(SAMPLE_WAV)}, headers=keyed, timeout=30)
     assert response.status_code == 403
     assert "job API is off" in response.json()["reason"]

@@ -32,7 +32,7 @@ def test_download_list_transcribe_delete(client: httpx.Client, service) -> None:
     model = created.json()
     assert model["id"] == "whisper-tiny-copy" and model["object"] == "model" and model["kind"] == "transcription"
     assert model["source"] == f"hub:{HUB_COPY}"
-    assert sorted(p.name for p in Path(model["path"]).iterdir()) == [
+    assert sorted(p.name for p in (service.model_dir / model["path"]).iterdir()) == [
         "config.json", "model.bin", "tokenizer.json", "vocabulary.txt", "whisper-serve.json"
     ]
     assert "whisper-tiny-copy" in listed(client)
@@ -46,7 +46,7 @@ def test_download_list_transcribe_delete(client: httpx.Client, service) -> None:
 
     deleted = client.delete("/v1/models/whisper-tiny-copy")
     assert deleted.status_code == 200 and deleted.json()["id"] == "whisper-tiny-copy"
-    assert not Path(model["path"]).exists()
+    assert not (service.model_dir / model["path"]).exists()
     assert client.get("/v1/models/whisper-tiny-copy").status_code == 404
     assert client.delete("/v1/models/whisper-tiny-copy").status_code == 404
     gone = client.post("/v1/audio/transcriptions", files={"file": SAMPLE_WAV.open("rb")}, data={"model": "whisper-tiny-copy"})
