@@ -12,6 +12,8 @@ import importlib.util
 import av
 import numpy as np
 
+from serve_app.audio import open_media
+
 # Found without importing pyannote.audio (and torch), which unit tests do not need.
 SAMPLE_DIR = Path(importlib.util.find_spec("pyannote.audio").submodule_search_locations[0]) / "sample"
 SAMPLE_WAV = SAMPLE_DIR / "sample.wav"
@@ -34,7 +36,7 @@ def speak(text: str, path: Path, *, voice: str = "en", speed: int = 150) -> Path
 
 
 def _frames(path: Path):
-    with av.open(str(path)) as source:
+    with open(path, "rb") as media, open_media(media) as source:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
         for frame in source.decode(audio=0):
             yield from resampler.resample(frame)
@@ -103,3 +105,4 @@ def claim_duration(mp3: bytes, *, hours: float) -> bytes:
     samples_per_frame = 576  # MPEG-2 layer III, what transcode() writes at 16 kHz
     struct.pack_into(">I", patched, tag + 8, int(hours * 3600 * 16000 / samples_per_frame))
     return bytes(patched)
+

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from media import SAMPLE_WAV, claim_duration, transcode
-from serve_app.audio import SAMPLE_RATE, decode_audio
+from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+
+REFUSED_FORMAT = "file is not audio or video in a format this service reads"
 
 
 @pytest.mark.parametrize(
@@ -61,3 +66,77 @@ def test_what_is_not_media_is_refused(data: bytes, error: type, reason: str) -> 
     with pytest.raises(error) as refused:
         decode_audio(io.BytesIO(data))
     assert reason in refused.value.reason
+
+
+def concat_decoding(lines: str, tmp_path: Path) -> tuple[str, str]:
+    """The reasons of an ffconcat list naming `lines`, uploaded (bytes, names relative to the
+    working folder) and read from a folder (names relative to the list, as for a job)."""
+    body = f"ffconcat version 1.0\n{lines}".encode()
+    with pytest.raises(UnsupportedMedia) as uploaded:
+        decode_audio(io.BytesIO(body))
+    (tmp_path / "call.ffconcat").write_bytes(body)
+    with pytest.raises(UnsupportedMedia) as from_folder, open(tmp_path / "call.ffconcat", "rb") as listing:
+        decode_audio(listing)
+    return uploaded.value.reason, from_folder.value.reason
+
+
+def test_a_concat_list_reads_no_file_and_tells_nothing_of_which_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE_WAV, tmp_path / "secret.wav")
+    os.mkfifo(tmp_path / "pipe.wav")
+    # Held open read-write with a byte in it: a reader's open does not block, and a read takes the byte.
+    pipe = os.open(tmp_path / "pipe.wav", os.O_RDWR | os.O_NONBLOCK)
+    os.write(pipe, b"x")
+    try:
+        reasons = {
+            name: concat_decoding(f"file {name}\n", tmp_path)
+            for name in ("secret.wav", "missing.wav", "pipe.wav", "/etc/passwd", "../secret.wav")
+        }
+        assert os.read(pipe, 1) == b"x", "a file the list names was read"
+    finally:
+        os.close(pipe)
+    assert {reason for pair in reasons.values() for reason in pair} == {reasons["missing.wav"][0]}
+    assert reasons["missing.wav"][0].startswith(REFUSED_FORMAT) and "concat lists" in reasons["missing.wav"][0]
+
+
+def test_a_playlist_is_refused_and_tells_nothing_of_which_segments_exist(tmp_path: Path) -> None:
+    transcode(SAMPLE_WAV, tmp_path / "part.aac", codec="aac")
+    reasons = set()
+    for segment in ("part.aac", "missing.aac"):
+        playlist = tmp_path / f"{segment}.m3u8"
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30,\n{segment}\n#EXT-X-ENDLIST\n")
+        with open(playlist, "rb") as source, pytest.raises(UnsupportedMedia) as refused:
+            decode_audio(source)
+        reasons.add(refused.value.reason)
+    assert reasons == {refused.value.reason} and refused.value.reason.startswith(REFUSED_FORMAT)
+    with pytest.raises(UnsupportedMedia, match="file is not audio or video"):  # uploaded: FFmpeg needs the .m3u8 name
+        decode_audio(io.BytesIO(playlist.read_bytes()))
+
+
+def png(path: Path) -> Path:
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = 8, 8, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_images_and_image_sequences_are_refused_as_formats(tmp_path: Path) -> None:
+    for number in (1, 2, 3):
+        png(tmp_path / f"frame{number:03d}.png")
+    shutil.copy(tmp_path / "frame001.png", tmp_path / "frame%03d.png")  # a job's path that is a pattern
+    for name in ("frame%03d.png", "frame001.png"):
+        with open(tmp_path / name, "rb") as image, pytest.raises(UnsupportedMedia, match=REFUSED_FORMAT):
+            decode_audio(image)
+
+
+def test_subtitles_are_refused_as_a_format() -> None:
+    srt = b"1\n00:00:01,000 --> 00:00:02,000\nHello\n\n2\n00:00:03,000 --> 00:00:04,000\nWorld\n"
+    with pytest.raises(UnsupportedMedia, match=REFUSED_FORMAT):
+        decode_audio(io.BytesIO(srt))
+
+
+@pytest.mark.parametrize("name", MEDIA_DEMUXERS)
+def test_every_allowed_demuxer_is_one_ffmpeg_has(name: str) -> None:
+    assert av.ContainerFormat(name).is_input  # ValueError for a name FFmpeg does not know
