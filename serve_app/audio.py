@@ -41,6 +41,14 @@ _REFUSED_FORMAT = (
     "WebM, MP4, M4A); playlists, concat lists, image sequences and subtitles are refused"
 )
 
+_FIRST_SAMPLES = 2**20
+"""The buffer's first size (65 s at 16 kHz): under 4 MiB, which numpy does not madvise for huge
+pages, so that realloc can grow it by mremap (it cannot move a mapping that madvise split)."""
+_GROWTH, _GROWTH_AT_MOST = 1.25, 2**21
+"""A full buffer grows by this factor, by this many samples (8 MiB) at most. Numpy zero-fills
+what a resize adds, holding the GIL, and so makes it resident: the step past the audio's end
+costs memory, and a long step stalls the process's other threads."""
+
 
 def open_media(source: BinaryIO) -> av.container.InputContainer:
     """`source` (a binary file object) opened by one of MEDIA_DEMUXERS, and only by one of them.
@@ -54,6 +62,37 @@ def open_media(source: BinaryIO) -> av.container.InputContainer:
         raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
+
+
+class _Samples:
+    """Resampled frames appended into one float32 buffer that grows as it fills, up to
+    `max_seconds`: decoding holds about the memory of its output, once."""
+
+    def __init__(self, *, sample_rate: int, max_seconds: float | None) -> None:
+        self.max_seconds = max_seconds
+        self.limit = None if max_seconds is None else int(max_seconds * sample_rate)
+        self.buffer = np.empty(_FIRST_SAMPLES if self.limit is None else min(_FIRST_SAMPLES, self.limit), dtype=np.float32)
+        self.size = 0
+
+    def extend(self, frames: list[av.AudioFrame]) -> None:
+        """Appends `frames`; past the limit, lets the buffer go and raises PayloadTooLarge."""
+        for frame in frames:
+            end = self.size + frame.samples
+            if self.limit is not None and end > self.limit:
+                self.buffer = np.empty(0, dtype=np.float32)  # not kept alive by the traceback
+                raise _too_long(self.max_seconds, self.max_seconds, declared=False)
+            if end > self.buffer.size:
+                grown = max(end, min(int(_GROWTH * self.buffer.size), self.buffer.size + _GROWTH_AT_MOST))
+                # realloc: a large buffer is mmap'ed and grows by mremap, without a copy.
+                self.buffer.resize(grown if self.limit is None else min(grown, self.limit), refcheck=False)
+            self.buffer[self.size : end] = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+            self.size = end
+
+    def take(self) -> np.ndarray:
+        """The samples, in the buffer shrunk to their length (in place)."""
+        buffer, self.buffer = self.buffer, np.empty(0, dtype=np.float32)
+        buffer.resize(self.size, refcheck=False)
+        return buffer
 
 
 def _is_empty(source: BinaryIO) -> bool:
@@ -88,9 +127,9 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_second
 
     Raises BadRequest for an empty file, UnsupportedMedia for a format outside MEDIA_DEMUXERS,
     bytes FFmpeg cannot read or media without audio, and PayloadTooLarge for media over
-    `max_seconds` (by its header, or once that much has decoded). A file cut short (less
-    audio than its header declares) raises BadRequest: a transcript of half an upload is
-    rarely what anyone wanted.
+    `max_seconds` (by its header, or as soon as that much has decoded: decoding holds at most
+    `max_seconds` of samples). A file cut short (less audio than its header declares) raises
+    BadRequest: a transcript of half an upload is rarely what anyone wanted.
     """
     if _is_empty(source):
         raise BadRequest("file is empty: send the bytes of an audio or video file")
@@ -101,24 +140,18 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_second
         declared = _declared_seconds(container, stream)
         if max_seconds is not None and declared is not None and declared > max_seconds:
             raise _too_long(declared, max_seconds, declared=True)
-        max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
+        samples = _Samples(sample_rate=sample_rate, max_seconds=max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        decoded = 0
         try:
             for frame in container.decode(stream):
-                for resampled in resampler.resample(frame):
-                    chunks.append(resampled.to_ndarray().reshape(-1))
-                    decoded += chunks[-1].size
-                if max_samples is not None and decoded > max_samples:
-                    raise _too_long(decoded / sample_rate, max_seconds, declared=False)
+                samples.extend(resampler.resample(frame))
         except av.FFmpegError as error:
-            if not chunks:
+            if not samples.size:
                 raise UnsupportedMedia(f"the audio stream cannot be decoded ({_why(error)})") from None
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    if not chunks:
+        samples.extend(resampler.resample(None))
+    if not samples.size:
         raise BadRequest("file has an audio stream but no audio in it")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    audio = samples.take()
     seconds = audio.size / sample_rate
     if declared is not None and seconds < TRUNCATED_SHARE * declared and declared - seconds > 1.0:
         raise BadRequest(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from fractions import Fraction
@@ -106,3 +107,27 @@ def claim_duration(mp3: bytes, *, hours: float) -> bytes:
     struct.pack_into(">I", patched, tag + 8, int(hours * 3600 * 16000 / samples_per_frame))
     return bytes(patched)
 
+
+def flac_bomb(minutes: float) -> bytes:
+    """A FLAC of `minutes` of silence at 16 kHz whose header does not declare its length (its
+    STREAMINFO total-samples field is 0, "unknown"): a few hundred KB that decode to hours, and
+    a duration limit can refuse it only while decoding. 241 minutes: 190 KB, in about a second."""
+    out_file = io.BytesIO()
+    with av.open(out_file, "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=16000, options={"frame_size": "16384"})
+        stream.layout, stream.format = "mono", "s16"
+        silence = np.zeros((1, 16384 * 4), np.int16)
+        total, pts = int(minutes * 60 * 16000), 0
+        while pts < total:
+            frame = av.AudioFrame.from_ndarray(silence[:, : total - pts], format="s16", layout="mono")
+            frame.rate, frame.pts = 16000, pts
+            out.mux(stream.encode(frame))
+            pts += frame.samples
+        out.mux(stream.encode(None))
+    flac = bytearray(out_file.getvalue())
+    # STREAMINFO follows "fLaC" and its 4-byte block header; its bytes 10-17 hold the rate (20
+    # bits), channels (3), bits per sample (5) and the total samples (the low 36 bits).
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0, "no STREAMINFO first"
+    flac[21] &= 0xF0
+    flac[22:26] = bytes(4)
+    return bytes(flac)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from media import SAMPLE_WAV, claim_duration, transcode
+from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
 from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
@@ -140,3 +143,84 @@ def test_subtitles_are_refused_as_a_format() -> None:
 @pytest.mark.parametrize("name", MEDIA_DEMUXERS)
 def test_every_allowed_demuxer_is_one_ffmpeg_has(name: str) -> None:
     assert av.ContainerFormat(name).is_input  # ValueError for a name FFmpeg does not know
+
+
+def old_decode(path: Path) -> np.ndarray:
+    """decode_audio before its samples went into one buffer: a list of frames, concatenated."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        chunks = [r.to_ndarray().reshape(-1) for f in container.decode(audio=0) for r in resampler.resample(f)]
+        chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    return np.concatenate(chunks)
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".wav", None), (".mp3", "mp3"), (".m4a", "aac"), (".ogg", "libopus")])
+def test_real_audio_decodes_to_the_same_samples_as_before(tmp_path: Path, suffix: str, codec: str | None) -> None:
+    path = SAMPLE_WAV if codec is None else transcode(SAMPLE_WAV, tmp_path / f"sample{suffix}", codec=codec)
+    with open(path, "rb") as media:
+        audio = decode_audio(media)
+    assert audio.dtype == np.float32 and audio.flags.owndata
+    np.testing.assert_array_equal(audio, old_decode(path))
+
+
+def test_a_flac_that_hides_its_length_is_refused_once_the_limit_decodes() -> None:
+    with pytest.raises(PayloadTooLarge, match="holds more than 1.0 minutes of audio, over the limit of 1 minutes"):
+        decode_audio(io.BytesIO(flac_bomb(30)), max_seconds=60)
+    assert len(decode_audio(io.BytesIO(flac_bomb(1.5)), max_seconds=120)) == 90 * SAMPLE_RATE
+
+
+MEASURE = """
+import json, os, sys
+from serve_app.audio import decode_audio
+from serve_app.errors import PayloadTooLarge
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def peak():
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
+
+path, max_seconds = sys.argv[1], float(sys.argv[2]) or None
+try:
+    decode_audio(open(path, "rb"), max_seconds=1)  # loads what decoding loads once
+except PayloadTooLarge:
+    pass
+before = rss()
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak (VmHWM) starts again from here
+try:
+    audio = decode_audio(open(path, "rb"), max_seconds=max_seconds)
+    outcome = audio.size
+    del audio
+except PayloadTooLarge:
+    outcome = 413
+print(json.dumps({"before": before, "peak": peak() - before, "after": rss() - before, "outcome": outcome}))
+"""
+
+
+def decoding_memory(path: Path, max_seconds: float | None) -> dict:
+    """Peak and remaining resident bytes of decoding `path`, in a process of its own."""
+    root = Path(__file__).parents[1]
+    env = os.environ | {"PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(max_seconds or 0)], capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures memory through Linux's /proc")
+def test_decoding_holds_the_audio_once_and_gives_the_memory_back(tmp_path: Path) -> None:
+    limit_s, MiB = 20 * 60, 2**20
+    limit_bytes = limit_s * SAMPLE_RATE * 4  # 73 MiB of float32
+    bomb = tmp_path / "bomb.flac"
+    bomb.write_bytes(flac_bomb(60))
+    refused = decoding_memory(bomb, limit_s)
+    twenty = tmp_path / "twenty.flac"
+    twenty.write_bytes(flac_bomb(20))
+    decoded = decoding_memory(twenty, None)
+    print(f"\nbomb: peak +{refused['peak'] / MiB:.0f} MiB, after +{refused['after'] / MiB:.0f} MiB; "
+          f"20 min: peak +{decoded['peak'] / MiB:.0f} MiB, after +{decoded['after'] / MiB:.0f} MiB; limit {limit_bytes / MiB:.0f} MiB")
+    assert refused["outcome"] == 413 and decoded["outcome"] == limit_s * SAMPLE_RATE
+    # The peak: the buffer of the samples (and a last growth step of 8 MiB at most), not twice that.
+    assert refused["peak"] < limit_bytes + 16 * MiB, "decoding held more than the limit's worth of audio"
+    assert decoded["peak"] < limit_bytes + 16 * MiB, "decoding held more than the audio once"
+    assert refused["after"] < 16 * MiB and decoded["after"] < 16 * MiB, "the decoded audio's memory stayed"
