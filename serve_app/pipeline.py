@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import BinaryIO
 
 import numpy as np
@@ -45,6 +47,7 @@ class Pipeline:
         diarization_model: str | None = None,
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
+        decode_threads: int = 2,
     ) -> None:
         self.model_store = model_store
         self.transcriber = transcriber
@@ -52,6 +55,7 @@ class Pipeline:
         self.diarization_model = diarization_model
         self.max_audio_seconds = max_audio_seconds
         self.timeout_s = timeout_s
+        self.decoder = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
 
     @classmethod
     def from_settings(
@@ -69,6 +73,7 @@ class Pipeline:
             diarization_model=settings.diarization_model,
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
+            decode_threads=settings.decode_threads,
         )
 
     async def model(self, name: str) -> ModelInfo:
@@ -79,10 +84,11 @@ class Pipeline:
 
     async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> tuple[np.ndarray, ModelInfo]:
         """Everything that can refuse the request, before any decoding starts: the model, what
-        it can do, and the media, decoded once to 16 kHz mono in a thread."""
+        it can do, and the media, decoded once to 16 kHz mono on the decoding threads."""
         model = await self.model(model_name)
         check_model_fits(model, options)
-        audio = await asyncio.to_thread(decode_audio, media, max_seconds=self.max_audio_seconds)
+        decode = partial(decode_audio, media, max_seconds=self.max_audio_seconds)
+        audio = await asyncio.get_running_loop().run_in_executor(self.decoder, decode)
         return audio, model
 
     async def speaker_model(self, options: SpeakerOptions) -> ModelInfo:

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
 import pytest
 
 from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
+from serve_app import pipeline
 from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from serve_app.options import DecodeOptions
 
 REFUSED_FORMAT = "file is not audio or video in a format this service reads"
 
@@ -224,3 +230,48 @@ def test_decoding_holds_the_audio_once_and_gives_the_memory_back(tmp_path: Path)
     assert refused["peak"] < limit_bytes + 16 * MiB, "decoding held more than the limit's worth of audio"
     assert decoded["peak"] < limit_bytes + 16 * MiB, "decoding held more than the audio once"
     assert refused["after"] < 16 * MiB and decoded["after"] < 16 * MiB, "the decoded audio's memory stayed"
+
+
+def test_uploads_decode_on_threads_of_their_own_and_the_event_loop_stays_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    running, most, lock = 0, 0, threading.Lock()
+
+    def counted(*args, **kwargs) -> np.ndarray:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return decode_audio(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    async def model(name: str) -> SimpleNamespace:
+        return SimpleNamespace(id=name, kind="transcription", multilingual=True)
+
+    monkeypatch.setattr(pipeline, "decode_audio", counted)
+    bomb = flac_bomb(30)
+    decoding = pipeline.Pipeline(model_store=SimpleNamespace(get=SimpleNamespace(remote=model)), transcriber=None,
+                                 max_audio_seconds=20 * 60, decode_threads=2)
+
+    async def eight_bombs() -> tuple[list, list[float]]:
+        waits: list[float] = []
+
+        async def ping() -> None:  # as the readiness checks do: a thread of the loop's default pool
+            while True:
+                started = time.perf_counter()
+                await asyncio.to_thread(lambda: None)
+                waits.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+
+        pinging = asyncio.create_task(ping())
+        uploads = (decoding.prepare(io.BytesIO(bomb), "tiny.en", DecodeOptions()) for _ in range(8))
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        pinging.cancel()
+        return results, waits
+
+    results, waits = asyncio.run(eight_bombs())
+    print(f"\n8 bombs on 2 decoding threads: the slowest of {len(waits)} pings took {max(waits) * 1000:.0f} ms")
+    assert all(isinstance(result, PayloadTooLarge) for result in results), results
+    assert most == 2
+    assert max(waits) < 0.5
