@@ -79,7 +79,7 @@ class _Samples:
         for frame in frames:
             end = self.size + frame.samples
             if self.limit is not None and end > self.limit:
-                self.buffer = np.empty(0, dtype=np.float32)  # not kept alive by the traceback
+                self._let_go()
                 raise _too_long(self.max_seconds, self.max_seconds, declared=False)
             if end > self.buffer.size:
                 grown = max(end, min(int(_GROWTH * self.buffer.size), self.buffer.size + _GROWTH_AT_MOST))
@@ -87,6 +87,12 @@ class _Samples:
                 self.buffer.resize(grown if self.limit is None else min(grown, self.limit), refcheck=False)
             self.buffer[self.size : end] = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
             self.size = end
+
+    def _let_go(self) -> None:
+        """Frees the buffer now (a traceback would keep it), 64 MiB a step: one munmap of a
+        large buffer holds the GIL for tens of milliseconds."""
+        while self.buffer.size > 1:
+            self.buffer.resize(max(1, self.buffer.size - 8 * _GROWTH_AT_MOST), refcheck=False)
 
     def take(self) -> np.ndarray:
         """The samples, in the buffer shrunk to their length (in place)."""
