@@ -21,7 +21,7 @@ MEDIA_DEMUXERS = (
     "mp3", "aac", "ac3", "eac3", "dts", "amr",      # bare codec streams (aac: ADTS)
     "flac", "ogg", "wv", "ape", "tta",              # ogg: Opus, Vorbis, Speex, FLAC
     "matroska", "webm", "mov", "mp4", "m4a", "3gp",  # FFmpeg's matroska and mov demuxers
-    "asf", "avi", "flv", "mpegts", "mpeg",          # asf: WMA/WMV; mpeg: program streams, VOB
+    "asf", "avi", "flv", "mpegts", "mpeg", "rm",    # asf: WMA/WMV; mpeg: program streams, VOB
 )
 """The FFmpeg demuxers (`ffmpeg -demuxers` names) an upload may be read by: what FFmpeg
 probes any other format as is refused with 415 before its header is read. Each of these reads

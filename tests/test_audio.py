@@ -30,7 +30,10 @@ REFUSED_FORMAT = "file is not audio or video in a format this service reads"
 @pytest.mark.parametrize(
     ("suffix", "codec", "rate", "video"),
     [(".mp3", "mp3", 16000, False), (".ogg", "libopus", 48000, False), (".flac", "flac", 16000, False),
-     (".m4a", "aac", 44100, False), (".mp4", "aac", 16000, True), (".mkv", "libopus", 48000, True)],
+     (".m4a", "aac", 44100, False), (".mp4", "aac", 16000, True), (".mkv", "libopus", 48000, True),
+     (".webm", "libopus", 48000, False), (".3gp", "aac", 16000, False), (".avi", "pcm_s16le", 16000, True),
+     (".ts", "mp2", 48000, True), (".rm", "ac3", 48000, False), (".wv", "wavpack", 16000, False),
+     (".aif", "pcm_s16be", 16000, False), (".caf", "pcm_s16le", 16000, False)],
 )
 def test_every_container_decodes_to_the_same_audio(tmp_path: Path, suffix: str, codec: str, rate: int, video: bool) -> None:
     reference = decode_audio(open(SAMPLE_WAV, "rb"))
