@@ -1,7 +1,8 @@
-"""Decode any media FFmpeg reads (through PyAV) to 16 kHz mono float32, the input of Whisper."""
+"""Decode audio and video (through PyAV) to 16 kHz mono float32, the input of Whisper."""
 
 from __future__ import annotations
 
+import errno
 from typing import BinaryIO
 
 import av
@@ -9,11 +10,95 @@ import numpy as np
 
 from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
-__all__ = ["SAMPLE_RATE", "decode_audio"]
+__all__ = ["MEDIA_DEMUXERS", "SAMPLE_RATE", "decode_audio", "open_media"]
 
 SAMPLE_RATE = 16_000
 TRUNCATED_SHARE = 0.9
 """Less than this share of the declared duration decoding means the file was cut short."""
+
+MEDIA_DEMUXERS = (
+    "wav", "w64", "aiff", "au", "caf",              # PCM with a header
+    "mp3", "aac", "ac3", "eac3", "dts", "amr",      # bare codec streams (aac: ADTS)
+    "flac", "ogg", "wv", "ape", "tta",              # ogg: Opus, Vorbis, Speex, FLAC
+    "matroska", "webm", "mov", "mp4", "m4a", "3gp",  # FFmpeg's matroska and mov demuxers
+    "asf", "avi", "flv", "mpegts", "mpeg", "rm",    # asf: WMA/WMV; mpeg: program streams, VOB
+)
+"""The FFmpeg demuxers (`ffmpeg -demuxers` names) an upload may be read by: what FFmpeg
+probes any other format as is refused with 415 before its header is read. Each of these reads
+the one file it is given. To accept another format, add its demuxer's name once you have
+checked in FFmpeg's libavformat that it opens no other file or URL (as concat, hls, dash,
+image2, tee and the subtitle and device demuxers do)."""
+
+_OPEN_OPTIONS = {
+    "format_whitelist": ",".join(MEDIA_DEMUXERS),
+    # The upload is read through Python, never through an FFmpeg protocol; naming none
+    # refuses any other file or URL a demuxer might try to open.
+    "protocol_whitelist": "none",
+}
+
+_REFUSED_FORMAT = (
+    "file is not audio or video in a format this service reads (such as WAV, MP3, FLAC, Ogg, "
+    "WebM, MP4, M4A); playlists, concat lists, image sequences and subtitles are refused"
+)
+
+_FIRST_SAMPLES = 2**20
+"""The buffer's first size (65 s at 16 kHz): under 4 MiB, which numpy does not madvise for huge
+pages, so that realloc can grow it by mremap (it cannot move a mapping that madvise split)."""
+_GROWTH, _GROWTH_AT_MOST = 1.25, 2**21
+"""A full buffer grows by this factor, by this many samples (8 MiB) at most. Numpy zero-fills
+what a resize adds, holding the GIL, and so makes it resident: the step past the audio's end
+costs memory, and a long step stalls the process's other threads."""
+
+
+def open_media(source: BinaryIO) -> av.container.InputContainer:
+    """`source` (a binary file object) opened by one of MEDIA_DEMUXERS, and only by one of them.
+
+    Raises UnsupportedMedia for any other format and for bytes FFmpeg cannot read."""
+    try:
+        return av.open(source, mode="r", metadata_errors="ignore", container_options=_OPEN_OPTIONS)
+    except av.FFmpegError as error:
+        if error.errno == errno.EINVAL:
+            raise UnsupportedMedia(_REFUSED_FORMAT) from None
+        raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
+
+
+class _Samples:
+    """Resampled frames appended into one float32 buffer that grows as it fills, up to
+    `max_seconds`: decoding holds about the memory of its output, once."""
+
+    def __init__(self, *, sample_rate: int, max_seconds: float | None) -> None:
+        self.max_seconds = max_seconds
+        self.limit = None if max_seconds is None else int(max_seconds * sample_rate)
+        self.buffer = np.empty(_FIRST_SAMPLES if self.limit is None else min(_FIRST_SAMPLES, self.limit), dtype=np.float32)
+        self.size = 0
+
+    def extend(self, frames: list[av.AudioFrame]) -> None:
+        """Appends `frames`; past the limit, lets the buffer go and raises PayloadTooLarge."""
+        for frame in frames:
+            end = self.size + frame.samples
+            if self.limit is not None and end > self.limit:
+                self._let_go()
+                raise _too_long(self.max_seconds, self.max_seconds, declared=False)
+            if end > self.buffer.size:
+                grown = max(end, min(int(_GROWTH * self.buffer.size), self.buffer.size + _GROWTH_AT_MOST))
+                # realloc: a large buffer is mmap'ed and grows by mremap, without a copy.
+                self.buffer.resize(grown if self.limit is None else min(grown, self.limit), refcheck=False)
+            self.buffer[self.size : end] = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+            self.size = end
+
+    def _let_go(self) -> None:
+        """Frees the buffer now (a traceback would keep it), 64 MiB a step: one munmap of a
+        large buffer holds the GIL for tens of milliseconds."""
+        while self.buffer.size > 1:
+            self.buffer.resize(max(1, self.buffer.size - 8 * _GROWTH_AT_MOST), refcheck=False)
+
+    def take(self) -> np.ndarray:
+        """The samples, in the buffer shrunk to their length (in place)."""
+        buffer, self.buffer = self.buffer, np.empty(0, dtype=np.float32)
+        buffer.resize(self.size, refcheck=False)
+        return buffer
 
 
 def _is_empty(source: BinaryIO) -> bool:
@@ -46,42 +131,33 @@ def _too_long(seconds: float, max_seconds: float, *, declared: bool) -> PayloadT
 def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_seconds: float | None = None) -> np.ndarray:
     """The best audio stream of `source` (a seekable binary file), resampled to mono float32.
 
-    Raises BadRequest for an empty file, UnsupportedMedia for bytes FFmpeg cannot read or
-    media without audio, and PayloadTooLarge for media over `max_seconds` (by its header, or
-    once that much has decoded). A file cut short (less audio than its header declares)
-    raises BadRequest: a transcript of half an upload is rarely what anyone wanted.
+    Raises BadRequest for an empty file, UnsupportedMedia for a format outside MEDIA_DEMUXERS,
+    bytes FFmpeg cannot read or media without audio, and PayloadTooLarge for media over
+    `max_seconds` (by its header, or as soon as that much has decoded: decoding holds at most
+    `max_seconds` of samples). A file cut short (less audio than its header declares) raises
+    BadRequest: a transcript of half an upload is rarely what anyone wanted.
     """
     if _is_empty(source):
         raise BadRequest("file is empty: send the bytes of an audio or video file")
-    try:
-        container = av.open(source, mode="r", metadata_errors="ignore")
-    except (av.FFmpegError, UnicodeDecodeError, ValueError) as error:
-        raise UnsupportedMedia(f"file is not audio or video that FFmpeg can decode ({_why(error)})") from None
-    with container:
+    with open_media(source) as container:
         stream = container.streams.best("audio")
         if stream is None:
             raise UnsupportedMedia("file has no audio stream")
         declared = _declared_seconds(container, stream)
         if max_seconds is not None and declared is not None and declared > max_seconds:
             raise _too_long(declared, max_seconds, declared=True)
-        max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
+        samples = _Samples(sample_rate=sample_rate, max_seconds=max_seconds)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks: list[np.ndarray] = []
-        decoded = 0
         try:
             for frame in container.decode(stream):
-                for resampled in resampler.resample(frame):
-                    chunks.append(resampled.to_ndarray().reshape(-1))
-                    decoded += chunks[-1].size
-                if max_samples is not None and decoded > max_samples:
-                    raise _too_long(decoded / sample_rate, max_seconds, declared=False)
+                samples.extend(resampler.resample(frame))
         except av.FFmpegError as error:
-            if not chunks:
+            if not samples.size:
                 raise UnsupportedMedia(f"the audio stream cannot be decoded ({_why(error)})") from None
-        chunks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-    if not chunks:
+        samples.extend(resampler.resample(None))
+    if not samples.size:
         raise BadRequest("file has an audio stream but no audio in it")
-    audio = np.concatenate(chunks).astype(np.float32, copy=False)
+    audio = samples.take()
     seconds = audio.size / sample_rate
     if declared is not None and seconds < TRUNCATED_SHARE * declared and declared - seconds > 1.0:
         raise BadRequest(

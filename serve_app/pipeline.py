@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 import numpy as np
@@ -61,6 +63,7 @@ class Pipeline:
         default_model: str | None = None,
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
+        decode_threads: int = 2,
     ) -> None:
         self.default_model = default_model
         self.model_store = model_store
@@ -69,6 +72,7 @@ class Pipeline:
         self.diarization_model = diarization_model
         self.max_audio_seconds = max_audio_seconds
         self.timeout_s = timeout_s
+        self.decoder = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
 
     @classmethod
     def from_settings(
@@ -87,6 +91,7 @@ class Pipeline:
             default_model=settings.default_model,
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
+            decode_threads=settings.decode_threads,
         )
 
     async def model(self, name: str) -> ModelInfo:
@@ -98,7 +103,7 @@ class Pipeline:
 
     async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> Prepared:
         """Everything that can refuse the request, before any decoding starts: the model, what
-        it can do, and the media, decoded once to 16 kHz mono in a thread. The model is leased:
+        it can do, and the media, decoded once to 16 kHz mono on the decoding threads. The model is leased:
         `transcribe` and `stream` return the lease when they end; a caller that stops before
         either must call `release`."""
         lease_s = (self.timeout_s or 3600.0) + LEASE_MARGIN_S
@@ -107,7 +112,8 @@ class Pipeline:
             raise NotFound(f"model not found: {model_name!r} is not among the models GET /v1/models lists")
         try:
             check_model_fits(model, options)
-            audio = await asyncio.to_thread(decode_audio, media, max_seconds=self.max_audio_seconds)
+            decode = partial(decode_audio, media, max_seconds=self.max_audio_seconds)
+            audio = await asyncio.get_running_loop().run_in_executor(self.decoder, decode)
         except BaseException:
             await self.release(lease)
             raise

@@ -53,6 +53,13 @@ class AppSettings(BaseModel):
     """Longest media accepted, in minutes, by what its header declares and by what decodes;
     longer media gets 413."""
 
+    decode_threads: int = Field(default=2, ge=1)
+    """Threads that decode media, in the Ingress and in the JobQueue; more requests wait their
+    turn. Decoding thus leaves the replica's other threads (/v1/ping, readiness) free, and
+    decodes no more files at once than this, each holding up to max_audio_minutes of samples
+    (0.9 GB at 240). PyAV decodes no faster on two threads than on one (the GIL): a second
+    thread keeps a long file from holding up short ones, at some cost in throughput."""
+
     request_timeout_s: float = Field(default=900, gt=0)
     """Seconds a transcription may take before the request answers 504 and the work stops."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from fractions import Fraction
@@ -11,6 +12,8 @@ import importlib.util
 
 import av
 import numpy as np
+
+from serve_app.audio import open_media
 
 # Found without importing pyannote.audio (and torch), which unit tests do not need.
 SAMPLE_DIR = Path(importlib.util.find_spec("pyannote.audio").submodule_search_locations[0]) / "sample"
@@ -34,7 +37,7 @@ def speak(text: str, path: Path, *, voice: str = "en", speed: int = 150) -> Path
 
 
 def _frames(path: Path):
-    with av.open(str(path)) as source:
+    with open(path, "rb") as media, open_media(media) as source:
         resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
         for frame in source.decode(audio=0):
             yield from resampler.resample(frame)
@@ -103,3 +106,28 @@ def claim_duration(mp3: bytes, *, hours: float) -> bytes:
     samples_per_frame = 576  # MPEG-2 layer III, what transcode() writes at 16 kHz
     struct.pack_into(">I", patched, tag + 8, int(hours * 3600 * 16000 / samples_per_frame))
     return bytes(patched)
+
+
+def flac_bomb(minutes: float) -> bytes:
+    """A FLAC of `minutes` of silence at 16 kHz whose header does not declare its length (its
+    STREAMINFO total-samples field is 0, "unknown"): a few hundred KB that decode to hours, and
+    a duration limit can refuse it only while decoding. 241 minutes: 190 KB, in about a second."""
+    out_file = io.BytesIO()
+    with av.open(out_file, "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=16000, options={"frame_size": "16384"})
+        stream.layout, stream.format = "mono", "s16"
+        silence = np.zeros((1, 16384 * 4), np.int16)
+        total, pts = int(minutes * 60 * 16000), 0
+        while pts < total:
+            frame = av.AudioFrame.from_ndarray(silence[:, : total - pts], format="s16", layout="mono")
+            frame.rate, frame.pts = 16000, pts
+            out.mux(stream.encode(frame))
+            pts += frame.samples
+        out.mux(stream.encode(None))
+    flac = bytearray(out_file.getvalue())
+    # STREAMINFO follows "fLaC" and its 4-byte block header; its bytes 10-17 hold the rate (20
+    # bits), channels (3), bits per sample (5) and the total samples (the low 36 bits).
+    assert flac[:4] == b"fLaC" and flac[4] & 0x7F == 0, "no STREAMINFO first"
+    flac[21] &= 0xF0
+    flac[22:26] = bytes(4)
+    return bytes(flac)

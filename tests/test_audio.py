@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import av
 import numpy as np
 import pytest
 
-from media import SAMPLE_WAV, claim_duration, transcode
-from serve_app.audio import SAMPLE_RATE, decode_audio
+from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
+from serve_app import pipeline
+from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from serve_app.options import DecodeOptions
+
+REFUSED_FORMAT = "file is not audio or video in a format this service reads"
 
 
 @pytest.mark.parametrize(
     ("suffix", "codec", "rate", "video"),
     [(".mp3", "mp3", 16000, False), (".ogg", "libopus", 48000, False), (".flac", "flac", 16000, False),
-     (".m4a", "aac", 44100, False), (".mp4", "aac", 16000, True), (".mkv", "libopus", 48000, True)],
+     (".m4a", "aac", 44100, False), (".mp4", "aac", 16000, True), (".mkv", "libopus", 48000, True),
+     (".webm", "libopus", 48000, False), (".3gp", "aac", 16000, False), (".avi", "pcm_s16le", 16000, True),
+     (".ts", "mp2", 48000, True), (".rm", "ac3", 48000, False), (".wv", "wavpack", 16000, False),
+     (".aif", "pcm_s16be", 16000, False), (".caf", "pcm_s16le", 16000, False)],
 )
 def test_every_container_decodes_to_the_same_audio(tmp_path: Path, suffix: str, codec: str, rate: int, video: bool) -> None:
     reference = decode_audio(open(SAMPLE_WAV, "rb"))
@@ -61,3 +78,203 @@ def test_what_is_not_media_is_refused(data: bytes, error: type, reason: str) -> 
     with pytest.raises(error) as refused:
         decode_audio(io.BytesIO(data))
     assert reason in refused.value.reason
+
+
+def concat_decoding(lines: str, tmp_path: Path) -> tuple[str, str]:
+    """The reasons of an ffconcat list naming `lines`, uploaded (bytes, names relative to the
+    working folder) and read from a folder (names relative to the list, as for a job)."""
+    body = f"ffconcat version 1.0\n{lines}".encode()
+    with pytest.raises(UnsupportedMedia) as uploaded:
+        decode_audio(io.BytesIO(body))
+    (tmp_path / "call.ffconcat").write_bytes(body)
+    with pytest.raises(UnsupportedMedia) as from_folder, open(tmp_path / "call.ffconcat", "rb") as listing:
+        decode_audio(listing)
+    return uploaded.value.reason, from_folder.value.reason
+
+
+def test_a_concat_list_reads_no_file_and_tells_nothing_of_which_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(SAMPLE_WAV, tmp_path / "secret.wav")
+    os.mkfifo(tmp_path / "pipe.wav")
+    # Held open read-write with a byte in it: a reader's open does not block, and a read takes the byte.
+    pipe = os.open(tmp_path / "pipe.wav", os.O_RDWR | os.O_NONBLOCK)
+    os.write(pipe, b"x")
+    try:
+        reasons = {
+            name: concat_decoding(f"file {name}\n", tmp_path)
+            for name in ("secret.wav", "missing.wav", "pipe.wav", "/etc/passwd", "../secret.wav")
+        }
+        assert os.read(pipe, 1) == b"x", "a file the list names was read"
+    finally:
+        os.close(pipe)
+    assert {reason for pair in reasons.values() for reason in pair} == {reasons["missing.wav"][0]}
+    assert reasons["missing.wav"][0].startswith(REFUSED_FORMAT) and "concat lists" in reasons["missing.wav"][0]
+
+
+def test_a_playlist_is_refused_and_tells_nothing_of_which_segments_exist(tmp_path: Path) -> None:
+    transcode(SAMPLE_WAV, tmp_path / "part.aac", codec="aac")
+    reasons = set()
+    for segment in ("part.aac", "missing.aac"):
+        playlist = tmp_path / f"{segment}.m3u8"
+        playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:30\n#EXTINF:30,\n{segment}\n#EXT-X-ENDLIST\n")
+        with open(playlist, "rb") as source, pytest.raises(UnsupportedMedia) as refused:
+            decode_audio(source)
+        reasons.add(refused.value.reason)
+    assert reasons == {refused.value.reason} and refused.value.reason.startswith(REFUSED_FORMAT)
+    with pytest.raises(UnsupportedMedia, match="file is not audio or video"):  # uploaded: FFmpeg needs the .m3u8 name
+        decode_audio(io.BytesIO(playlist.read_bytes()))
+
+
+def png(path: Path) -> Path:
+    with av.open(str(path), "w", format="image2") as out:
+        stream = out.add_stream("png")
+        stream.width, stream.height, stream.pix_fmt = 8, 8, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((8, 8, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_images_and_image_sequences_are_refused_as_formats(tmp_path: Path) -> None:
+    for number in (1, 2, 3):
+        png(tmp_path / f"frame{number:03d}.png")
+    shutil.copy(tmp_path / "frame001.png", tmp_path / "frame%03d.png")  # a job's path that is a pattern
+    for name in ("frame%03d.png", "frame001.png"):
+        with open(tmp_path / name, "rb") as image, pytest.raises(UnsupportedMedia, match=REFUSED_FORMAT):
+            decode_audio(image)
+
+
+def test_subtitles_are_refused_as_a_format() -> None:
+    srt = b"1\n00:00:01,000 --> 00:00:02,000\nHello\n\n2\n00:00:03,000 --> 00:00:04,000\nWorld\n"
+    with pytest.raises(UnsupportedMedia, match=REFUSED_FORMAT):
+        decode_audio(io.BytesIO(srt))
+
+
+@pytest.mark.parametrize("name", MEDIA_DEMUXERS)
+def test_every_allowed_demuxer_is_one_ffmpeg_has(name: str) -> None:
+    assert av.ContainerFormat(name).is_input  # ValueError for a name FFmpeg does not know
+
+
+def old_decode(path: Path) -> np.ndarray:
+    """decode_audio before its samples went into one buffer: a list of frames, concatenated."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        chunks = [r.to_ndarray().reshape(-1) for f in container.decode(audio=0) for r in resampler.resample(f)]
+        chunks += [r.to_ndarray().reshape(-1) for r in resampler.resample(None)]
+    return np.concatenate(chunks)
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".wav", None), (".mp3", "mp3"), (".m4a", "aac"), (".ogg", "libopus")])
+def test_real_audio_decodes_to_the_same_samples_as_before(tmp_path: Path, suffix: str, codec: str | None) -> None:
+    path = SAMPLE_WAV if codec is None else transcode(SAMPLE_WAV, tmp_path / f"sample{suffix}", codec=codec)
+    with open(path, "rb") as media:
+        audio = decode_audio(media)
+    assert audio.dtype == np.float32 and audio.flags.owndata
+    np.testing.assert_array_equal(audio, old_decode(path))
+
+
+def test_a_flac_that_hides_its_length_is_refused_once_the_limit_decodes() -> None:
+    with pytest.raises(PayloadTooLarge, match="holds more than 1.0 minutes of audio, over the limit of 1 minutes"):
+        decode_audio(io.BytesIO(flac_bomb(30)), max_seconds=60)
+    assert len(decode_audio(io.BytesIO(flac_bomb(1.5)), max_seconds=120)) == 90 * SAMPLE_RATE
+
+
+MEASURE = """
+import json, os, sys
+from serve_app.audio import decode_audio
+from serve_app.errors import PayloadTooLarge
+
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+def peak():
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM"))
+
+path, max_seconds = sys.argv[1], float(sys.argv[2]) or None
+try:
+    decode_audio(open(path, "rb"), max_seconds=1)  # loads what decoding loads once
+except PayloadTooLarge:
+    pass
+before = rss()
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # the peak (VmHWM) starts again from here
+try:
+    audio = decode_audio(open(path, "rb"), max_seconds=max_seconds)
+    outcome = audio.size
+    del audio
+except PayloadTooLarge:
+    outcome = 413
+print(json.dumps({"before": before, "peak": peak() - before, "after": rss() - before, "outcome": outcome}))
+"""
+
+
+def decoding_memory(path: Path, max_seconds: float | None) -> dict:
+    """Peak and remaining resident bytes of decoding `path`, in a process of its own."""
+    root = Path(__file__).parents[1]
+    env = os.environ | {"PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(max_seconds or 0)], capture_output=True, text=True, env=env, cwd=root)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="measures memory through Linux's /proc")
+def test_decoding_holds_the_audio_once_and_gives_the_memory_back(tmp_path: Path) -> None:
+    limit_s, MiB = 20 * 60, 2**20
+    limit_bytes = limit_s * SAMPLE_RATE * 4  # 73 MiB of float32
+    bomb = tmp_path / "bomb.flac"
+    bomb.write_bytes(flac_bomb(60))
+    refused = decoding_memory(bomb, limit_s)
+    twenty = tmp_path / "twenty.flac"
+    twenty.write_bytes(flac_bomb(20))
+    decoded = decoding_memory(twenty, None)
+    print(f"\nbomb: peak +{refused['peak'] / MiB:.0f} MiB, after +{refused['after'] / MiB:.0f} MiB; "
+          f"20 min: peak +{decoded['peak'] / MiB:.0f} MiB, after +{decoded['after'] / MiB:.0f} MiB; limit {limit_bytes / MiB:.0f} MiB")
+    assert refused["outcome"] == 413 and decoded["outcome"] == limit_s * SAMPLE_RATE
+    # The peak: the buffer of the samples (and a last growth step of 8 MiB at most), not twice that.
+    assert refused["peak"] < limit_bytes + 16 * MiB, "decoding held more than the limit's worth of audio"
+    assert decoded["peak"] < limit_bytes + 16 * MiB, "decoding held more than the audio once"
+    assert refused["after"] < 16 * MiB and decoded["after"] < 16 * MiB, "the decoded audio's memory stayed"
+
+
+def test_uploads_decode_on_threads_of_their_own_and_the_event_loop_stays_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    running, most, lock = 0, 0, threading.Lock()
+
+    def counted(*args, **kwargs) -> np.ndarray:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            return decode_audio(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    async def model(name: str) -> SimpleNamespace:
+        return SimpleNamespace(id=name, kind="transcription", multilingual=True)
+
+    monkeypatch.setattr(pipeline, "decode_audio", counted)
+    bomb = flac_bomb(30)
+    decoding = pipeline.Pipeline(model_store=SimpleNamespace(get=SimpleNamespace(remote=model)), transcriber=None,
+                                 max_audio_seconds=20 * 60, decode_threads=2)
+
+    async def eight_bombs() -> tuple[list, list[float]]:
+        waits: list[float] = []
+
+        async def ping() -> None:  # as the readiness checks do: a thread of the loop's default pool
+            while True:
+                started = time.perf_counter()
+                await asyncio.to_thread(lambda: None)
+                waits.append(time.perf_counter() - started)
+                await asyncio.sleep(0.01)
+
+        pinging = asyncio.create_task(ping())
+        uploads = (decoding.prepare(io.BytesIO(bomb), "tiny.en", DecodeOptions()) for _ in range(8))
+        results = await asyncio.gather(*uploads, return_exceptions=True)
+        pinging.cancel()
+        return results, waits
+
+    results, waits = asyncio.run(eight_bombs())
+    print(f"\n8 bombs on 2 decoding threads: the slowest of {len(waits)} pings took {max(waits) * 1000:.0f} ms")
+    assert all(isinstance(result, PayloadTooLarge) for result in results), results
+    assert most == 2
+    assert max(waits) < 0.5
