@@ -18,6 +18,7 @@ import av
 import numpy as np
 import pytest
 
+from fakes import FakeHandle
 from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
 from serve_app import pipeline
 from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
@@ -249,13 +250,16 @@ def test_uploads_decode_on_threads_of_their_own_and_the_event_loop_stays_free(mo
             with lock:
                 running -= 1
 
-    async def model(name: str) -> SimpleNamespace:
-        return SimpleNamespace(id=name, kind="transcription", multilingual=True)
+    class Store:
+        def checkout(self, name: str, lease_s: float) -> tuple[SimpleNamespace, str]:
+            return SimpleNamespace(id=name, kind="transcription", multilingual=True), "lease"
+
+        def release(self, lease: str) -> None:
+            pass
 
     monkeypatch.setattr(pipeline, "decode_audio", counted)
     bomb = flac_bomb(30)
-    decoding = pipeline.Pipeline(model_store=SimpleNamespace(get=SimpleNamespace(remote=model)), transcriber=None,
-                                 max_audio_seconds=20 * 60, decode_threads=2)
+    decoding = pipeline.Pipeline(model_store=FakeHandle(Store()), transcriber=None, max_audio_seconds=20 * 60, decode_threads=2)
 
     async def eight_bombs() -> tuple[list, list[float]]:
         waits: list[float] = []
