@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 
 import ray
+from corpus import build, in_process, print_speeds, seconds_of_audio
 from faster_whisper import WhisperModel
 
-from corpus import build, in_process, print_speeds, seconds_of_audio
 from serve_app.batch import BatchSettings, connect, find_model, plan_pool, run_batch
 
 
@@ -71,7 +71,9 @@ def main() -> None:
         connect(None)  # a local Ray, as `python -m serve_app.batch` starts it; not timed
         try:
             actors = plan_pool(ray.cluster_resources(), actors=None, cpus=1, gpus=None).actors
-            settings = BatchSettings(media=scratch / "media", output=scratch / "out", model="tiny.en", model_dir=scratch / "models", progress=False)
+            settings = BatchSettings(
+                media=scratch / "media", output=scratch / "out", model="tiny.en", model_dir=scratch / "models", progress=False
+            )
             in_process(model, files[:1])  # warm the baseline up; the batch starts cold each round, as it runs
             baseline, batched = [], []
             for round_number in range(args.rounds):
@@ -82,7 +84,9 @@ def main() -> None:
         finally:
             ray.shutdown()
 
-    print(f"corpus: {len(files)} files ({args.copies} copies of {len(files) // args.copies} clips), {audio_seconds:.1f} s of audio; {args.rounds} rounds, medians")
+    print(
+        f"corpus: {len(files)} files ({args.copies} copies of {len(files) // args.copies} clips), {audio_seconds:.1f} s of audio; {args.rounds} rounds, medians"
+    )
     print_speeds(
         audio_seconds,
         [("faster-whisper in-process, one file at a time", baseline), (f"batch on Ray Data, {actors} actors x 1 CPU", batched)],

@@ -70,13 +70,15 @@ def long_clip(folder: Path, minutes: float) -> Path:
     text = " ".join(PASSAGES)
     repeats = max(1, round(minutes * words_per_minute / len(text.split())))
     clip = folder / "long.wav"
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(clip), " ".join([text] * repeats)], check=True)
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us", "-s", str(words_per_minute), "-w", str(clip), " ".join([text] * repeats)], check=True
+    )
     return clip
 
 
 def seconds_of_audio(files: list[Path]) -> float:
     """The audio the files hold, decoded as the service decodes it."""
-    from serve_app.audio import SAMPLE_RATE, decode_audio
+    from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 
     total = 0.0
     for path in files:

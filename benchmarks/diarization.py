@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 
 import torch
+from corpus import SAMPLE_WAV
 from faster_whisper import WhisperModel
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-from corpus import SAMPLE_WAV
-from serve_app.audio import SAMPLE_RATE, decode_audio
-from serve_app.catalogue import ModelCatalogue
-from serve_app.diarization import diarize, load_pipeline
-from serve_app.embedded import EMBEDDED_MODELS
+from serve_app.diarization.pipeline import diarize, load_pipeline
+from serve_app.engine.audio import SAMPLE_RATE, decode_audio
+from serve_app.models.catalogue import ModelCatalogue
+from serve_app.models.embedded import EMBEDDED_MODELS
 
 
 def reference() -> Annotation:
@@ -78,7 +78,9 @@ def main() -> None:
     print(f"sample call: {seconds:.1f} s, {rounds} rounds, medians, one thread")
     print(f"{'path':<40}{'wall s':>8}{'audio s / wall s':>19}{'ratio':>8}")
     print(f"{'faster-whisper tiny.en (baseline)':<40}{statistics.median(base):>8.2f}{base_speed:>19.2f}{1.0:>8.2f}")
-    print(f"{'diarization, pyannote-campplus':<40}{statistics.median(diarized):>8.2f}{diarize_speed:>19.2f}{diarize_speed / base_speed:>8.2f}")
+    print(
+        f"{'diarization, pyannote-campplus':<40}{statistics.median(diarized):>8.2f}{diarize_speed:>19.2f}{diarize_speed / base_speed:>8.2f}"
+    )
     print(f"speakers found: {len({t.speaker for t in turns})} (reference: {len(reference().labels())}); DER {der:.3f}")
 
 

@@ -37,10 +37,10 @@ from pathlib import Path
 
 import httpx
 import psutil
+from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
 from httpx_sse import EventSource
 from ray import serve
 
-from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
 from serve_app.local import LocalService
 
 HERE = Path(__file__).parent
@@ -134,9 +134,13 @@ def through_service(url: str, files: list[Path], clients: int) -> tuple[float, d
 def service_first_segment(url: str, clip: Path) -> tuple[float, float]:
     started = time.perf_counter()
     first = None
-    with httpx.Client(base_url=url, timeout=600) as client, clip.open("rb") as media, client.stream(
-        "POST", "/v1/audio/transcriptions", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
-    ) as response:
+    with (
+        httpx.Client(base_url=url, timeout=600) as client,
+        clip.open("rb") as media,
+        client.stream(
+            "POST", "/v1/audio/transcriptions", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
+        ) as response,
+    ):
         for event in EventSource(response).iter_sse():
             if event.event == "segment" and first is None:
                 first = time.perf_counter() - started
@@ -200,7 +204,10 @@ def main() -> None:
             memory = MemoryWatch(exclude=is_engine_process)
             through_service(service.url, clips[:2], 2)  # the replica loads its model
             baseline, alone = Run("engine in-process, one file after another"), Run("service, one request at a time")
-            batched, limit = Run("engine in-process, batched, one process"), Run(f"machine limit: {CORES} engine processes, batched")
+            batched, limit = (
+                Run("engine in-process, batched, one process"),
+                Run(f"machine limit: {CORES} engine processes, batched"),
+            )
             concurrent = {clients: Run(f"service, {clients} concurrent clients") for clients in (4, 8)}
             firsts: dict[str, list[tuple[float, float]]] = {"engine": [], "service": []}
             batched_before = transcriber_counts()
@@ -226,16 +233,22 @@ def main() -> None:
             service.stop()
 
     reference = reference_words()
-    print(f"corpus: {len(clips)} clips x {args.copies} copies, {audio_seconds:.1f} s of audio; tiny.en, int8, beam 5; "
-          f"{CORES} cores; {args.rounds} rounds, medians")
+    print(
+        f"corpus: {len(clips)} clips x {args.copies} copies, {audio_seconds:.1f} s of audio; tiny.en, int8, beam 5; "
+        f"{CORES} cores; {args.rounds} rounds, medians"
+    )
     width = max(len(run.label) for run in [baseline, limit]) + 2
     print(f"{'path':<{width}}{'wall s':>8}{'audio s/s':>11}{'vs baseline':>13}{'WER sample':>12}")
     for run in [baseline, alone, *concurrent.values(), batched, limit]:
         ratio = baseline.wall / run.wall
-        print(f"{run.label:<{width}}{run.wall:>8.2f}{audio_seconds / run.wall:>11.2f}{ratio:>13.2f}"
-              f"{word_error_rate(reference, run.sample_text):>12.3f}")
-    print(f"8 concurrent clients / machine limit: {limit.wall / concurrent[8].wall:.2f}; "
-          f"the service decoded {chunks} chunks in {batches} batches ({chunks / max(1, batches):.1f} a batch)")
+        print(
+            f"{run.label:<{width}}{run.wall:>8.2f}{audio_seconds / run.wall:>11.2f}{ratio:>13.2f}"
+            f"{word_error_rate(reference, run.sample_text):>12.3f}"
+        )
+    print(
+        f"8 concurrent clients / machine limit: {limit.wall / concurrent[8].wall:.2f}; "
+        f"the service decoded {chunks} chunks in {batches} batches ({chunks / max(1, batches):.1f} a batch)"
+    )
 
     (engine_first, engine_whole), (service_first, service_whole) = (
         tuple(statistics.median(t[i] for t in firsts[path]) for i in (0, 1)) for path in ("engine", "service")
@@ -246,8 +259,10 @@ def main() -> None:
     print(f"{'service, SSE over HTTP':<{width}}{service_first:>8.3f}{service_whole:>9.2f}{service_first / service_whole:>13.2f}")
     print(f"service first segment - engine first segment: {1000 * (service_first - engine_first):+.0f} ms")
 
-    print(f"\npeak memory: the whole service (every process of its Ray cluster) {service_peak / GiB:.2f} GiB; "
-          f"one engine process {engine_peak / GiB:.2f} GiB; ratio {service_peak / engine_peak:.1f}")
+    print(
+        f"\npeak memory: the whole service (every process of its Ray cluster) {service_peak / GiB:.2f} GiB; "
+        f"one engine process {engine_peak / GiB:.2f} GiB; ratio {service_peak / engine_peak:.1f}"
+    )
 
 
 if __name__ == "__main__":

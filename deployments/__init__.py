@@ -1,1 +1,1 @@
-"""The Ray Serve deployments of whisper-serve, one file each; `serve_app.app` binds them."""
+"""The Ray Serve deployments of whisper-serve, one file each; `deployments.app` binds them."""

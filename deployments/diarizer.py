@@ -10,10 +10,10 @@ import numpy as np
 import ray
 from ray import serve
 
-from serve_app.catalogue import ModelInfo
+from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.models.catalogue import ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
-from serve_app.speakers import SpeakerTurn
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=2)
@@ -25,7 +25,7 @@ class Diarizer:
         # that imports the application graph.
         import torch
 
-        from serve_app import diarization
+        from serve_app.diarization import pipeline as diarization
 
         self.diarization = diarization
         assigned = ray.get_runtime_context().get_assigned_resources()

@@ -46,7 +46,9 @@ class JobQueue:
         self.store = JobStore(settings.job_store_dir, retention_days=settings.job_retention_days)
         recovery = self.store.recover_after_restart(settings.job_max_attempts)
         if recovery.requeued or recovery.failed:
-            logger.info("jobs left running by the last run: %d queued again, %d failed", len(recovery.requeued), len(recovery.failed))
+            logger.info(
+                "jobs left running by the last run: %d queued again, %d failed", len(recovery.requeued), len(recovery.failed)
+            )
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task] = set()
         for job in recovery.failed:

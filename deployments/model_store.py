@@ -11,11 +11,11 @@ from typing import Any
 
 from ray import serve
 
-from serve_app.catalogue import ModelCatalogue, ModelInfo
-from serve_app.downloads import DownloadManager
-from serve_app.embedded import EMBEDDED_MODELS
 from serve_app.errors import Conflict, NotFound
-from serve_app.model_ids import WHISPER_1
+from serve_app.models.catalogue import ModelCatalogue, ModelInfo
+from serve_app.models.downloads import DownloadManager
+from serve_app.models.embedded import EMBEDDED_MODELS
+from serve_app.models.ids import WHISPER_1
 from serve_app.settings import AppSettings
 
 PROGRESS_SECONDS = 1.0

@@ -10,14 +10,13 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-from serve_app.catalogue import ModelInfo
-from serve_app.budget import thread_budget
-from serve_app.engine import WhisperEngine
+from serve_app.engine.budget import thread_budget
+from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
+from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
-
 
 UNHEALTHY_AFTER_FAILURES = 3
 
@@ -67,7 +66,9 @@ class Transcriber:
             assert isinstance(info, TranscriptInfo)
             return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
 
-    async def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def stream(
+        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions
+    ) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks
         of the other requests in flight. Async, so that Serve cancels it when the caller goes
         away, which drops the chunks not decoding yet."""

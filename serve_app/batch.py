@@ -21,9 +21,9 @@ The pipeline:
     WhisperEngine with the model loaded ─► the driver writes each file's outputs as its
     transcript arrives (write_outputs: each file whole or absent), counts, and notes failures
 
-With `--diarize` each actor also holds a pyannote pipeline (serve_app/diarization.py; the
+With `--diarize` each actor also holds a pyannote pipeline (serve_app/diarization/pipeline.py; the
 model folder's `--diarization-model`, by default the service's, the embedded one) and labels
-the segments with their speakers after transcribing (serve_app/speakers.py); the outputs show
+the segments with their speakers after transcribing (serve_app/diarization/speakers.py); the outputs show
 them as the formats do.
 
 Each actor asks for `--cpus-per-actor` CPUs and transcribes with as many threads, and for
@@ -63,18 +63,18 @@ from typing import Any
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, decode_audio
-from .budget import thread_budget
-from .catalogue import ModelCatalogue, ModelInfo
-from .embedded import EMBEDDED_MODELS
-from .errors import ServiceError
-from .jobs.job import JOB_FORMATS
-from .jobs.outputs import output_names, write_outputs
-from .languages import AUTO, LANGUAGES
-from .model_ids import WHISPER_1
-from .options import DecodeOptions
-from .settings import AppSettings
-from .transcript import Transcript
+from serve_app.engine.audio import SAMPLE_RATE, decode_audio
+from serve_app.engine.budget import thread_budget
+from serve_app.errors import ServiceError
+from serve_app.jobs.job import JOB_FORMATS
+from serve_app.jobs.outputs import output_names, write_outputs
+from serve_app.languages import AUTO, LANGUAGES
+from serve_app.models.catalogue import ModelCatalogue, ModelInfo
+from serve_app.models.embedded import EMBEDDED_MODELS
+from serve_app.models.ids import WHISPER_1
+from serve_app.options import DecodeOptions
+from serve_app.settings import AppSettings
+from serve_app.transcript import Transcript
 
 __all__ = [
     "DECODE_CPUS",
@@ -334,7 +334,7 @@ class Transcribe:
     call. A file it cannot transcribe comes back with the reason."""
 
     def __init__(self, model: ModelInfo, engine: dict[str, Any], diarization_path: str | None = None) -> None:
-        from .engine import WhisperEngine  # faster-whisper (and pyannote) are loaded in the actors only
+        from serve_app.engine.whisper import WhisperEngine
 
         self.model = model
         self.engine = WhisperEngine(max_loaded=1, **engine)
@@ -343,14 +343,14 @@ class Transcribe:
         if diarization_path is not None:
             import torch
 
-            from .diarization import load_pipeline
+            from serve_app.diarization.pipeline import load_pipeline
 
             torch.set_num_threads(engine["cpu_threads"])
             self.diarizer = load_pipeline(diarization_path, device=engine["device"])
 
     def _label_speakers(self, transcript: Transcript, audio: np.ndarray) -> None:
-        from .diarization import diarize
-        from .speakers import assign_speakers
+        from serve_app.diarization.pipeline import diarize
+        from serve_app.diarization.speakers import assign_speakers
 
         assign_speakers(transcript.segments, diarize(self.diarizer, audio, exclusive=True))
 
@@ -505,7 +505,7 @@ def run_batch(settings: BatchSettings, *, address: str | None = None) -> BatchSu
     """Transcribe what is left to do of `settings.media` into `settings.output`; BatchError
     before anything is written when the batch cannot start."""
     # Here, not at the top: Ray Serve, which it imports, would slow every decode worker's start.
-    from .pipeline import check_model_fits
+    from serve_app.pipeline import check_model_fits
 
     started = time.monotonic()
     if settings.job_format not in JOB_FORMATS:
@@ -523,7 +523,9 @@ def run_batch(settings: BatchSettings, *, address: str | None = None) -> BatchSu
             check_model_fits(model, DecodeOptions(language=settings.language))
         except ServiceError as error:
             raise BatchError(error.reason) from None
-    diarization = find_model(settings.model_dir, settings.diarization_model, kind="diarization") if todo and settings.diarize else None
+    diarization = (
+        find_model(settings.model_dir, settings.diarization_model, kind="diarization") if todo and settings.diarize else None
+    )
     runnable, refused = [], []
     for file in todo:
         try:
@@ -536,7 +538,9 @@ def run_batch(settings: BatchSettings, *, address: str | None = None) -> BatchSu
         import ray
 
         connect(address)
-        pool = plan_pool(ray.cluster_resources(), actors=settings.actors, cpus=settings.cpus_per_actor, gpus=settings.gpus_per_actor)
+        pool = plan_pool(
+            ray.cluster_resources(), actors=settings.actors, cpus=settings.cpus_per_actor, gpus=settings.gpus_per_actor
+        )
         pool = replace(pool, actors=min(pool.actors, len(runnable)))  # no actor without a file
 
     output.mkdir(parents=True, exist_ok=True)
@@ -595,20 +599,52 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"Exit status: 0 all transcribed, {EXIT_FAILED_FILES} some files failed (see OUTPUT/{FAILURES_FILE}), "
         f"{EXIT_USAGE} the batch cannot start, {EXIT_BROKEN} it broke off. A rerun skips files whose outputs are all present.",
     )
-    parser.add_argument("media", type=Path, help="a folder (searched recursively), a media file, or a manifest: .csv or .jsonl with path (and language), or one path a line")
+    parser.add_argument(
+        "media",
+        type=Path,
+        help="a folder (searched recursively), a media file, or a manifest: .csv or .jsonl with path (and language), or one path a line",
+    )
     parser.add_argument("output", type=Path, help="the output folder; the inputs' sub-folders are kept in it")
-    parser.add_argument("--model", default=defaults.default_model, help=f"id or alias of a model in the model folder (default {defaults.default_model})")
-    parser.add_argument("--model-dir", type=Path, default=defaults.model_dir, help="the model folder (default: the service's, %(default)s)")
-    parser.add_argument("--language", default=None, help="language code of the speech (default: detected); a manifest's language column wins")
-    parser.add_argument("--format", dest="job_format", default="txt", choices=JOB_FORMATS, help="output files, as the job API's format (default txt)")
-    parser.add_argument("--extensions", default=None, help="comma-separated extensions a folder is searched for (default: common audio and video)")
+    parser.add_argument(
+        "--model",
+        default=defaults.default_model,
+        help=f"id or alias of a model in the model folder (default {defaults.default_model})",
+    )
+    parser.add_argument(
+        "--model-dir", type=Path, default=defaults.model_dir, help="the model folder (default: the service's, %(default)s)"
+    )
+    parser.add_argument(
+        "--language", default=None, help="language code of the speech (default: detected); a manifest's language column wins"
+    )
+    parser.add_argument(
+        "--format",
+        dest="job_format",
+        default="txt",
+        choices=JOB_FORMATS,
+        help="output files, as the job API's format (default txt)",
+    )
+    parser.add_argument(
+        "--extensions", default=None, help="comma-separated extensions a folder is searched for (default: common audio and video)"
+    )
     parser.add_argument("--actors", type=int, default=None, help="transcription actors (default: as many as the cluster holds)")
-    parser.add_argument("--cpus-per-actor", type=int, default=1, help="CPUs of each actor, and the threads it transcribes with (default 1)")
-    parser.add_argument("--gpus-per-actor", type=float, default=None, help="GPUs of each actor (default 1 on a cluster with GPUs, else 0)")
-    parser.add_argument("--compute-type", default=defaults.compute_type, help="CTranslate2 compute type (default auto: int8 on CPU, float16 on GPU)")
+    parser.add_argument(
+        "--cpus-per-actor", type=int, default=1, help="CPUs of each actor, and the threads it transcribes with (default 1)"
+    )
+    parser.add_argument(
+        "--gpus-per-actor", type=float, default=None, help="GPUs of each actor (default 1 on a cluster with GPUs, else 0)"
+    )
+    parser.add_argument(
+        "--compute-type",
+        default=defaults.compute_type,
+        help="CTranslate2 compute type (default auto: int8 on CPU, float16 on GPU)",
+    )
     parser.add_argument("--beam-size", type=int, default=defaults.beam_size)
     parser.add_argument("--diarize", action="store_true", help="label each segment with its speaker (pyannote), in every output")
-    parser.add_argument("--diarization-model", default=None, help=f"the diarization model, in the model folder (default {defaults.diarization_model}); implies --diarize")
+    parser.add_argument(
+        "--diarization-model",
+        default=None,
+        help=f"the diarization model, in the model folder (default {defaults.diarization_model}); implies --diarize",
+    )
     parser.add_argument("--address", default=None, help="the Ray cluster to join (default: RAY_ADDRESS, else a new local Ray)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     return parser

@@ -28,7 +28,7 @@ from ray import serve
 from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from .errors import ServiceError
+from serve_app.errors import ServiceError
 
 __all__ = ["APP_NAME", "Media", "WhisperClient"]
 
@@ -50,7 +50,9 @@ def _bytes(media: Media) -> bytes:
 
 def _fields(model: str, language: str | None, response_format: str, extra: dict[str, Any]) -> dict[str, str]:
     """The form fields of the HTTP request, as strings, as they would be sent."""
-    fields = {"model": model, "response_format": response_format} | {name: str(value) for name, value in extra.items() if value is not None}
+    fields = {"model": model, "response_format": response_format} | {
+        name: str(value) for name, value in extra.items() if value is not None
+    }
     if language is not None:
         fields["language"] = language
     return fields
@@ -73,7 +75,9 @@ class WhisperClient:
         self.app_name = app_name
         self._ingress: DeploymentHandle = serve.get_app_handle(app_name)
 
-    def _call(self, media: Media, task: str, model: str, language: str | None, response_format: str, fields: dict[str, Any]) -> DeploymentResponse:
+    def _call(
+        self, media: Media, task: str, model: str, language: str | None, response_format: str, fields: dict[str, Any]
+    ) -> DeploymentResponse:
         return self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
 
     def transcribe(

@@ -32,8 +32,8 @@ __all__ = [
     "PayloadTooLarge",
     "RequestTimeout",
     "ServiceError",
-    "Unavailable",
     "Unauthorized",
+    "Unavailable",
     "UnsupportedMedia",
     "error_body",
 ]

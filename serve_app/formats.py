@@ -11,12 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .transcript import Segment, Transcript, Word
+from serve_app.transcript import Segment, Transcript, Word
 
 __all__ = [
     "RESPONSE_FORMATS",
-    "ResponseFormat",
     "VTT_HEADER",
+    "ResponseFormat",
     "format_timestamp",
     "render",
     "render_json",

@@ -12,13 +12,13 @@ from typing import BinaryIO
 import numpy as np
 from ray.serve.handle import DeploymentHandle
 
-from .audio import decode_audio
-from .catalogue import ModelInfo
-from .errors import BadRequest, GatewayTimeout, NotFound
-from .options import DecodeOptions, SpeakerOptions
-from .settings import AppSettings
-from .speakers import SpeakerLabeller, assign_speakers
-from .transcript import Segment, Transcript, TranscriptInfo
+from serve_app.diarization.speakers import SpeakerLabeller, assign_speakers
+from serve_app.engine.audio import decode_audio
+from serve_app.errors import BadRequest, GatewayTimeout, NotFound
+from serve_app.models.catalogue import ModelInfo
+from serve_app.options import DecodeOptions, SpeakerOptions
+from serve_app.settings import AppSettings
+from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
 __all__ = ["Pipeline", "Prepared", "check_model_fits"]
 

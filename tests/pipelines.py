@@ -14,14 +14,14 @@ from typing import BinaryIO
 import lightning
 import torch
 import yaml
+from hub_server import HubRepo
 from pyannote.audio import Model
 from pyannote.audio.core.task import Problem, Resolution, Specifications
 
-from hub_server import HubRepo
-from serve_app.campplus import CAMPPlusEmbedding
-from serve_app.checkpoints import SAFE_GLOBALS
-from serve_app.diarization import EMBEDDED_PARAMETERS
-from serve_app.embedded import DIARIZATION_FILES, package_file
+from serve_app.diarization.campplus import CAMPPlusEmbedding
+from serve_app.diarization.checkpoints import SAFE_GLOBALS
+from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS
+from serve_app.models.embedded import DIARIZATION_FILES, package_file
 
 BENIGN = "test-org/speaker-diarization-benign"  # loads from weights alone
 NEEDS_PICKLE = "test-org/speaker-diarization-pickled"  # a harmless object weights_only refuses
@@ -89,4 +89,6 @@ def benign_repo() -> HubRepo:
 
 def needs_pickle_repo() -> HubRepo:
     """Where Lightning keeps its callbacks' state, a path: harmless, but not a type weights_only builds."""
-    return HubRepo(files=pipeline_files(segmentation_checkpoint(callbacks={"ModelCheckpoint": {"dirpath": Path("/tmp/checkpoints")}})))
+    return HubRepo(
+        files=pipeline_files(segmentation_checkpoint(callbacks={"ModelCheckpoint": {"dirpath": Path("/tmp/checkpoints")}}))
+    )

@@ -36,6 +36,5 @@ def parse_srt(text: str) -> list[Cue]:
 def parse_vtt(text: str) -> list[Cue]:
     assert text.startswith("WEBVTT"), text[:40]
     return [
-        Cue(_seconds(c.start), _seconds(c.end), html.unescape(c.text), c.voice)
-        for c in webvtt.from_buffer(io.StringIO(text))
+        Cue(_seconds(c.start), _seconds(c.end), html.unescape(c.text), c.voice) for c in webvtt.from_buffer(io.StringIO(text))
     ]

@@ -17,11 +17,11 @@ from types import SimpleNamespace
 import av
 import numpy as np
 import pytest
-
 from fakes import FakeHandle
 from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
+
 from serve_app import pipeline
-from serve_app.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
+from serve_app.engine.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from serve_app.options import DecodeOptions
 
@@ -30,11 +30,22 @@ REFUSED_FORMAT = "file is not audio or video in a format this service reads"
 
 @pytest.mark.parametrize(
     ("suffix", "codec", "rate", "video"),
-    [(".mp3", "mp3", 16000, False), (".ogg", "libopus", 48000, False), (".flac", "flac", 16000, False),
-     (".m4a", "aac", 44100, False), (".mp4", "aac", 16000, True), (".mkv", "libopus", 48000, True),
-     (".webm", "libopus", 48000, False), (".3gp", "aac", 16000, False), (".avi", "pcm_s16le", 16000, True),
-     (".ts", "mp2", 48000, True), (".rm", "ac3", 48000, False), (".wv", "wavpack", 16000, False),
-     (".aif", "pcm_s16be", 16000, False), (".caf", "pcm_s16le", 16000, False)],
+    [
+        (".mp3", "mp3", 16000, False),
+        (".ogg", "libopus", 48000, False),
+        (".flac", "flac", 16000, False),
+        (".m4a", "aac", 44100, False),
+        (".mp4", "aac", 16000, True),
+        (".mkv", "libopus", 48000, True),
+        (".webm", "libopus", 48000, False),
+        (".3gp", "aac", 16000, False),
+        (".avi", "pcm_s16le", 16000, True),
+        (".ts", "mp2", 48000, True),
+        (".rm", "ac3", 48000, False),
+        (".wv", "wavpack", 16000, False),
+        (".aif", "pcm_s16be", 16000, False),
+        (".caf", "pcm_s16le", 16000, False),
+    ],
 )
 def test_every_container_decodes_to_the_same_audio(tmp_path: Path, suffix: str, codec: str, rate: int, video: bool) -> None:
     reference = decode_audio(open(SAMPLE_WAV, "rb"))
@@ -181,7 +192,7 @@ def test_a_flac_that_hides_its_length_is_refused_once_the_limit_decodes() -> Non
 
 MEASURE = """
 import json, os, sys
-from serve_app.audio import decode_audio
+from serve_app.engine.audio import decode_audio
 from serve_app.errors import PayloadTooLarge
 
 def rss():
@@ -212,7 +223,9 @@ def decoding_memory(path: Path, max_seconds: float | None) -> dict:
     """Peak and remaining resident bytes of decoding `path`, in a process of its own."""
     root = Path(__file__).parents[1]
     env = os.environ | {"PYTHONPATH": str(root)}
-    run = subprocess.run([sys.executable, "-c", MEASURE, str(path), str(max_seconds or 0)], capture_output=True, text=True, env=env, cwd=root)
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path), str(max_seconds or 0)], capture_output=True, text=True, env=env, cwd=root
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -227,8 +240,10 @@ def test_decoding_holds_the_audio_once_and_gives_the_memory_back(tmp_path: Path)
     twenty = tmp_path / "twenty.flac"
     twenty.write_bytes(flac_bomb(20))
     decoded = decoding_memory(twenty, None)
-    print(f"\nbomb: peak +{refused['peak'] / MiB:.0f} MiB, after +{refused['after'] / MiB:.0f} MiB; "
-          f"20 min: peak +{decoded['peak'] / MiB:.0f} MiB, after +{decoded['after'] / MiB:.0f} MiB; limit {limit_bytes / MiB:.0f} MiB")
+    print(
+        f"\nbomb: peak +{refused['peak'] / MiB:.0f} MiB, after +{refused['after'] / MiB:.0f} MiB; "
+        f"20 min: peak +{decoded['peak'] / MiB:.0f} MiB, after +{decoded['after'] / MiB:.0f} MiB; limit {limit_bytes / MiB:.0f} MiB"
+    )
     assert refused["outcome"] == 413 and decoded["outcome"] == limit_s * SAMPLE_RATE
     # The peak: the buffer of the samples (and a last growth step of 8 MiB at most), not twice that.
     assert refused["peak"] < limit_bytes + 16 * MiB, "decoding held more than the limit's worth of audio"

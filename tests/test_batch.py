@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media import SAMPLE_WAV, speak, transcode, video_without_sound
-from serve_app.audio import SAMPLE_RATE, decode_audio
+from subtitles import parse_srt, parse_vtt
+
 from serve_app.batch import (
     DECODE_CPUS,
     EXIT_FAILED_FILES,
@@ -27,7 +27,7 @@ from serve_app.batch import (
     plan_pool,
     read_manifest,
 )
-from subtitles import parse_srt, parse_vtt
+from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMATS = ("txt", "vtt", "srt", "tsv", "json")
@@ -79,7 +79,11 @@ def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
     env |= {"RAY_USAGE_STATS_ENABLED": "0", "PYANNOTE_METRICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [sys.executable, "-m", "serve_app.batch", *map(str, args)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=540,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
     )
 
 
@@ -91,7 +95,11 @@ def summary(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
 
 def outputs(folder: Path) -> dict[str, int]:
     """Every file under `folder` but the failures list, with its modification time."""
-    return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file() and path.name != "failures.jsonl"}
+    return {
+        str(path.relative_to(folder)): path.stat().st_mtime_ns
+        for path in folder.rglob("*")
+        if path.is_file() and path.name != "failures.jsonl"
+    }
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +108,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def first_run(media: Path, models: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def first_run(
+    media: Path, models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("batch-out")
     result = run_cli(media, out, "--model", "base", "--model-dir", models, "--format", "all")
     return result, out
@@ -154,7 +164,7 @@ def test_outputs_keep_the_folders_and_parse(first_run) -> None:
 def test_languages_are_detected_per_file(first_run) -> None:
     _, out = first_run
     detected = {relative: json.loads((out / relative).with_suffix(".json").read_text())["language"] for relative in GOOD}
-    assert detected == {"sample.wav": "en"} | {relative: "en" for relative in ENGLISH} | {relative: "de" for relative in GERMAN}
+    assert detected == {"sample.wav": "en"} | dict.fromkeys(ENGLISH, "en") | dict.fromkeys(GERMAN, "de")
     assert "Chicago" in json.loads((out / "sample.json").read_text())["text"]
 
 
@@ -172,14 +182,19 @@ def test_a_rerun_skips_what_is_done_and_tries_the_failures_again(first_run, medi
 
 
 @pytest.fixture(scope="module")
-def manifest_run(media: Path, models: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def manifest_run(
+    media: Path, models: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     """A JSONL manifest with a language for one file, run with --language and --diarize."""
     folder = tmp_path_factory.mktemp("batch-manifest")
     manifest = folder / "files.jsonl"
     manifest.write_text(
-        json.dumps({"path": str(media / "en/greeting.wav"), "language": "de"}) + "\n"
-        + json.dumps({"path": str(media / "de/greeting.wav")}) + "\n"
-        + json.dumps({"path": str(media / "sample.wav"), "language": "en"}) + "\n"
+        json.dumps({"path": str(media / "en/greeting.wav"), "language": "de"})
+        + "\n"
+        + json.dumps({"path": str(media / "de/greeting.wav")})
+        + "\n"
+        + json.dumps({"path": str(media / "sample.wav"), "language": "en"})
+        + "\n"
     )
     out = folder / "out"
     result = run_cli(manifest, out, "--model", "base", "--model-dir", models, "--format", "all", "--language", "en", "--diarize")
@@ -210,7 +225,10 @@ def test_diarize_labels_the_speakers_of_the_call(manifest_run) -> None:
     ]
     assert [cue.speaker for cue in parse_srt((out / "sample.srt").read_text())] == speakers
     assert [cue.speaker for cue in parse_vtt((out / "sample.vtt").read_text())] == speakers
-    assert all(line.startswith(f"[{speaker}] ") for line, speaker in zip((out / "sample.txt").read_text().splitlines(), speakers, strict=True))
+    assert all(
+        line.startswith(f"[{speaker}] ")
+        for line, speaker in zip((out / "sample.txt").read_text().splitlines(), speakers, strict=True)
+    )
     # One synthetic voice a clip: one speaker.
     assert {segment["speaker"] for segment in json.loads((out / "de/greeting.json").read_text())["segments"]} == {"SPEAKER_00"}
 
@@ -265,7 +283,12 @@ def test_a_bad_manifest_says_which_line(tmp_path: Path, name: str, text: str, re
 
 
 def test_outputs_are_named_after_the_file_and_keep_its_folder(tmp_path: Path) -> None:
-    found = [(tmp_path / "a/talk.mp3", None), (tmp_path / "a/talk.wav", None), (tmp_path / "b/talk.mp3", "de"), (tmp_path / "c.ogg", None)]
+    found = [
+        (tmp_path / "a/talk.mp3", None),
+        (tmp_path / "a/talk.wav", None),
+        (tmp_path / "b/talk.mp3", "de"),
+        (tmp_path / "c.ogg", None),
+    ]
     planned = plan_files(found, tmp_path)
     assert [str(file.outputs(Path("/out"), "txt")[0]) for file in planned] == [
         "/out/a/talk.mp3.txt",  # two files of one folder with one stem keep their extensions

@@ -1,4 +1,4 @@
-"""The batcher's rules (serve_app/batcher.py), with a decode function that records its batches.
+"""The batcher's rules (serve_app/engine/batcher.py), with a decode function that records its batches.
 
 The decode function is the part under test's caller, not a stand-in for the engine: what is
 checked here is which chunks the batcher puts together, which no transcript shows.
@@ -11,7 +11,7 @@ from concurrent.futures import CancelledError
 
 import pytest
 
-from serve_app.batcher import Batcher
+from serve_app.engine.batcher import Batcher
 
 
 class Recorder:
@@ -100,7 +100,7 @@ def test_a_new_request_is_not_stuck_behind_a_long_one(recorder: Recorder) -> Non
     short = batching.submit("en", ["short"], [5])
     recorder.gate.set()
     assert short.futures[0].result(timeout=30) == "decoded short"
-    assert ["long0", "short"] == recorder.batches[1][1]
+    assert recorder.batches[1][1] == ["long0", "short"]
     for future in long.futures:
         future.result(timeout=30)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx_sse import connect_sse
-
 from media import SAMPLE_WAV, speak, word_error_rate
-from serve_app.audio import decode_audio
-from serve_app.catalogue import ModelInfo
-from serve_app.engine import WhisperEngine
+
+from serve_app.engine.audio import decode_audio
+from serve_app.engine.whisper import WhisperEngine
+from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript
 
@@ -76,9 +76,12 @@ def post(client: httpx.Client, path: Path) -> str:
 
 
 def streamed(client: httpx.Client, path: Path) -> str:
-    with path.open("rb") as media, connect_sse(
-        client, "POST", "/v1/audio/transcriptions", files={"file": media}, data={"model": "tiny.en", "stream": "true"}
-    ) as source:
+    with (
+        path.open("rb") as media,
+        connect_sse(
+            client, "POST", "/v1/audio/transcriptions", files={"file": media}, data={"model": "tiny.en", "stream": "true"}
+        ) as source,
+    ):
         events = [(event.event, event.data) for event in source.iter_sse() if event.event != "ping"]
     assert events[-1][0] == "ok", events[-1]
     return "".join(json.loads(data)["text"] for name, data in events if name == "segment")

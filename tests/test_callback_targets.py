@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from receiver import Receiver, running_receiver
+
 from serve_app.errors import Forbidden
 from serve_app.jobs import (
     SIGNATURE_HEADER,
@@ -44,8 +44,16 @@ NAME = "hooks.example.test"  # a reserved name (RFC 6761): real DNS never answer
 
 
 def finished_job(callback: str) -> Job:
-    return Job(path="/data/media/a.mp3", output_path="/data/out", model="tiny.en", callback=callback,
-               status=JobStatus.COMPLETED, result="Hello.", created_at=1_700_000_000.0, finished_at=1_700_000_004.0)
+    return Job(
+        path="/data/media/a.mp3",
+        output_path="/data/out",
+        model="tiny.en",
+        callback=callback,
+        status=JobStatus.COMPLETED,
+        result="Hello.",
+        created_at=1_700_000_000.0,
+        finished_at=1_700_000_004.0,
+    )
 
 
 def resolving(*addresses: str):
@@ -100,6 +108,7 @@ def port_of(receiver: Receiver) -> int:
 
 # Refused at submission: what the URL shows.
 
+
 @pytest.mark.parametrize(
     ("host", "kind"),
     [
@@ -136,8 +145,10 @@ def test_a_url_showing_an_inside_address_is_refused_at_submission(host: str, kin
     assert refused.value.reason == f"callback host {host.strip('[]').lower()!r} is {kind}: {ONLY_PUBLIC}"
 
 
-@pytest.mark.parametrize("host", ["hooks.example.com", "8.8.8.8", "[2001:4860:4860::8888]", "[::ffff:8.8.8.8]",
-                                  "[64:ff9b::808:808]", "[2002:808:808::1]"])
+@pytest.mark.parametrize(
+    "host",
+    ["hooks.example.com", "8.8.8.8", "[2001:4860:4860::8888]", "[::ffff:8.8.8.8]", "[64:ff9b::808:808]", "[2002:808:808::1]"],
+)
 def test_a_public_host_is_taken(host: str) -> None:
     check_callback(f"https://{host}/hook", None)
 
@@ -155,8 +166,13 @@ def test_the_api_refuses_the_submission_with_403(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("allowed", "url"),
-    [(["127.0.0.1"], "http://127.0.0.1:9/"), (["::1"], "http://[::1]:9/"), (["[::1]"], "http://[0::1]:9/"),
-     (["LOCALHOST"], "http://localhost:9/"), (["hooks.example.com"], "https://Hooks.Example.com./")],
+    [
+        (["127.0.0.1"], "http://127.0.0.1:9/"),
+        (["::1"], "http://[::1]:9/"),
+        (["[::1]"], "http://[0::1]:9/"),
+        (["LOCALHOST"], "http://localhost:9/"),
+        (["hooks.example.com"], "https://Hooks.Example.com./"),
+    ],
 )
 def test_callback_hosts_allows_the_hosts_it_names_wherever_they_are(allowed: list[str], url: str) -> None:
     check_callback(url, allowed)
@@ -169,6 +185,7 @@ def test_callback_hosts_refuses_every_other_host() -> None:
 
 
 # Refused when sending, before anything is sent.
+
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0", "[::ffff:127.0.0.1]", "127.1"])
 def test_a_loopback_listener_gets_nothing(receiver: Receiver, host: str) -> None:
@@ -243,11 +260,13 @@ def test_the_allow_list_checked_when_sending_sends_nothing(no_connections: list[
     settings = CallbackSettings(allowed_hosts=["hooks.example.com"], backoff=0.0)
     delivery = send_callback(finished_job("http://169.254.169.254/latest/meta-data/"), settings)
     assert delivery.reason == (
-        "callback host '169.254.169.254' is not one this service may call: callback_hosts allows hooks.example.com")
+        "callback host '169.254.169.254' is not one this service may call: callback_hosts allows hooks.example.com"
+    )
     assert no_connections == []
 
 
 # Allowed: the operator named the host.
+
 
 def test_a_named_loopback_host_gets_the_signed_body(receiver: Receiver) -> None:
     job = finished_job(receiver.url)
@@ -275,6 +294,7 @@ def test_a_redirect_is_not_followed(receiver: Receiver) -> None:
 
 # How the connection goes to the checked address: the name stays in Host, SNI and the certificate.
 
+
 @pytest.fixture
 def loopback_counts_as_public(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only so that a local server can stand in for a public receiver."""
@@ -299,18 +319,23 @@ def tls_for(name: str, tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, 
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     asked: list[str | None] = []
@@ -319,9 +344,7 @@ def tls_for(name: str, tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext, 
     return server, client, asked
 
 
-def test_https_checks_the_certificate_for_the_name_and_sends_it_as_sni(
-    tmp_path: Path, loopback_counts_as_public: None
-) -> None:
+def test_https_checks_the_certificate_for_the_name_and_sends_it_as_sni(tmp_path: Path, loopback_counts_as_public: None) -> None:
     server, client, asked = tls_for(NAME, tmp_path)
     with running_receiver(tls=server) as receiver:
         url = f"https://{NAME}:{port_of(receiver)}/hooks/job"

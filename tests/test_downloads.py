@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from faster_whisper import WhisperModel, decode_audio
-from huggingface_hub import constants
-
 from hub_server import PIPELINE, TINY_EN, HubServer, pipeline_repo, use_local_hub_only, whisper_repo
+from huggingface_hub import constants
 from media import SAMPLE_WAV
-from serve_app.catalogue import METADATA_FILE, ModelCatalogue
-from serve_app.downloads import Download, DownloadManager
-from serve_app.embedded import EMBEDDED_MODELS
+
 from serve_app.errors import BadGateway, BadRequest, NotFound, Unauthorized
+from serve_app.models.catalogue import METADATA_FILE, ModelCatalogue
+from serve_app.models.downloads import Download, DownloadManager
+from serve_app.models.embedded import EMBEDDED_MODELS
 
 WHISPER_FILES = {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
 
@@ -51,7 +51,9 @@ def model_bin_size(server: HubServer) -> int:
     return size_of(server.repos[TINY_EN].files["model.bin"])
 
 
-def test_a_downloaded_model_is_listed_and_transcribes(manager: DownloadManager, catalogue: ModelCatalogue, server: HubServer) -> None:
+def test_a_downloaded_model_is_listed_and_transcribes(
+    manager: DownloadManager, catalogue: ModelCatalogue, server: HubServer
+) -> None:
     download = manager.ensure("tiny.en")
     assert download.created
     model = download.result(timeout=120)
@@ -142,7 +144,9 @@ def test_a_gated_repository_without_token_says_to_set_hf_token(manager: Download
     assert catalogue.models() == [] and list(catalogue.root.iterdir()) == []
 
 
-def test_a_path_outside_the_model_folder_is_refused_at_once(manager: DownloadManager, catalogue: ModelCatalogue, server: HubServer) -> None:
+def test_a_path_outside_the_model_folder_is_refused_at_once(
+    manager: DownloadManager, catalogue: ModelCatalogue, server: HubServer
+) -> None:
     with pytest.raises(BadRequest) as refused:
         manager.ensure("../../etc/passwd")
     assert refused.value.status == 400 and "outside the model folder" in refused.value.reason

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import hypothesis
 import pytest
-from hypothesis import strategies as st
-
 from fakes import InProcess
+from hypothesis import strategies as st
 
 UNICODE_DIGITS = "²³¹١٢٣۴५৬௭๘༩႐᠑Ⅻ𝟙𝟚"
 SETTINGS = hypothesis.settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(hypothesis.HealthCheck))
@@ -32,8 +30,17 @@ job_fields = st.fixed_dictionaries(
 )
 field_text = st.text(max_size=12) | st.text(alphabet=UNICODE_DIGITS + "0123456789.-+e ", min_size=1, max_size=6)
 AUDIO_FIELDS = (
-    "model", "language", "response_format", "prompt", "temperature", "timestamp_granularities[]", "stream",
-    "num_speakers", "min_speakers", "max_speakers", "diarization_model",
+    "model",
+    "language",
+    "response_format",
+    "prompt",
+    "temperature",
+    "timestamp_granularities[]",
+    "stream",
+    "num_speakers",
+    "min_speakers",
+    "max_speakers",
+    "diarization_model",
 )
 
 

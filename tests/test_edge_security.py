@@ -10,9 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
-
 from fakes import InProcess, add_model_folder
 from media import SAMPLE_WAV
 
@@ -34,7 +32,9 @@ def as_user(key: str) -> dict[str, str]:
 def keyed(tmp_path: Path) -> InProcess:
     (tmp_path / "keys").write_text(f"{USER}\n")
     (tmp_path / "admin-keys").write_text(f"# operators\n{ADMIN}\n")
-    return InProcess(tmp_path, allow_anonymous=False, api_keys_file=tmp_path / "keys", admin_api_keys_file=tmp_path / "admin-keys")
+    return InProcess(
+        tmp_path, allow_anonymous=False, api_keys_file=tmp_path / "keys", admin_api_keys_file=tmp_path / "admin-keys"
+    )
 
 
 @pytest.fixture
@@ -222,7 +222,9 @@ async def test_an_upload_trickling_a_byte_at_a_time_is_cut_with_408(tmp_path: Pa
     app = InProcess(tmp_path, upload_idle_timeout_s=0.3, upload_min_bytes_per_s=1000)
     async with app.client(timeout=10) as http:
         response = await http.post(
-            "/v1/audio/transcriptions", content=trickled_file(300, 0.02), headers={"Content-Type": "multipart/form-data; boundary=x"}
+            "/v1/audio/transcriptions",
+            content=trickled_file(300, 0.02),
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
         )
     assert response.status_code == 408, response.text
     assert "upload_min_bytes_per_s" in response.json()["reason"]
@@ -231,6 +233,7 @@ async def test_an_upload_trickling_a_byte_at_a_time_is_cut_with_408(tmp_path: Pa
 async def test_an_upload_at_a_steady_pace_is_read_whole(tmp_path: Path) -> None:
     app = InProcess(tmp_path, upload_idle_timeout_s=0.3, upload_min_bytes_per_s=1000)
     body = b'{"path": "../outside"}' + b" " * 4000
+
     async def steady() -> AsyncIterator[bytes]:
         for start in range(0, len(body), 500):
             yield body[start : start + 500]
@@ -252,10 +255,18 @@ async def test_a_client_gone_mid_upload_is_one_info_line(anonymous: InProcess, c
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/audio/transcriptions", "raw_path": b"/v1/audio/transcriptions", "root_path": "", "query_string": b"",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/audio/transcriptions",
+        "raw_path": b"/v1/audio/transcriptions",
+        "root_path": "",
+        "query_string": b"",
         "headers": [(b"host", b"whisper.test"), (b"content-type", b"multipart/form-data; boundary=x")],
-        "client": ("127.0.0.1", 5000), "server": ("whisper.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "server": ("whisper.test", 80),
     }
     with caplog.at_level(logging.INFO):
         await anonymous.app(scope, receive, send)

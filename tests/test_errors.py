@@ -7,14 +7,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from media import SAMPLE_WAV, video_without_sound
 from conftest import UPLOAD_LIMIT_MB
+from media import SAMPLE_WAV, video_without_sound
 
 pytestmark = pytest.mark.serve
 
 
-def post(client: httpx.Client, *, route: str = "transcriptions", file: tuple[str, bytes] | None = None, **fields: str) -> httpx.Response:
+def post(
+    client: httpx.Client, *, route: str = "transcriptions", file: tuple[str, bytes] | None = None, **fields: str
+) -> httpx.Response:
     files = {"file": file} if file is not None else {"_": ("", b"")}
     return client.post(f"/v1/audio/{route}", files=files, data=fields)
 

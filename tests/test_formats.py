@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from subtitles import parse_srt, parse_vtt
 
 from serve_app.formats import RESPONSE_FORMATS, format_timestamp, render
 from serve_app.transcript import Segment, Transcript, TranscriptInfo, Word
-from subtitles import parse_srt, parse_vtt
 
 
 def transcript(*segments: Segment, task: str = "transcribe") -> Transcript:
@@ -22,8 +22,14 @@ HOUR_LONG = transcript(
 
 @pytest.mark.parametrize(
     ("seconds", "srt", "vtt"),
-    [(0, "00:00:00,000", "00:00:00.000"), (1.0005, "00:00:01,000", "00:00:01.000"), (61.25, "00:01:01,250", "00:01:01.250"),
-     (3725.999, "01:02:05,999", "01:02:05.999"), (59.9996, "00:01:00,000", "00:01:00.000"), (-0.5, "00:00:00,000", "00:00:00.000")],
+    [
+        (0, "00:00:00,000", "00:00:00.000"),
+        (1.0005, "00:00:01,000", "00:00:01.000"),
+        (61.25, "00:01:01,250", "00:01:01.250"),
+        (3725.999, "01:02:05,999", "01:02:05.999"),
+        (59.9996, "00:01:00,000", "00:01:00.000"),
+        (-0.5, "00:00:00,000", "00:00:00.000"),
+    ],
 )
 def test_timestamps(seconds: float, srt: str, vtt: str) -> None:
     assert format_timestamp(seconds, separator=",") == srt
@@ -33,7 +39,9 @@ def test_timestamps(seconds: float, srt: str, vtt: str) -> None:
 def test_srt_parses_back_with_times_and_text() -> None:
     cues = parse_srt(render(HOUR_LONG, "srt"))
     assert [(c.start, c.end, c.text) for c in cues] == [
-        (0.0, 1.5, "Hello there."), (59.999, 61.0, "A minute in."), (3599.5, 3725.25, "Past the hour.")
+        (0.0, 1.5, "Hello there."),
+        (59.999, 61.0, "A minute in."),
+        (3599.5, 3725.25, "Past the hour."),
     ]
     assert render(HOUR_LONG, "srt").startswith("1\n00:00:00,000 --> 00:00:01,500\nHello there.\n\n2\n")
 
@@ -42,7 +50,9 @@ def test_vtt_parses_back_with_times_and_text() -> None:
     body = render(HOUR_LONG, "vtt")
     assert body.startswith("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\n")
     assert [(c.start, c.end, c.text) for c in parse_vtt(body)] == [
-        (0.0, 1.5, "Hello there."), (59.999, 61.0, "A minute in."), (3599.5, 3725.25, "Past the hour.")
+        (0.0, 1.5, "Hello there."),
+        (59.999, 61.0, "A minute in."),
+        (3599.5, 3725.25, "Past the hour."),
     ]
 
 
@@ -67,12 +77,25 @@ def test_an_empty_transcript_renders_valid_empty_files() -> None:
 
 def test_json_and_verbose_json() -> None:
     spoken = transcript(
-        Segment(0, 0.0, 1.5, " Hello there.", seek=0, tokens=[1, 2], avg_logprob=-0.25,
-                words=[Word(0.0, 0.6, " Hello", 0.9), Word(0.6, 1.5, " there.", 0.8)]),
+        Segment(
+            0,
+            0.0,
+            1.5,
+            " Hello there.",
+            seek=0,
+            tokens=[1, 2],
+            avg_logprob=-0.25,
+            words=[Word(0.0, 0.6, " Hello", 0.9), Word(0.6, 1.5, " there.", 0.8)],
+        ),
     )
     plain = render(spoken, "json")
-    assert plain == {"task": "transcribe", "language": "en", "duration": 3725.5, "text": "Hello there.",
-                     "segments": [{"id": 0, "start": 0.0, "end": 1.5, "text": " Hello there."}]}
+    assert plain == {
+        "task": "transcribe",
+        "language": "en",
+        "duration": 3725.5,
+        "text": "Hello there.",
+        "segments": [{"id": 0, "start": 0.0, "end": 1.5, "text": " Hello there."}],
+    }
     verbose = render(spoken, "verbose_json", words=True)
     assert verbose["segments"][0]["tokens"] == [1, 2]
     assert verbose["segments"][0]["avg_logprob"] == -0.25
@@ -89,8 +112,14 @@ def test_speakers_show_in_every_format() -> None:
     assert [(c.speaker, c.text) for c in parse_srt(render(talk, "srt"))] == [("SPEAKER_00", "Hi."), ("SPEAKER_01", "Hello.")]
     assert [(c.speaker, c.text) for c in parse_vtt(render(talk, "vtt"))] == [("SPEAKER_00", "Hi."), ("SPEAKER_01", "Hello.")]
     assert render(talk, "text") == "[SPEAKER_00] Hi.\n[SPEAKER_01] Hello.\n"
-    assert render(talk, "json")["segments"][1] == {"id": 1, "start": 1.0, "end": 2.0, "text": " Hello.",
-                                                        "speaker": "SPEAKER_01", "speaker_turn": True}
+    assert render(talk, "json")["segments"][1] == {
+        "id": 1,
+        "start": 1.0,
+        "end": 2.0,
+        "text": " Hello.",
+        "speaker": "SPEAKER_01",
+        "speaker_turn": True,
+    }
 
 
 def test_every_format_has_a_media_type() -> None:

@@ -13,10 +13,9 @@ import httpx
 import psutil
 import pytest
 import ray
-from ray.util.state import list_actors
-
 from conftest import ALT_API_KEY, ALT_ORIGIN, ALT_TIMEOUT_S
 from media import SAMPLE_WAV, claim_duration, transcode
+from ray.util.state import list_actors
 
 pytestmark = pytest.mark.serve
 
@@ -70,8 +69,10 @@ def test_past_capacity_every_answer_is_a_success_or_a_503_with_retry_after(servi
     reasons = {r.text for r in refused}
     assert all(r.headers.get("Retry-After", "").isdigit() and "capacity" in r.json()["reason"] for r in refused), reasons
     assert statuses.count(200) >= 10
-    print(f"\nload: {len(statuses)} requests, {statuses.count(200)} done, {len(refused)} refused with 503; "
-          f"memory {baseline / 2**30:.2f} GiB before, {peak / 2**30:.2f} GiB at peak")
+    print(
+        f"\nload: {len(statuses)} requests, {statuses.count(200)} done, {len(refused)} refused with 503; "
+        f"memory {baseline / 2**30:.2f} GiB before, {peak / 2**30:.2f} GiB at peak"
+    )
     assert peak - baseline < 2 * 2**30, "memory grew by over 2 GiB under load"
     after = client.post("/v1/audio/transcriptions", files={"file": ("call.wav", audio)}, data={"model": "tiny.en"})
     assert after.status_code == 200 and "Chicago" in after.json()["text"]
@@ -105,7 +106,9 @@ def test_a_transcriber_killed_mid_request_fails_that_request_clearly_and_is_repl
 
     service.wait_healthy(timeout=180)
     for _ in range(10):
-        again = client.post("/v1/audio/transcriptions", files={"file": ("call.wav", SAMPLE_WAV.read_bytes())}, data={"model": "tiny.en"})
+        again = client.post(
+            "/v1/audio/transcriptions", files={"file": ("call.wav", SAMPLE_WAV.read_bytes())}, data={"model": "tiny.en"}
+        )
         assert again.status_code == 200, again.text
 
 
@@ -189,12 +192,20 @@ def test_cors_for_the_configured_origin_only(alt: str) -> None:
 
 
 def test_media_over_the_duration_limit_is_413(alt: str) -> None:
-    response = httpx.post(f"{alt}/v1/audio/transcriptions", files={"file": SAMPLE_WAV.open("rb")}, data={"model": "tiny.en"}, headers=KEYED, timeout=60)
+    response = httpx.post(
+        f"{alt}/v1/audio/transcriptions",
+        files={"file": SAMPLE_WAV.open("rb")},
+        data={"model": "tiny.en"},
+        headers=KEYED,
+        timeout=60,
+    )
     assert response.status_code == 413
     assert "over the limit of 0.25 minutes" in response.json()["reason"]
 
 
 def test_a_transcription_over_the_request_timeout_is_504(alt: str, german_wav: Path) -> None:
-    response = httpx.post(f"{alt}/v1/audio/transcriptions", files={"file": german_wav.open("rb")}, data={"model": "base"}, headers=KEYED, timeout=60)
+    response = httpx.post(
+        f"{alt}/v1/audio/transcriptions", files={"file": german_wav.open("rb")}, data={"model": "base"}, headers=KEYED, timeout=60
+    )
     assert response.status_code == 504, response.text
     assert f"{ALT_TIMEOUT_S:g} s" in response.json()["reason"]

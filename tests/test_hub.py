@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 from faster_whisper.utils import _MODELS, available_models
+from hub_server import PIPELINE, TINY_EN, TOKEN, HubRepo, HubServer, pipeline_repo, use_local_hub_only, whisper_repo
 from huggingface_hub import constants
 
-from hub_server import PIPELINE, TINY_EN, TOKEN, HubRepo, HubServer, pipeline_repo, use_local_hub_only, whisper_repo
-from serve_app import hub
 from serve_app.errors import BadGateway, BadRequest, Forbidden, NotFound, Unauthorized
+from serve_app.models import hub
 
 WHISPER_FILES = {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
 PIPELINE_FILES = {
@@ -258,7 +258,7 @@ def test_a_connection_broken_once_is_resumed(server: HubServer, tmp_path: Path) 
 def test_hf_endpoint_and_hf_token_come_from_the_environment(server: HubServer, tmp_path: Path) -> None:
     """In a fresh process, as a deployment runs: huggingface_hub reads HF_ENDPOINT at import."""
     script = (
-        "import sys; from pathlib import Path; from serve_app import hub\n"
+        "import sys; from pathlib import Path; from serve_app.models import hub\n"
         "listing = hub.download(hub.resolve(sys.argv[1]), Path(sys.argv[2]), progress=lambda event: None)\n"
         "print(listing.kind)\n"
     )
@@ -289,7 +289,9 @@ def test_xet_transfers_report_progress_too() -> None:
     events: list[dict] = []
     meter = hub._Meter(events.append, 1000, interval=0)
     meter.start("model.bin")
-    with XetDownloadProgressReporter(reconstruction_desc="model.bin", total=1000, log_level=0, tqdm_class=meter.bar_class()) as bars:
+    with XetDownloadProgressReporter(
+        reconstruction_desc="model.bin", total=1000, log_level=0, tqdm_class=meter.bar_class()
+    ) as bars:
         for written, received in [(0, 300), (400, 600), (1000, 800)]:
             bars.update_progress(
                 SimpleNamespace(

@@ -31,7 +31,9 @@ def test_txt_is_one_segment_a_line() -> None:
 
 
 def test_txt_tags_each_line_with_its_speaker() -> None:
-    diarized = transcript(Segment(0, 0.0, 1.0, " Hi.", speaker="SPEAKER_00"), Segment(1, 1.0, 2.0, " Hello.", speaker="SPEAKER_01"))
+    diarized = transcript(
+        Segment(0, 0.0, 1.0, " Hi.", speaker="SPEAKER_00"), Segment(1, 1.0, 2.0, " Hello.", speaker="SPEAKER_01")
+    )
     assert render_txt(diarized).splitlines() == ["[SPEAKER_00] Hi.", "[SPEAKER_01] Hello."]
 
 
@@ -54,8 +56,15 @@ def test_tsv_of_an_empty_transcript_is_the_header() -> None:
 
 def test_json_has_the_whisper_cli_shape() -> None:
     spoken = transcript(
-        Segment(0, 0.0, 1.5, " Hallo zusammen.", tokens=[50364, 1], avg_logprob=-0.25,
-                words=[Word(0.0, 0.61234, " Hallo", 0.91234), Word(0.61234, 1.5, " zusammen.", 0.8)]),
+        Segment(
+            0,
+            0.0,
+            1.5,
+            " Hallo zusammen.",
+            tokens=[50364, 1],
+            avg_logprob=-0.25,
+            words=[Word(0.0, 0.61234, " Hallo", 0.91234), Word(0.61234, 1.5, " zusammen.", 0.8)],
+        ),
         Segment(1, 1.5, 2.0, " Ja."),
         language="de",
     )
@@ -64,8 +73,18 @@ def test_json_has_the_whisper_cli_shape() -> None:
     assert body["text"] == "Hallo zusammen. Ja."
     assert body["language"] == "de"
     first, second = body["segments"]
-    assert {"id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob",
-            "compression_ratio", "no_speech_prob"} <= set(first)
+    assert {
+        "id",
+        "seek",
+        "start",
+        "end",
+        "text",
+        "tokens",
+        "temperature",
+        "avg_logprob",
+        "compression_ratio",
+        "no_speech_prob",
+    } <= set(first)
     assert (first["start"], first["end"], first["text"], first["tokens"]) == (0.0, 1.5, " Hallo zusammen.", [50364, 1])
     assert [w["word"] for w in first["words"]] == [" Hallo", " zusammen."]
     assert first["words"][0]["end"] == 0.612

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ALT_ADMIN_KEY, CALLBACK_SECRET, LONG_TEXT
 from media import SAMPLE_WAV, speak
 from receiver import Receiver
-from serve_app.jobs import SIGNATURE_HEADER, verify_signature
 from subtitles import parse_srt, parse_vtt
+
+from serve_app.jobs import SIGNATURE_HEADER, verify_signature
 
 pytestmark = pytest.mark.serve
 
@@ -43,7 +43,9 @@ def out(job_folders: dict[str, Path], request) -> Path:
 
 def test_a_job_writes_all_five_outputs(client: httpx.Client, media: Path, out: Path) -> None:
     call = shutil.copy(SAMPLE_WAV, media / "call.wav")
-    response = client.post("/transcription/job", json={"path": str(call), "format": "all", "output_path": str(out), "language": "en"})
+    response = client.post(
+        "/transcription/job", json={"path": str(call), "format": "all", "output_path": str(out), "language": "en"}
+    )
     assert response.status_code == 202, response.text
     queued = response.json()
     assert queued["status"] == "QUEUED" and queued["progress"] == 0 and queued["Duration"] == 0
@@ -87,7 +89,9 @@ def test_progress_rises_while_a_job_runs(client: httpx.Client, media: Path, out:
 def test_the_callback_arrives_signed_after_two_failures(client: httpx.Client, media: Path, out: Path, receiver: Receiver) -> None:
     receiver.statuses = [500, 503]
     call = shutil.copy(SAMPLE_WAV, media / "hook.wav")
-    job_id = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}).json()["id"]
+    job_id = client.post(
+        "/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}
+    ).json()["id"]
     wait_for(client, job_id)
     deadline = time.monotonic() + 30
     while len(receiver.received) < 3:
@@ -105,7 +109,9 @@ def test_the_callback_arrives_signed_after_two_failures(client: httpx.Client, me
 def test_a_failed_job_says_why_and_calls_back(client: httpx.Client, media: Path, out: Path, receiver: Receiver) -> None:
     broken = media / "broken.mp3"
     broken.write_bytes(b"ID3" + bytes(range(256)) * 8)
-    job_id = client.post("/transcription/job", json={"path": str(broken), "output_path": str(out), "callback": receiver.url}).json()["id"]
+    job_id = client.post(
+        "/transcription/job", json={"path": str(broken), "output_path": str(out), "callback": receiver.url}
+    ).json()["id"]
     job = wait_for(client, job_id)
     assert job["status"] == "FAILED"
     assert "decode" in job["error"]
@@ -120,7 +126,9 @@ def test_a_failed_job_says_why_and_calls_back(client: httpx.Client, media: Path,
 def test_an_undelivered_callback_says_why_on_the_job(client: httpx.Client, media: Path, out: Path, receiver: Receiver) -> None:
     receiver.statuses = [404]
     call = shutil.copy(SAMPLE_WAV, media / "refused.wav")
-    job_id = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}).json()["id"]
+    job_id = client.post(
+        "/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}
+    ).json()["id"]
     wait_for(client, job_id)
     deadline = time.monotonic() + 30
     while not (job := client.get(f"/transcription/job/{job_id}").json())["callback_error"]:
@@ -196,7 +204,9 @@ def test_a_burst_of_fifty_jobs(client: httpx.Client, media: Path, out: Path) -> 
         ({}, 400, "path"),
     ],
 )
-def test_bad_submissions_are_refused_at_once(client: httpx.Client, media: Path, body: dict, status: int, reason: str, tmp_path: Path) -> None:
+def test_bad_submissions_are_refused_at_once(
+    client: httpx.Client, media: Path, body: dict, status: int, reason: str, tmp_path: Path
+) -> None:
     shutil.copy(SAMPLE_WAV, media / "ok.wav")
     outside = tmp_path / "secret.wav"
     shutil.copy(SAMPLE_WAV, outside)

@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from receiver import Receiver
 
 from serve_app.errors import BadRequest, Forbidden
@@ -32,10 +31,21 @@ QUICK = CallbackSettings(secret=SECRET, allowed_hosts=LOCAL, tries=4, backoff=0.
 
 
 def finished_job(callback: str) -> Job:
-    return Job(path="/data/media/a.mp3", output_path="/data/out", model="tiny.en", callback=callback,
-               status=JobStatus.COMPLETED, progress=100, result="Hello there.", outputs=["/data/out/a.txt"],
-               duration=3.5, attempts=1, created_at=1_700_000_000.0, started_at=1_700_000_001.0,
-               finished_at=1_700_000_004.5)
+    return Job(
+        path="/data/media/a.mp3",
+        output_path="/data/out",
+        model="tiny.en",
+        callback=callback,
+        status=JobStatus.COMPLETED,
+        progress=100,
+        result="Hello there.",
+        outputs=["/data/out/a.txt"],
+        duration=3.5,
+        attempts=1,
+        created_at=1_700_000_000.0,
+        started_at=1_700_000_001.0,
+        finished_at=1_700_000_004.5,
+    )
 
 
 def test_the_receiver_gets_the_job_json_signed(receiver: Receiver) -> None:
@@ -103,7 +113,9 @@ def test_a_refusal_is_not_asked_again(receiver: Receiver) -> None:
 
 def test_a_receiver_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
     receiver.statuses = [None]
-    delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0.01, timeout=0.3))
+    delivery = send_callback(
+        finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0.01, timeout=0.3)
+    )
     assert (delivery.delivered, delivery.tries) == (True, 2)
     assert len(receiver.received) == 2
 
@@ -117,8 +129,9 @@ def unreachable_url() -> str:
 
 def test_an_unreachable_receiver_is_given_up_without_raising() -> None:
     waits: list[float] = []
-    delivery = send_callback(finished_job(unreachable_url()), CallbackSettings(allowed_hosts=LOCAL, tries=3, backoff=0.5),
-                             sleep=waits.append)
+    delivery = send_callback(
+        finished_job(unreachable_url()), CallbackSettings(allowed_hosts=LOCAL, tries=3, backoff=0.5), sleep=waits.append
+    )
     assert (delivery.delivered, delivery.tries, delivery.status) == (False, 3, None)
     assert "ConnectError" in delivery.reason
     assert waits == [0.5, 1.0]
@@ -132,7 +145,8 @@ def test_the_allow_list_is_checked_again_when_sending(receiver: Receiver) -> Non
     delivery = send_callback(finished_job(receiver.url), CallbackSettings(allowed_hosts=["hooks.example.com"]))
     assert not delivery.delivered
     assert delivery.reason == (
-        "callback host '127.0.0.1' is not one this service may call: callback_hosts allows hooks.example.com")
+        "callback host '127.0.0.1' is not one this service may call: callback_hosts allows hooks.example.com"
+    )
     assert receiver.received == []
 
 
@@ -143,7 +157,8 @@ def test_submission_checks_the_callback_host() -> None:
         check_callback("http://169.254.169.254/latest/meta-data", ["hooks.example.com"])
     assert refused.value.status == 403
     assert refused.value.reason == (
-        "callback host '169.254.169.254' is not one this service may call: callback_hosts allows hooks.example.com")
+        "callback host '169.254.169.254' is not one this service may call: callback_hosts allows hooks.example.com"
+    )
     with pytest.raises(BadRequest, match="callback must be an http or https URL"):
         check_callback("file:///etc/passwd", None)
 

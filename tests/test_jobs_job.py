@@ -30,16 +30,38 @@ def test_a_path_alone_takes_the_defaults() -> None:
     job = submit({"path": "/data/media/a.mp3"})
     assert uuid.UUID(job.id).version == 4
     assert (job.path, job.language, job.format, job.model, job.callback, job.output_path, job.priority) == (
-        "/data/media/a.mp3", "", "txt", "tiny.en", "", "", 0)
+        "/data/media/a.mp3",
+        "",
+        "txt",
+        "tiny.en",
+        "",
+        "",
+        0,
+    )
     assert (job.status, job.progress, job.attempts) == (JobStatus.QUEUED, 0, 0)
     assert submit({"path": "/data/media/a.mp3"}).id != job.id
 
 
 def test_every_field_of_the_spec_example() -> None:
-    job = submit({"path": "/data/media/a.mp3", "language": "en", "format": "vtt", "callback": "http://host/hook",
-                  "output_path": "/data/out/", "model": "large-v2", "priority": 5})
+    job = submit(
+        {
+            "path": "/data/media/a.mp3",
+            "language": "en",
+            "format": "vtt",
+            "callback": "http://host/hook",
+            "output_path": "/data/out/",
+            "model": "large-v2",
+            "priority": 5,
+        }
+    )
     assert (job.language, job.format, job.callback, job.output_path, job.model, job.priority) == (
-        "en", "vtt", "http://host/hook", "/data/out/", "large-v2", 5)
+        "en",
+        "vtt",
+        "http://host/hook",
+        "/data/out/",
+        "large-v2",
+        5,
+    )
 
 
 def test_null_and_empty_optional_fields_take_their_defaults() -> None:
@@ -90,7 +112,8 @@ def test_a_callback_must_be_an_http_url(callback: str) -> None:
 
 def test_https_callbacks_are_taken() -> None:
     assert submit({"path": "/m/a.mp3", "callback": "https://hooks.example.com:8443/j?x=1"}).callback == (
-        "https://hooks.example.com:8443/j?x=1")
+        "https://hooks.example.com:8443/j?x=1"
+    )
 
 
 def test_a_path_is_required() -> None:
@@ -106,8 +129,14 @@ def test_an_unknown_field_is_named() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "what"),
-    [("path", 5, "a number"), ("language", ["en"], "an array"), ("format", {"f": 1}, "an object"),
-     ("model", True, "a boolean"), ("callback", 1, "a number"), ("output_path", False, "a boolean")],
+    [
+        ("path", 5, "a number"),
+        ("language", ["en"], "an array"),
+        ("format", {"f": 1}, "an object"),
+        ("model", True, "a boolean"),
+        ("callback", 1, "a number"),
+        ("output_path", False, "a boolean"),
+    ],
 )
 def test_a_field_of_the_wrong_type_is_named(field: str, value: Any, what: str) -> None:
     body = {"path": "/m/a.mp3", field: value}
@@ -130,13 +159,41 @@ def test_the_body_must_be_an_object(body: Any) -> None:
 
 
 def test_the_json_has_the_old_servers_keys_in_order_then_ours() -> None:
-    job = Job(path="/data/media/a.mp3", output_path="/data/out/", model="large-v2", language="en", format="vtt",
-              created_at=1_700_000_000.25, started_at=1_700_000_001.0, duration=12.34567, outputs=["/data/out/a.vtt"])
+    job = Job(
+        path="/data/media/a.mp3",
+        output_path="/data/out/",
+        model="large-v2",
+        language="en",
+        format="vtt",
+        created_at=1_700_000_000.25,
+        started_at=1_700_000_001.0,
+        duration=12.34567,
+        outputs=["/data/out/a.vtt"],
+    )
     body = json.loads(json.dumps(job.to_json()))
-    assert list(body)[:11] == ["id", "path", "language", "format", "output_path", "progress", "status", "result",
-                               "callback", "model", "Duration"]
-    assert set(body) - set(list(body)[:11]) == {"error", "created_at", "started_at", "finished_at", "outputs",
-                                                "priority", "attempts", "callback_error"}
+    assert list(body)[:11] == [
+        "id",
+        "path",
+        "language",
+        "format",
+        "output_path",
+        "progress",
+        "status",
+        "result",
+        "callback",
+        "model",
+        "Duration",
+    ]
+    assert set(body) - set(list(body)[:11]) == {
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "outputs",
+        "priority",
+        "attempts",
+        "callback_error",
+    }
     assert body["status"] == "QUEUED"
     assert body["Duration"] == 12.346
     assert body["outputs"] == ["/data/out/a.vtt"]

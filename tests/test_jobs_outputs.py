@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from subtitles import parse_srt, parse_vtt
 
 from serve_app.errors import ServiceError
 from serve_app.jobs import outputs
 from serve_app.jobs.outputs import output_names, write_outputs
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
-from subtitles import parse_srt, parse_vtt
 
 SPOKEN = Transcript(
     TranscriptInfo(task="transcribe", language="en", duration=9.0),

@@ -162,11 +162,12 @@ def test_the_job_api_is_off_without_folders(disk: Path) -> None:
 
 def test_a_submission_is_checked_whole(folders: JobFolders, disk: Path) -> None:
     def admit(body: dict[str, Any], **options: Any) -> Job:
-        return admit_submission(body, folders=folders, default_model="tiny.en", model_exists={"tiny.en"}.__contains__,
-                                **options)
+        return admit_submission(body, folders=folders, default_model="tiny.en", model_exists={"tiny.en"}.__contains__, **options)
 
-    job = admit({"path": str(disk / "media" / "a.mp3"), "format": "all", "callback": "https://hooks.example.com/j"},
-                callback_hosts=["hooks.example.com"])
+    job = admit(
+        {"path": str(disk / "media" / "a.mp3"), "format": "all", "callback": "https://hooks.example.com/j"},
+        callback_hosts=["hooks.example.com"],
+    )
     assert (job.format, job.output_path) == ("all", str((disk / "out").resolve()))
     with pytest.raises(BadRequest, match="format must be one of"):
         admit({"path": "/etc/passwd", "format": "mp3"})
@@ -175,7 +176,8 @@ def test_a_submission_is_checked_whole(folders: JobFolders, disk: Path) -> None:
     with pytest.raises(Forbidden, match="outside the folders"):
         admit({"path": str(disk / "media" / "a.mp3"), "output_path": "/tmp"})
     with pytest.raises(Forbidden, match="callback host 'evil.example.org'"):
-        admit({"path": str(disk / "media" / "a.mp3"), "callback": "http://evil.example.org/"},
-              callback_hosts=["hooks.example.com"])
+        admit(
+            {"path": str(disk / "media" / "a.mp3"), "callback": "http://evil.example.org/"}, callback_hosts=["hooks.example.com"]
+        )
     with pytest.raises(Forbidden, match="the job API is off"):
         admit_submission({"path": str(disk / "media" / "a.mp3")}, folders=JobFolders(), default_model="tiny.en")

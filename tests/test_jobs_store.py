@@ -125,7 +125,12 @@ def test_complete_records_the_result_once(store: JobStore) -> None:
     done = store.complete(job.id, "Hello there.", [Path("/data/out/a.txt")], 12.5)
     assert done is not None
     assert (done.status, done.result, done.outputs, done.duration, done.progress) == (
-        JobStatus.COMPLETED, "Hello there.", ["/data/out/a.txt"], 12.5, 100)
+        JobStatus.COMPLETED,
+        "Hello there.",
+        ["/data/out/a.txt"],
+        12.5,
+        100,
+    )
     assert done.finished_at is not None
     assert store.get(job.id) == done
     # A second completion, or a failure after it, changes nothing and says so.

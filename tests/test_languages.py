@@ -4,4 +4,4 @@ from serve_app.languages import LANGUAGES
 
 
 def test_the_languages_are_faster_whispers() -> None:
-    assert LANGUAGES == frozenset(_LANGUAGE_CODES)
+    assert frozenset(_LANGUAGE_CODES) == LANGUAGES

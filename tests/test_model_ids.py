@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.model_ids import is_folder_safe, model_id_for_file, model_id_for_repo
+from serve_app.models.ids import is_folder_safe, model_id_for_file, model_id_for_repo
 
 
 @pytest.mark.parametrize(

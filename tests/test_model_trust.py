@@ -15,18 +15,18 @@ import pydantic
 import pytest
 import torch
 import yaml
-from pyannote.audio import Model
-
 from hub_server import CRAFTED, HubServer, crafted_repo, use_local_hub_only
 from media import SAMPLE_WAV
 from pipelines import BENIGN, CONFIG, NEEDS_PICKLE, benign_repo, needs_pickle_repo, segmentation_checkpoint
-from serve_app.audio import SAMPLE_RATE, decode_audio
-from serve_app.catalogue import ModelCatalogue, ModelInfo
-from serve_app.checkpoints import SAFE_GLOBALS, trusts
-from serve_app.diarization import diarize, load_pipeline
-from serve_app.downloads import DownloadManager
-from serve_app.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
+from pyannote.audio import Model
+
+from serve_app.diarization.checkpoints import SAFE_GLOBALS, trusts
+from serve_app.diarization.pipeline import diarize, load_pipeline
+from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.errors import Forbidden, ServiceError
+from serve_app.models.catalogue import ModelCatalogue, ModelInfo
+from serve_app.models.downloads import DownloadManager
+from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 from serve_app.settings import AppSettings
 
 
@@ -85,7 +85,9 @@ def test_a_crafted_pipeline_is_refused_and_its_pickle_never_runs(models: dict[st
     assert not marker.exists()
 
 
-def test_unpickled_as_pyannote_unpickles_it_the_crafted_checkpoint_runs_its_code(models: dict[str, ModelInfo], tmp_path: Path) -> None:
+def test_unpickled_as_pyannote_unpickles_it_the_crafted_checkpoint_runs_its_code(
+    models: dict[str, ModelInfo], tmp_path: Path
+) -> None:
     """What the refusal prevents, shown on a copy whose pickle creates a file of this test's own."""
     crafted = crafted_repo(tmp_path / "ran").files["segmentation/pytorch_model.bin"]
     (tmp_path / "pytorch_model.bin").write_bytes(crafted)
@@ -145,11 +147,16 @@ def test_a_checkpoint_of_another_class_is_refused(tmp_path: Path) -> None:
     original = segmentation_checkpoint()
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         checkpoint = torch.load(io.BytesIO(original), weights_only=True)
-    checkpoint["pyannote.audio"]["architecture"] = {"module": "pyannote.audio.models.embedding.wespeaker.convert", "class": "WeSpeakerResNet34"}
+    checkpoint["pyannote.audio"]["architecture"] = {
+        "module": "pyannote.audio.models.embedding.wespeaker.convert",
+        "class": "WeSpeakerResNet34",
+    }
     renamed = io.BytesIO()
     torch.save(checkpoint, renamed)
     folder = pipeline_folder(tmp_path, segmentation=renamed.getvalue())
-    with pytest.raises(Forbidden, match="pyannote.audio.models.embedding.wespeaker.convert.WeSpeakerResNet34, not of a model class we load"):
+    with pytest.raises(
+        Forbidden, match="pyannote.audio.models.embedding.wespeaker.convert.WeSpeakerResNet34, not of a model class we load"
+    ):
         load_pipeline(folder)
 
 

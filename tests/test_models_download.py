@@ -9,9 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from httpx_sse import EventSource
-
 from conftest import HUB_BROKEN, HUB_COPY, HUB_HELD, HUB_SLOW
+from httpx_sse import EventSource
 from hub_server import CRAFTED, PIPELINE, HubServer
 from media import SAMPLE_WAV
 
@@ -33,7 +32,11 @@ def test_download_list_transcribe_delete(client: httpx.Client, service) -> None:
     assert model["id"] == "whisper-tiny-copy" and model["object"] == "model" and model["kind"] == "transcription"
     assert model["source"] == f"hub:{HUB_COPY}"
     assert sorted(p.name for p in (service.model_dir / model["path"]).iterdir()) == [
-        "config.json", "model.bin", "tokenizer.json", "vocabulary.txt", "whisper-serve.json"
+        "config.json",
+        "model.bin",
+        "tokenizer.json",
+        "vocabulary.txt",
+        "whisper-serve.json",
     ]
     assert "whisper-tiny-copy" in listed(client)
     assert client.get(f"/v1/models/{HUB_COPY}").json()["id"] == "whisper-tiny-copy"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import srt
-from openai import OpenAI
-
 from media import SAMPLE_WAV
+from openai import OpenAI
 
 pytestmark = pytest.mark.serve
 

@@ -10,8 +10,8 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 
-from serve_app.ingress import all_routes
-from serve_app.openapi import openapi_document
+from serve_app.api.app import all_routes
+from serve_app.api.openapi import openapi_document
 from serve_app.pipeline import Pipeline
 
 

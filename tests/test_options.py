@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from starlette.datastructures import FormData
 
-from serve_app.catalogue import ModelInfo
+from serve_app.api.options import parse_request_options
 from serve_app.errors import BadRequest
-from serve_app.options import DecodeOptions, parse_request_options
+from serve_app.models.catalogue import ModelInfo
+from serve_app.options import DecodeOptions
 from serve_app.pipeline import check_model_fits
 
 
@@ -24,12 +25,20 @@ def test_defaults() -> None:
 
 def test_every_field() -> None:
     options = parse(
-        task="translate", model=" base ", language="DE", response_format="verbose_json", prompt="Names: Anna.",
-        temperature="0.4", stream="true", **{"timestamp_granularities[]": ["segment", "word"]},
+        task="translate",
+        model=" base ",
+        language="DE",
+        response_format="verbose_json",
+        prompt="Names: Anna.",
+        temperature="0.4",
+        stream="true",
+        **{"timestamp_granularities[]": ["segment", "word"]},
     )
     assert options.model == "base"
     assert options.stream is True
-    assert options.decode == DecodeOptions(task="translate", language="de", prompt="Names: Anna.", temperature=0.4, word_timestamps=True)
+    assert options.decode == DecodeOptions(
+        task="translate", language="de", prompt="Names: Anna.", temperature=0.4, word_timestamps=True
+    )
 
 
 @pytest.mark.parametrize("language", ["auto", "", "AUTO"])
@@ -80,6 +89,13 @@ def test_a_model_that_cannot_do_the_task_is_refused(model: ModelInfo, options: D
     assert reason in refused.value.reason
 
 
-@pytest.mark.parametrize(("model", "options"), [(ENGLISH, DecodeOptions(language="en")), (ENGLISH, DecodeOptions()), (MULTI, DecodeOptions(task="translate", language="fr"))])
+@pytest.mark.parametrize(
+    ("model", "options"),
+    [
+        (ENGLISH, DecodeOptions(language="en")),
+        (ENGLISH, DecodeOptions()),
+        (MULTI, DecodeOptions(task="translate", language="fr")),
+    ],
+)
 def test_a_model_that_can_do_the_task_passes(model: ModelInfo, options: DecodeOptions) -> None:
     check_model_fits(model, options)

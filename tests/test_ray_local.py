@@ -42,5 +42,5 @@ def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(t
         assert any(p.name() == "gcs_server" for p in processes)
     finally:
         os.kill(int(pid), signal.SIGTERM)
-    gone, alive = psutil.wait_procs(processes, timeout=60)
+    _gone, alive = psutil.wait_procs(processes, timeout=60)
     assert alive == [], f"still running after the script stopped: {[p.name() for p in alive]}"

@@ -6,9 +6,9 @@ import time
 
 import httpx
 import pytest
-
 from media import SAMPLE_WAV
-from serve_app.readiness import fits_some_node
+
+from serve_app.api.readiness import fits_some_node
 from serve_app.local import application, load_config
 
 NODES = [{"CPU": 2.0, "memory": 8e9}, {"CPU": 8.0, "GPU": 1.0}]
@@ -16,7 +16,14 @@ NODES = [{"CPU": 2.0, "memory": 8e9}, {"CPU": 8.0, "GPU": 1.0}]
 
 @pytest.mark.parametrize(
     ("required", "fits"),
-    [({"CPU": 1.0}, True), ({"CPU": 16.0, "GPU": 1.0}, False), ({"CPU": 4.0, "GPU": 1.0}, True), ({"CPU": 4.0}, True), ({"CPU": 0.0}, True), ({"TPU": 1.0}, False)],
+    [
+        ({"CPU": 1.0}, True),
+        ({"CPU": 16.0, "GPU": 1.0}, False),
+        ({"CPU": 4.0, "GPU": 1.0}, True),
+        ({"CPU": 4.0}, True),
+        ({"CPU": 0.0}, True),
+        ({"TPU": 1.0}, False),
+    ],
 )
 def test_fits_some_node(required: dict, fits: bool) -> None:
     assert fits_some_node(required, NODES) is fits

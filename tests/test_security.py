@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ray._private import worker
-
 from conftest import ALT_ADMIN_KEY, ALT_API_KEY, ALT_IDLE_S, HUB_COPY
+from ray._private import worker
 
 pytestmark = pytest.mark.serve
 
@@ -25,7 +24,11 @@ ADMIN = {"Authorization": f"Bearer {ALT_ADMIN_KEY}"}
 
 def test_ordinary_keys_transcribe_and_admin_keys_manage(alt: str) -> None:
     assert httpx.get(f"{alt}/v1/models", headers=USER).status_code == 200
-    for method, path, body in [("POST", "/v1/models", {"path": "small.en"}), ("DELETE", "/v1/models/base", None), ("GET", "/stats", None)]:
+    for method, path, body in [
+        ("POST", "/v1/models", {"path": "small.en"}),
+        ("DELETE", "/v1/models/base", None),
+        ("GET", "/stats", None),
+    ]:
         refused = httpx.request(method, f"{alt}{path}", json=body, headers=USER)
         assert refused.status_code == 403, refused.text
         assert "admin key" in refused.json()["reason"]
@@ -55,9 +58,10 @@ def test_a_model_a_request_is_using_cannot_be_deleted(client: httpx.Client, long
         answers["delete"] = client.delete(f"/v1/models/{model}")
 
     deleting = threading.Thread(target=delete_while_decoding)
-    with long_english_wav.open("rb") as media, client.stream(
-        "POST", "/v1/audio/transcriptions?stream=true", files={"file": media}, data={"model": model}
-    ) as stream:
+    with (
+        long_english_wav.open("rb") as media,
+        client.stream("POST", "/v1/audio/transcriptions?stream=true", files={"file": media}, data={"model": model}) as stream,
+    ):
         deleting.start()
         events = [line for line in stream.iter_lines() if line.startswith("event:")]
     deleting.join(60)
@@ -85,7 +89,9 @@ def test_json_nested_100000_deep_is_a_400(client: httpx.Client, path: str) -> No
 
 
 def test_a_unicode_digit_speaker_count_is_a_400(client: httpx.Client) -> None:
-    response = client.post("/v1/audio/diarize", files={"file": ("a.wav", b"RIFF")}, data={"model": "tiny.en", "num_speakers": "²"})
+    response = client.post(
+        "/v1/audio/diarize", files={"file": ("a.wav", b"RIFF")}, data={"model": "tiny.en", "num_speakers": "²"}
+    )
     assert response.status_code == 400
     assert "num_speakers must be a whole number" in response.json()["reason"]
 
@@ -125,8 +131,10 @@ def test_stalled_uploads_are_cut_and_the_service_keeps_answering(service, alt: s
     answers, latencies = asyncio.run(attack())
     assert {status for status, _ in answers} == {b"HTTP/1.1 408 Request Timeout\r\n"}, answers
     slowest = max(waited for _, waited in answers)
-    print(f"\n20 stalled uploads cut after at most {slowest:.1f} s (upload_idle_timeout_s {ALT_IDLE_S:g}); "
-          f"ping meanwhile: worst {max(latencies) * 1000:.0f} ms")
+    print(
+        f"\n20 stalled uploads cut after at most {slowest:.1f} s (upload_idle_timeout_s {ALT_IDLE_S:g}); "
+        f"ping meanwhile: worst {max(latencies) * 1000:.0f} ms"
+    )
     assert slowest < 20, "the stalled uploads were held far past upload_idle_timeout_s"
     assert max(latencies) < 2.0, "the probe waited behind stalled uploads"
 
@@ -146,8 +154,8 @@ def test_a_client_gone_mid_upload_is_one_info_line(service) -> None:
         )
         time.sleep(0.5)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "went away" not in ingress_logs()[len(before):]:
+    while time.monotonic() < deadline and "went away" not in ingress_logs()[len(before) :]:
         time.sleep(0.5)
-    new = ingress_logs()[len(before):]
+    new = ingress_logs()[len(before) :]
     assert "went away" in new
     assert "Traceback" not in new and " ERROR " not in new, new[-3000:]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import UPLOAD_LIMIT_MB
 from media import SAMPLE_WAV, flac_bomb
 
@@ -50,7 +49,10 @@ def test_eight_bombs_at_once_get_413_while_ping_answers_promptly(service, client
     async def post_bombs() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=service.url, timeout=300, limits=httpx.Limits(max_connections=8)) as http:
             return await asyncio.gather(
-                *(http.post("/v1/audio/transcriptions", files={"file": ("silence.flac", bomb)}, data={"model": "tiny.en"}) for _ in range(8))
+                *(
+                    http.post("/v1/audio/transcriptions", files={"file": ("silence.flac", bomb)}, data={"model": "tiny.en"})
+                    for _ in range(8)
+                )
             )
 
     posting.set()
@@ -65,8 +67,10 @@ def test_eight_bombs_at_once_get_413_while_ping_answers_promptly(service, client
     took = time.perf_counter() - started
 
     worst = max(seconds for _, seconds in pings)
-    print(f"\n8 bombs of {BOMB_MINUTES} min ({len(bomb) // 1024} KiB each) refused in {took:.1f} s; "
-          f"{len(pings)} pings meanwhile, the slowest {worst * 1000:.0f} ms")
+    print(
+        f"\n8 bombs of {BOMB_MINUTES} min ({len(bomb) // 1024} KiB each) refused in {took:.1f} s; "
+        f"{len(pings)} pings meanwhile, the slowest {worst * 1000:.0f} ms"
+    )
     assert [r.status_code for r in responses] == [413] * 8, [r.text for r in responses]
     assert all("holds more than 240.0 minutes" in r.json()["reason"] for r in responses)
     assert pings and {status for status, _ in pings} == {200}
@@ -78,7 +82,11 @@ def test_eight_bombs_at_once_get_413_while_ping_answers_promptly(service, client
     [
         pytest.param("list.ffconcat", b"ffconcat version 1.0\nfile /etc/passwd\n", id="concat, absolute"),
         pytest.param("list.txt", b"ffconcat version 1.0\nfile secret.wav\n", id="concat, relative"),
-        pytest.param("call.m3u8", b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:9/part.aac\n#EXT-X-ENDLIST\n", id="m3u8"),
+        pytest.param(
+            "call.m3u8",
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nhttp://127.0.0.1:9/part.aac\n#EXT-X-ENDLIST\n",
+            id="m3u8",
+        ),
     ],
 )
 def test_uploaded_lists_and_playlists_are_refused_415(client: httpx.Client, name: str, body: bytes) -> None:
@@ -87,7 +95,9 @@ def test_uploaded_lists_and_playlists_are_refused_415(client: httpx.Client, name
     assert response.json()["reason"].startswith("file is not audio or video")
 
 
-def test_a_concat_job_in_the_media_folder_fails_alike_whichever_file_it_names(client: httpx.Client, job_folders: dict[str, Path]) -> None:
+def test_a_concat_job_in_the_media_folder_fails_alike_whichever_file_it_names(
+    client: httpx.Client, job_folders: dict[str, Path]
+) -> None:
     media = job_folders["media"]
     (media / "secret.wav").write_bytes(SAMPLE_WAV.read_bytes())
     errors = []

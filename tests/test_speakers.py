@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from serve_app.speakers import SpeakerLabeller, SpeakerTurn, assign_speakers
+from serve_app.diarization.speakers import SpeakerLabeller, SpeakerTurn, assign_speakers
 from serve_app.transcript import Segment, Word
 
 A, B, C = "SPEAKER_00", "SPEAKER_01", "SPEAKER_02"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from serve_app.api.sse import transcript_events
 from serve_app.errors import BadRequest
-from serve_app.sse import transcript_events
 from serve_app.transcript import Segment, TranscriptInfo
 
 

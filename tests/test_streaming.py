@@ -9,20 +9,24 @@ from pathlib import Path
 import httpx
 import pytest
 from httpx_sse import EventSource, connect_sse
-from ray import serve
-
 from media import SAMPLE_WAV
+from ray import serve
 from subtitles import parse_srt, parse_vtt
 
 pytestmark = pytest.mark.serve
 
 
-def stream(client: httpx.Client, path: Path, *, route: str = "transcriptions", params=None, headers=None, **fields) -> list[tuple[str, str]]:
+def stream(
+    client: httpx.Client, path: Path, *, route: str = "transcriptions", params=None, headers=None, **fields
+) -> list[tuple[str, str]]:
     """The events of a streamed request; by default `?stream=true`, without an Accept header."""
     params = {"stream": "true"} if params is None else params
-    with open(path, "rb") as media, client.stream(
-        "POST", f"/v1/audio/{route}", files={"file": media}, data=fields, params=params, headers=headers
-    ) as response:
+    with (
+        open(path, "rb") as media,
+        client.stream(
+            "POST", f"/v1/audio/{route}", files={"file": media}, data=fields, params=params, headers=headers
+        ) as response,
+    ):
         assert response.headers["content-type"].startswith("text/event-stream"), response.read()
         return [(event.event, event.data) for event in EventSource(response).iter_sse()]
 
@@ -54,7 +58,9 @@ def test_verbose_json_segments_carry_decoder_fields_and_words(client: httpx.Clie
 @pytest.mark.parametrize(("response_format", "parse"), [("srt", parse_srt), ("vtt", parse_vtt), ("text", None)])
 def test_text_formats_stream_cues_that_concatenate_to_the_whole_file(client: httpx.Client, response_format: str, parse) -> None:
     whole = client.post(
-        "/v1/audio/transcriptions", files={"file": SAMPLE_WAV.open("rb")}, data={"model": "tiny.en", "response_format": response_format}
+        "/v1/audio/transcriptions",
+        files={"file": SAMPLE_WAV.open("rb")},
+        data={"model": "tiny.en", "response_format": response_format},
     ).text
     events = stream(client, SAMPLE_WAV, model="tiny.en", response_format=response_format)
     joined = "".join(json.loads(data) for name, data in events if name == "segment")
@@ -93,13 +99,25 @@ def transcriber_state() -> dict:
 
 
 def test_a_client_that_disconnects_stops_the_decoding(client: httpx.Client, long_english_wav: Path) -> None:
-    total = len(client.post("/v1/audio/transcriptions", files={"file": long_english_wav.open("rb")}, data={"model": "tiny.en"}).json()["segments"])
+    total = len(
+        client.post("/v1/audio/transcriptions", files={"file": long_english_wav.open("rb")}, data={"model": "tiny.en"}).json()[
+            "segments"
+        ]
+    )
     assert total >= 6, "the clip is too short to show a stream stopped part way"
     before = transcriber_state()["segments_decoded"]
 
-    with long_english_wav.open("rb") as media, connect_sse(
-        client, "POST", "/v1/audio/transcriptions", files={"file": media}, data={"model": "tiny.en"}, params={"stream": "true"}
-    ) as source:
+    with (
+        long_english_wav.open("rb") as media,
+        connect_sse(
+            client,
+            "POST",
+            "/v1/audio/transcriptions",
+            files={"file": media},
+            data={"model": "tiny.en"},
+            params={"stream": "true"},
+        ) as source,
+    ):
         for event in source.iter_sse():
             if event.event == "segment":
                 break  # leaving the block closes the connection after the first segment

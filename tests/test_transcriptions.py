@@ -7,7 +7,6 @@ from pathlib import Path
 import httpx
 import pytest
 from faster_whisper import WhisperModel
-
 from media import SAMPLE_WAV, reference_words, word_error_rate
 from subtitles import parse_srt, parse_vtt
 

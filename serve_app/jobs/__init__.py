@@ -1,7 +1,7 @@
 """The job API's core, without Ray: jobs, where they may read and write, their outputs, the
 durable queue and the callbacks. The JobQueue deployment and the routes sit on top."""
 
-from .callbacks import (
+from serve_app.jobs.callbacks import (
     SIGNATURE_HEADER,
     CallbackSettings,
     Delivery,
@@ -11,12 +11,12 @@ from .callbacks import (
     sign,
     verify_signature,
 )
-from .job import JOB_FORMATS, OUTPUT_FORMATS, Job, JobStatus, check_callback_url, parse_submission
-from .outputs import output_names, write_outputs
-from .paths import JobFolders
-from .store import JobStore, Recovery
-from .submission import admit_submission
-from .targets import callback_client, check_callback
+from serve_app.jobs.job import JOB_FORMATS, OUTPUT_FORMATS, Job, JobStatus, check_callback_url, parse_submission
+from serve_app.jobs.outputs import output_names, write_outputs
+from serve_app.jobs.paths import JobFolders
+from serve_app.jobs.store import JobStore, Recovery
+from serve_app.jobs.submission import admit_submission
+from serve_app.jobs.targets import callback_client, check_callback
 
 __all__ = [
     "JOB_FORMATS",

@@ -34,10 +34,10 @@ from typing import Any
 
 import httpx
 
-from ..errors import Forbidden
-from .job import Job
-from .store import JobStore
-from .targets import Resolver, callback_client, check_callback
+from serve_app.errors import Forbidden
+from serve_app.jobs.job import Job
+from serve_app.jobs.store import JobStore
+from serve_app.jobs.targets import Resolver, callback_client, check_callback
 
 __all__ = [
     "SIGNATURE_HEADER",

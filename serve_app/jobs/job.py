@@ -14,13 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import BadRequest
-from ..languages import AUTO, LANGUAGES
+from serve_app.errors import BadRequest
+from serve_app.languages import AUTO, LANGUAGES
 
 __all__ = [
     "JOB_FORMATS",
@@ -61,7 +61,7 @@ class JobStatus(StrEnum):
 def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -182,7 +182,9 @@ def parse_submission(
     if language in AUTO:
         language = ""
     elif language not in LANGUAGES:
-        raise BadRequest(f"language {language!r} is not a code Whisper knows; send one such as en, de or fr, or leave it out to detect it")
+        raise BadRequest(
+            f"language {language!r} is not a code Whisper knows; send one such as en, de or fr, or leave it out to detect it"
+        )
 
     job_format = (_string(body, "format") or "txt").lower()
     if job_format not in JOB_FORMATS:

@@ -16,10 +16,10 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ServiceError
-from ..formats import render_srt, render_tsv, render_txt, render_vtt, render_whisper_json
-from ..transcript import Transcript
-from .job import OUTPUT_FORMATS
+from serve_app.errors import ServiceError
+from serve_app.formats import render_srt, render_tsv, render_txt, render_vtt, render_whisper_json
+from serve_app.jobs.job import OUTPUT_FORMATS
+from serve_app.transcript import Transcript
 
 __all__ = ["WRITERS", "output_names", "write_outputs"]
 

@@ -21,8 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadRequest, Forbidden
-from .job import Job
+from serve_app.errors import BadRequest, Forbidden
+from serve_app.jobs.job import Job
 
 __all__ = ["JobFolders"]
 
@@ -64,9 +64,7 @@ class JobFolders:
 
     def require_enabled(self) -> None:
         if not self.enabled:
-            raise Forbidden(
-                "the job API is off: the service's config names no folders to read media from and write outputs to"
-            )
+            raise Forbidden("the job API is off: the service's config names no folders to read media from and write outputs to")
 
     def media_file(self, path: str) -> Path:
         """The real path of a media file the job API may read; Forbidden outside the media

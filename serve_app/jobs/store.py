@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, NotFound
-from .job import Job, JobStatus
+from serve_app.errors import Conflict, NotFound
+from serve_app.jobs.job import Job, JobStatus
 
-__all__ = ["DATABASE_NAME", "FINISHED_IN_LISTING", "JobStore", "Recovery", "SCHEMA"]
+__all__ = ["DATABASE_NAME", "FINISHED_IN_LISTING", "SCHEMA", "JobStore", "Recovery"]
 
 DATABASE_NAME = "jobs.sqlite3"
 FINISHED_IN_LISTING = 10
@@ -192,8 +192,14 @@ class JobStore:
     def submit(self, job: Job) -> Job:
         """Store a new job as QUEUED and return it with its `created_at`; Conflict if its id is taken."""
         stored = Job(
-            path=job.path, output_path=job.output_path, model=job.model, language=job.language,
-            format=job.format, callback=job.callback, priority=job.priority, id=job.id,
+            path=job.path,
+            output_path=job.output_path,
+            model=job.model,
+            language=job.language,
+            format=job.format,
+            callback=job.callback,
+            priority=job.priority,
+            id=job.id,
             created_at=self._clock(),
         )
         self.purge_expired()
@@ -202,8 +208,17 @@ class JobStore:
                 db.execute(
                     "INSERT INTO jobs (id, path, language, format, output_path, callback, model, priority, status, created_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?)",
-                    (stored.id, stored.path, stored.language, stored.format, stored.output_path, stored.callback,
-                     stored.model, stored.priority, stored.created_at),
+                    (
+                        stored.id,
+                        stored.path,
+                        stored.language,
+                        stored.format,
+                        stored.output_path,
+                        stored.callback,
+                        stored.model,
+                        stored.priority,
+                        stored.created_at,
+                    ),
                 )
         except sqlite3.IntegrityError:
             raise Conflict(f"a job with id {job.id} exists already") from None
@@ -243,8 +258,14 @@ class JobStore:
                 "UPDATE jobs SET status = 'COMPLETED', progress = 100, result = :result, outputs = :outputs,"
                 " error = '', duration = :duration, finished_at = :now"
                 f" WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
-                {"id": job_id, "result": result, "outputs": json.dumps([os.fspath(p) for p in outputs]),
-                 "duration": duration, "now": self._clock(), **params},
+                {
+                    "id": job_id,
+                    "result": result,
+                    "outputs": json.dumps([os.fspath(p) for p in outputs]),
+                    "duration": duration,
+                    "now": self._clock(),
+                    **params,
+                },
             ).fetchall()
             finished = self._count_finished(db, rows)
         return finished[0] if finished else None
@@ -337,12 +358,8 @@ class JobStore:
         """GET /transcription/jobs: the queued jobs in the order they will run, then the
         running ones (longest running first), then the last `finished` finished ones, newest first."""
         with self._transaction("DEFERRED") as db:
-            rows = db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq"
-            ).fetchall()
-            rows += db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE status = 'RUNNING' ORDER BY started_at, seq"
-            ).fetchall()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq").fetchall()
+            rows += db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'RUNNING' ORDER BY started_at, seq").fetchall()
             rows += db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE status IN ('COMPLETED', 'FAILED')"
                 " ORDER BY finished_at DESC, seq DESC LIMIT ?",

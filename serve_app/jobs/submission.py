@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from .targets import check_callback
-from .job import Job, parse_submission
-from .paths import JobFolders
+from serve_app.jobs.job import Job, parse_submission
+from serve_app.jobs.paths import JobFolders
+from serve_app.jobs.targets import check_callback
 
 __all__ = ["admit_submission"]
 

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from ..errors import Forbidden
-from .job import check_callback_url
+from serve_app.errors import Forbidden
+from serve_app.jobs.job import check_callback_url
 
 __all__ = ["PublicOnlyBackend", "callback_client", "check_callback", "not_public"]
 

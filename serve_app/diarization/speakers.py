@@ -16,7 +16,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .transcript import Segment
+from serve_app.transcript import Segment
 
 __all__ = ["SpeakerLabeller", "SpeakerTurn", "assign_speakers"]
 

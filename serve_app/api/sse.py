@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 from sse_starlette import ServerSentEvent
 
-from .formats import RESPONSE_FORMATS, VTT_HEADER, segment_json, word_json
-from .transcript import Segment, TranscriptInfo
+from serve_app.formats import RESPONSE_FORMATS, VTT_HEADER, segment_json, word_json
+from serve_app.transcript import Segment, TranscriptInfo
 
 __all__ = ["PING_SECONDS", "error_event", "ping_event", "transcript_events"]
 

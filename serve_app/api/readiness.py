@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 import ray
 from ray import serve
 
-from .errors import Unavailable
+from serve_app.errors import Unavailable
 
 __all__ = ["Readiness", "fits_some_node"]
 

@@ -182,7 +182,11 @@ def openapi_document() -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "whisper-serve", "version": "0.1.0", "description": "go-whisper's /v1 API (a superset of OpenAI's audio API) and the job API"},
+        "info": {
+            "title": "whisper-serve",
+            "version": "0.1.0",
+            "description": "go-whisper's /v1 API (a superset of OpenAI's audio API) and the job API",
+        },
         "components": {
             "schemas": _SCHEMAS,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
@@ -192,7 +196,10 @@ def openapi_document() -> dict[str, Any]:
             "/v1/ping": {"get": health},
             "/v1/health": {"get": health},
             "/v1/models": {
-                "get": {"summary": "the models present", "responses": {"200": _json(_ref("ModelList"), "the models"), **_errors()}},
+                "get": {
+                    "summary": "the models present",
+                    "responses": {"200": _json(_ref("ModelList"), "the models"), **_errors()},
+                },
                 "post": {
                     "summary": "download a model from the hub",
                     "parameters": [{"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}}],
@@ -205,15 +212,26 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": {"description": "present already, or a stream of progress", "content": {"application/json": {"schema": _ref("Model")}, **_SSE}},
+                        "200": {
+                            "description": "present already, or a stream of progress",
+                            "content": {"application/json": {"schema": _ref("Model")}, **_SSE},
+                        },
                         "201": _json(_ref("Model"), "downloaded now"),
                         **_errors(),
                     },
                 },
             },
             "/v1/models/{id}": {
-                "get": {"summary": "one model", "parameters": _ID, "responses": {"200": _json(_ref("Model"), "the model"), **_errors()}},
-                "delete": {"summary": "remove a model", "parameters": _ID, "responses": {"200": _json(_ref("Model"), "the model removed"), **_errors()}},
+                "get": {
+                    "summary": "one model",
+                    "parameters": _ID,
+                    "responses": {"200": _json(_ref("Model"), "the model"), **_errors()},
+                },
+                "delete": {
+                    "summary": "remove a model",
+                    "parameters": _ID,
+                    "responses": {"200": _json(_ref("Model"), "the model removed"), **_errors()},
+                },
             },
             "/v1/audio/transcriptions": {"post": _audio_operation("transcribe audio")},
             "/v1/audio/translations": {"post": _audio_operation("transcribe audio into English")},
@@ -227,7 +245,11 @@ def openapi_document() -> dict[str, Any]:
             },
             "/transcription/job/{id}": {
                 "get": {"summary": "a job", "parameters": _ID, "responses": {"200": _json(_ref("Job"), "the job"), **_errors()}},
-                "delete": {"summary": "remove a queued job", "parameters": _ID, "responses": {"204": {"description": "removed"}, **_errors()}},
+                "delete": {
+                    "summary": "remove a queued job",
+                    "parameters": _ID,
+                    "responses": {"204": {"description": "removed"}, **_errors()},
+                },
             },
             "/transcription/jobs": {
                 "get": {
@@ -239,9 +261,14 @@ def openapi_document() -> dict[str, Any]:
             "/smi": {
                 "get": {
                     "summary": "nvidia-smi of each GPU node",
-                    "responses": {"200": {"description": "text for people", "content": {"text/plain": {"schema": {"type": "string"}}}}, **_errors()},
+                    "responses": {
+                        "200": {"description": "text for people", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **_errors(),
+                    },
                 },
             },
-            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json({"type": "object"}, "the document")}}},
+            "/openapi.json": {
+                "get": {"summary": "this document", "responses": {"200": _json({"type": "object"}, "the document")}}
+            },
         },
     }

@@ -30,8 +30,8 @@ from pyannote.audio.models.embedding import (
 from pyannote.audio.models.segmentation import PyanNet
 from torch.torch_version import TorchVersion
 
-from .campplus import CAMPPlusEmbedding
-from .errors import Forbidden, ServiceError
+from serve_app.diarization.campplus import CAMPPlusEmbedding
+from serve_app.errors import Forbidden, ServiceError
 
 __all__ = ["ARCHITECTURES", "SAFE_GLOBALS", "load_model", "refusal", "trusts"]
 
@@ -85,7 +85,9 @@ def load_model(path: Path, *, source: str) -> Model:
     architecture = _architecture(checkpoint)
     model_class = ARCHITECTURES.get(architecture or "")
     if model_class is None:
-        raise Forbidden(refusal(f"{path} is a checkpoint of {architecture or 'no known class'}, not of a model class we load", source))
+        raise Forbidden(
+            refusal(f"{path} is a checkpoint of {architecture or 'no known class'}, not of a model class we load", source)
+        )
     try:
         model = model_class.load_from_checkpoint(path, map_location="cpu", strict=True, weights_only=True)
     except RuntimeError as error:

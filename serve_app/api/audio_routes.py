@@ -11,14 +11,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest, Unavailable
-from .formats import RESPONSE_FORMATS, render
-from .http import as_service_error
-from .options import RequestOptions, Task, parse_request_options
-from .pipeline import Pipeline
-from .readiness import Readiness
-from .sse import PING_SECONDS, error_event, ping_event, transcript_events
-from .transcript import Segment, Transcript, TranscriptInfo
+from serve_app.api.http import as_service_error
+from serve_app.api.options import RequestOptions, parse_request_options
+from serve_app.api.readiness import Readiness
+from serve_app.api.sse import PING_SECONDS, error_event, ping_event, transcript_events
+from serve_app.errors import BadRequest, Unavailable
+from serve_app.formats import RESPONSE_FORMATS, render
+from serve_app.options import Task
+from serve_app.pipeline import Pipeline
+from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
 __all__ = ["NEEDS", "V1Routes"]
 
@@ -34,9 +35,8 @@ logger = logging.getLogger("ray.serve")
 
 
 def wants_stream(request: Request) -> bool:
-    return (
-        request.query_params.get("stream", "").lower() in ("1", "true", "yes")
-        or "text/event-stream" in request.headers.get("accept", "")
+    return request.query_params.get("stream", "").lower() in ("1", "true", "yes") or "text/event-stream" in request.headers.get(
+        "accept", ""
     )
 
 

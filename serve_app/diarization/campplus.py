@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torchaudio.compliance.kaldi as kaldi
 from pyannote.audio import Model
 
-from .embedded import package_file
+from serve_app.models.embedded import package_file
 
 __all__ = ["CAMPPLUS_DIMENSION", "CAMPPlusEmbedding"]
 

@@ -43,8 +43,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .errors import BadGateway, BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
-from .model_ids import is_folder_safe, model_id_for_file, model_id_for_repo
+from serve_app.errors import BadGateway, BadRequest, Forbidden, NotFound, ServiceError, Unauthorized
+from serve_app.models.ids import is_folder_safe, model_id_for_file, model_id_for_repo
 
 __all__ = [
     "PROGRESS_INTERVAL",
@@ -172,8 +172,7 @@ def _repo_source(path: str, repo_id: str, revision: str | None) -> HubSource:
         validate_repo_id(repo_id)
     except HFValidationError:
         raise BadRequest(
-            f"{path} is not a hub repository id: that is org/name, each of letters, digits, '-', '_' and '.'; "
-            f"{_WHAT_TO_SEND}"
+            f"{path} is not a hub repository id: that is org/name, each of letters, digits, '-', '_' and '.'; {_WHAT_TO_SEND}"
         ) from None
     model_id = model_id_for_repo(repo_id, revision)
     if revision:
@@ -367,7 +366,9 @@ def _hub_errors(source: HubSource, endpoint: str | None, *, filename: str | None
         raise BadGateway(f"the download of {repo} from {hub} broke off: {_first_line(error)}") from error
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ServiceError(f"the model folder is full: {repo} did not fit; delete models or give model_dir more space") from error
+            raise ServiceError(
+                f"the model folder is full: {repo} did not fit; delete models or give model_dir more space"
+            ) from error
         if error.errno is None:  # huggingface_hub's own checks, such as a file shorter than announced
             raise BadGateway(f"the download of {repo} from {hub} broke off: {_first_line(error)}") from error
         raise ServiceError(f"could not write {repo} into the model folder: {error}") from error

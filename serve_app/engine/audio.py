@@ -8,7 +8,7 @@ from typing import BinaryIO
 import av
 import numpy as np
 
-from .errors import BadRequest, PayloadTooLarge, UnsupportedMedia
+from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
 __all__ = ["MEDIA_DEMUXERS", "SAMPLE_RATE", "decode_audio", "open_media"]
 
@@ -17,11 +17,34 @@ TRUNCATED_SHARE = 0.9
 """Less than this share of the declared duration decoding means the file was cut short."""
 
 MEDIA_DEMUXERS = (
-    "wav", "w64", "aiff", "au", "caf",              # PCM with a header
-    "mp3", "aac", "ac3", "eac3", "dts", "amr",      # bare codec streams (aac: ADTS)
-    "flac", "ogg", "wv", "ape", "tta",              # ogg: Opus, Vorbis, Speex, FLAC
-    "matroska", "webm", "mov", "mp4", "m4a", "3gp",  # FFmpeg's matroska and mov demuxers
-    "asf", "avi", "flv", "mpegts", "mpeg", "rm",    # asf: WMA/WMV; mpeg: program streams, VOB
+    "wav",
+    "w64",
+    "aiff",
+    "au",
+    "caf",  # PCM with a header
+    "mp3",
+    "aac",
+    "ac3",
+    "eac3",
+    "dts",
+    "amr",  # bare codec streams (aac: ADTS)
+    "flac",
+    "ogg",
+    "wv",
+    "ape",
+    "tta",  # ogg: Opus, Vorbis, Speex, FLAC
+    "matroska",
+    "webm",
+    "mov",
+    "mp4",
+    "m4a",
+    "3gp",  # FFmpeg's matroska and mov demuxers
+    "asf",
+    "avi",
+    "flv",
+    "mpegts",
+    "mpeg",
+    "rm",  # asf: WMA/WMV; mpeg: program streams, VOB
 )
 """The FFmpeg demuxers (`ffmpeg -demuxers` names) an upload may be read by: what FFmpeg
 probes any other format as is refused with 415 before its header is read. Each of these reads

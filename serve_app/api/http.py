@@ -11,13 +11,13 @@ from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
 from ray.serve.exceptions import BackPressureError
-from starlette.exceptions import HTTPException
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import BadRequest, PayloadTooLarge, RequestTimeout, ServiceError, Unavailable, UnsupportedMedia, error_body
+from serve_app.errors import BadRequest, PayloadTooLarge, RequestTimeout, ServiceError, Unavailable, UnsupportedMedia, error_body
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -231,5 +231,7 @@ class OriginCheck:
         if origin is None:
             await self.app(scope, receive, send)
             return
-        reason = f"requests from web pages at {origin} may not change anything here; an operator can allow the origin in cors_origins"
+        reason = (
+            f"requests from web pages at {origin} may not change anything here; an operator can allow the origin in cors_origins"
+        )
         await error_response(403, reason)(scope, receive, send)

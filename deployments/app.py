@@ -1,4 +1,4 @@
-"""The application graph: `build_app` is config.yaml's `import_path` (`serve_app.app:build_app`)."""
+"""The application graph: `build_app` is config.yaml's `import_path` (`deployments.app:build_app`)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from typing import Any
 from ray.serve import Application
 
 from deployments.diarizer import Diarizer
+from deployments.ingress import Ingress
 from deployments.job_queue import JobQueue
 from deployments.model_store import ModelStore
 from deployments.transcriber import Transcriber
-
-from .auth import ADMIN_KEYS_ENV, API_KEYS_ENV, load_keys
-from .ingress import Ingress
-from .settings import AppSettings
+from serve_app.api.auth import ADMIN_KEYS_ENV, API_KEYS_ENV, load_keys
+from serve_app.settings import AppSettings
 
 __all__ = ["build_app", "check_keys"]
 

@@ -1,7 +1,7 @@
 """faster-whisper behind a small cache of loaded models and a batcher: the Transcriber's core.
 
 A request's audio is cut at silences into chunks of at most 30 s (`prepare`); the chunks of
-all requests in flight are decoded in batches by the engine's workers (serve_app/batcher.py);
+all requests in flight are decoded in batches by the engine's workers (serve_app/engine/batcher.py);
 each request reads its own chunks' segments back in order (`Decoding`).
 
 No Ray here: tests and the batch pipeline use it directly.
@@ -19,13 +19,23 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 
-from .audio import SAMPLE_RATE
-from .batcher import Batcher, Job
-from .catalogue import ModelInfo
-from .decoding import Chunk, Cut, DecodeKey, SpeechClock, cut_head, cut_rest, decode_batch, detect_language, to_segment
-from .errors import NotFound
-from .options import DecodeOptions
-from .transcript import Segment, Transcript, TranscriptInfo
+from serve_app.engine.audio import SAMPLE_RATE
+from serve_app.engine.batcher import Batcher, Job
+from serve_app.engine.decoding import (
+    Chunk,
+    Cut,
+    DecodeKey,
+    SpeechClock,
+    cut_head,
+    cut_rest,
+    decode_batch,
+    detect_language,
+    to_segment,
+)
+from serve_app.errors import NotFound
+from serve_app.models.catalogue import ModelInfo
+from serve_app.options import DecodeOptions
+from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
 __all__ = ["Decoding", "Prepared", "WhisperEngine"]
 
@@ -68,7 +78,9 @@ class Decoding:
 
     def segments(self, decoded: list[dict]) -> list[Segment]:
         info, key = self._prepared.info, self._prepared.key
-        segments = [to_segment(self._numbered + n, raw, self._clock, info.duration, key.temperature) for n, raw in enumerate(decoded)]
+        segments = [
+            to_segment(self._numbered + n, raw, self._clock, info.duration, key.temperature) for n, raw in enumerate(decoded)
+        ]
         self._numbered += len(segments)
         self._engine._count(segments=len(segments))
         return segments
@@ -117,7 +129,7 @@ def _seconds(cut: Cut) -> list[float]:
 
 class WhisperEngine:
     """Loads each model once, keeps at most `max_loaded` of them, and transcribes with them:
-    `workers` batches decode at the same time, each on `cpu_threads` threads (serve_app/budget.py)."""
+    `workers` batches decode at the same time, each on `cpu_threads` threads (serve_app/engine/budget.py)."""
 
     def __init__(
         self,
@@ -226,7 +238,9 @@ class WhisperEngine:
         finally:
             decoding.close()
 
-    async def astream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def astream(
+        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions
+    ) -> AsyncIterator[TranscriptInfo | Segment]:
         """`stream`, without blocking the event loop: the cutting runs in threads, the decoding
         in the batcher's workers. Closing it early drops the chunks not decoding yet."""
         prepared = await asyncio.to_thread(self.prepare, audio, model, options)

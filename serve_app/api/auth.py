@@ -16,7 +16,7 @@ from pathlib import Path
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .http import error_response
+from serve_app.api.http import error_response
 
 __all__ = ["ADMIN_KEYS_ENV", "API_KEYS_ENV", "OPEN_PATHS", "ApiKeys", "Keys", "load_keys", "needs_admin"]
 
@@ -98,6 +98,7 @@ class ApiKeys:
             )
         if needs_admin(scope["method"], path):
             return error_response(
-                403, f"{scope['method']} {path} needs an admin key (admin_api_keys_file or {ADMIN_KEYS_ENV}); this key may only transcribe"
+                403,
+                f"{scope['method']} {path} needs an admin key (admin_api_keys_file or {ADMIN_KEYS_ENV}); this key may only transcribe",
             )
         return None

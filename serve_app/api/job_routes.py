@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from .http import parse_json, require_content_type
-from .smi import cluster_smi
+from serve_app.api.http import parse_json, require_content_type
+from serve_app.api.smi import cluster_smi
 
 __all__ = ["JobRoutes"]
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .embedded import EmbeddedModel
+from serve_app.models.embedded import EmbeddedModel
 
 __all__ = ["METADATA_FILE", "ModelCatalogue", "ModelInfo", "is_multilingual"]
 

@@ -20,8 +20,8 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio, get_suppressed_tokens, pad_or_trim
 from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
 
-from .audio import SAMPLE_RATE
-from .transcript import Segment, Word
+from serve_app.engine.audio import SAMPLE_RATE
+from serve_app.transcript import Segment, Word
 
 __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "decode_batch", "detect_language", "to_segment"]
 

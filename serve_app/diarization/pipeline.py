@@ -35,12 +35,12 @@ from pyannote.audio.core.plda import PLDA
 from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import Annotation
 
-from .audio import SAMPLE_RATE
-from .campplus import CAMPPlusEmbedding
-from .checkpoints import load_model, refusal, trusts
-from .embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
-from .errors import Forbidden, ServiceError
-from .speakers import SpeakerTurn
+from serve_app.diarization.campplus import CAMPPlusEmbedding
+from serve_app.diarization.checkpoints import load_model, refusal, trusts
+from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.engine.audio import SAMPLE_RATE
+from serve_app.errors import Forbidden, ServiceError
+from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 
 __all__ = ["EMBEDDED_PARAMETERS", "diarize", "load_pipeline"]
 
@@ -65,7 +65,10 @@ EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     },
 }
 _BATCH_SIZE = 32  # chunks of 10 s per forward pass: about 20 MB of audio
-_PIPELINE_CLASSES = ("pyannote.audio.pipelines.SpeakerDiarization", "pyannote.audio.pipelines.speaker_diarization.SpeakerDiarization")
+_PIPELINE_CLASSES = (
+    "pyannote.audio.pipelines.SpeakerDiarization",
+    "pyannote.audio.pipelines.speaker_diarization.SpeakerDiarization",
+)
 _SUBFOLDER = re.compile(r"\$model/[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")  # no `@revision`: a folder has one
 
 
@@ -139,10 +142,14 @@ def _pyannote_pipeline(folder: Path, *, source: str, trusted: bool) -> SpeakerDi
     name = config.get("pipeline", {}).get("name", "")
     if name not in _PIPELINE_CLASSES:
         # pyannote imports whatever module the name says.
-        raise ServiceError(f"{folder / 'config.yaml'} describes a {name or 'nameless'} pipeline, not pyannote's SpeakerDiarization")
+        raise ServiceError(
+            f"{folder / 'config.yaml'} describes a {name or 'nameless'} pipeline, not pyannote's SpeakerDiarization"
+        )
     if "preprocessors" in config:
         # pyannote would build each one from a class name of the file's choosing.
-        raise ServiceError(f"{folder / 'config.yaml'} has preprocessors: this service gives pipelines audio in memory, and loads none")
+        raise ServiceError(
+            f"{folder / 'config.yaml'} has preprocessors: this service gives pipelines audio in memory, and loads none"
+        )
     params = config["pipeline"].get("params", {})
     agglomerative = params.get("clustering", "VBxClustering") != "VBxClustering"
     roles = ("segmentation", "embedding") if agglomerative and "plda" not in params else ("segmentation", "embedding", "plda")
@@ -158,7 +165,10 @@ def _pyannote_pipeline(folder: Path, *, source: str, trusted: bool) -> SpeakerDi
             )
         if not trusted and _own_subfolder(named) is None:
             raise Forbidden(
-                refusal(f"{folder / 'config.yaml'} names {named!r} as its {role} model, not a sub-folder ($model/<sub-folder>)", source)
+                refusal(
+                    f"{folder / 'config.yaml'} names {named!r} as its {role} model, not a sub-folder ($model/<sub-folder>)",
+                    source,
+                )
             )
     try:
         if not trusted:

@@ -12,10 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .errors import BadRequest, NotFound
-from .http import as_service_error, parse_json, require_content_type
-from .routes import wants_stream
-from .sse import PING_SECONDS, error_event, ping_event
+from serve_app.api.audio_routes import wants_stream
+from serve_app.api.http import as_service_error, parse_json, require_content_type
+from serve_app.api.sse import PING_SECONDS, error_event, ping_event
+from serve_app.errors import BadRequest, NotFound
 
 __all__ = ["ModelRoutes"]
 
@@ -26,7 +26,9 @@ PATH_EXAMPLE = '{"path": "small.en"}'
 
 async def _model_path(request: Request) -> str:
     """`path` from a JSON, urlencoded or multipart body."""
-    media_type = require_content_type(request, MODEL_BODY_TYPES, f"send JSON such as {PATH_EXAMPLE} with Content-Type: application/json, or a form")
+    media_type = require_content_type(
+        request, MODEL_BODY_TYPES, f"send JSON such as {PATH_EXAMPLE} with Content-Type: application/json, or a form"
+    )
     if media_type != "application/json":
         async with request.form(max_files=0, max_fields=20) as form:
             path = form.get("path")
@@ -92,5 +94,8 @@ class ModelRoutes:
         # repository) is an HTTP status rather than an `error` event.
         first = await events.__anext__()
         return EventSourceResponse(
-            _download_events(first, events), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
+            _download_events(first, events),
+            ping=PING_SECONDS,
+            ping_message_factory=ping_event,
+            headers={"Cache-Control": "no-cache"},
         )

@@ -17,10 +17,10 @@ from concurrent import futures
 from functools import partial
 from typing import Any
 
-from . import hub
-from .catalogue import ModelCatalogue, ModelInfo
-from .errors import ServiceError
-from .hub import HubSource
+from serve_app.errors import ServiceError
+from serve_app.models import hub
+from serve_app.models.catalogue import ModelCatalogue, ModelInfo
+from serve_app.models.hub import HubSource
 
 __all__ = ["Download", "DownloadManager"]
 

@@ -1,0 +1,1 @@
+"""Who spoke when: the pyannote pipeline, its checkpoints, speakers onto words."""

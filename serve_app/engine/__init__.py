@@ -1,0 +1,1 @@
+"""faster-whisper: audio decoding, batched decoding and the cross-request batcher."""

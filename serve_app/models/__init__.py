@@ -1,0 +1,1 @@
+"""The models on disk: the catalogue, hub ids and downloads, the embedded pack."""
