@@ -25,10 +25,9 @@ from typing import Any, BinaryIO
 
 import ray
 from ray import serve
-from ray.exceptions import RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from serve_app.errors import ServiceError
+from serve_app.errors import as_service_error
 
 __all__ = ["APP_NAME", "Media", "WhisperClient"]
 
@@ -56,12 +55,6 @@ def _fields(model: str, language: str | None, response_format: str, extra: dict[
     if language is not None:
         fields["language"] = language
     return fields
-
-
-def _cause(error: RayTaskError) -> BaseException:
-    """The ServiceError the Ingress raised, rather than Ray's wrapper around it."""
-    cause = getattr(error, "cause", None)
-    return cause if isinstance(cause, ServiceError) else error
 
 
 class WhisperClient:
@@ -100,8 +93,8 @@ class WhisperClient:
         response = self._call(media, task, model, language, response_format, fields)
         try:
             return response.result(timeout_s=timeout_s)
-        except RayTaskError as error:
-            raise _cause(error) from None
+        except Exception as error:
+            raise (as_service_error(error) or error) from None
 
     async def transcribe_async(
         self,
@@ -116,5 +109,5 @@ class WhisperClient:
         """`transcribe`, to await from asyncio code (where the blocking one must not be called)."""
         try:
             return await self._call(media, task, model, language, response_format, fields)
-        except RayTaskError as error:
-            raise _cause(error) from None
+        except Exception as error:
+            raise (as_service_error(error) or error) from None

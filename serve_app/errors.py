@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
+
 __all__ = [
     "BadGateway",
     "BadRequest",
@@ -35,6 +38,7 @@ __all__ = [
     "Unauthorized",
     "Unavailable",
     "UnsupportedMedia",
+    "as_service_error",
     "error_body",
 ]
 
@@ -106,3 +110,16 @@ def error_body(status: int, reason: str | None = None) -> dict:
             "code": status,
         },
     }
+
+
+def as_service_error(exc: Exception) -> ServiceError | None:
+    """The ServiceError behind an exception that crossed a deployment handle, if any."""
+    if isinstance(exc, RayTaskError) and isinstance(exc.cause, (ServiceError, BackPressureError)):
+        exc = exc.cause
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, BackPressureError):
+        return Unavailable("the service is at capacity: every replica's queue is full; send the request again shortly")
+    if isinstance(exc, RayActorError):
+        return Unavailable("a replica died while working on this request; send it again")
+    return None

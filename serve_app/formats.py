@@ -7,6 +7,7 @@ and their concatenation is the same file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,12 @@ from typing import Any
 from serve_app.transcript import Segment, Transcript, Word
 
 __all__ = [
+    "FORMATS",
+    "JOB_FORMATS",
+    "OUTPUT_FORMATS",
     "RESPONSE_FORMATS",
     "VTT_HEADER",
-    "ResponseFormat",
+    "Format",
     "format_timestamp",
     "render",
     "render_json",
@@ -180,38 +184,55 @@ def render_whisper_json(transcript: Transcript) -> dict[str, Any]:
     return {"text": transcript.text, "segments": segments, "language": transcript.info.language}
 
 
+def _whisper_json_file(transcript: Transcript) -> str:
+    return json.dumps(render_whisper_json(transcript), ensure_ascii=False, indent=2) + "\n"
+
+
 @dataclass(frozen=True, slots=True)
-class ResponseFormat:
-    """A `response_format`: its media type and, for the text formats, how one segment renders on a stream."""
+class Format:
+    """One format, everywhere it is used: as an HTTP `response_format` (`respond`, the whole
+    body; `cue`, one segment of a stream for the text formats) and as a file that jobs and the
+    batch CLI write (`write`, under `extension`). A format lacking one of them is not offered there."""
 
     name: str
     media_type: str
+    respond: Callable[[Transcript, bool], str | dict[str, Any]] | None = None
     cue: Callable[[Segment, int], str] | None = None
+    write: Callable[[Transcript], str] | None = None
+
+    @property
+    def extension(self) -> str:
+        return self.name
 
 
-RESPONSE_FORMATS: dict[str, ResponseFormat] = {
+FORMATS: dict[str, Format] = {
     fmt.name: fmt
     for fmt in (
-        ResponseFormat("json", "application/json"),
-        ResponseFormat("verbose_json", "application/json"),
-        ResponseFormat("text", "text/plain; charset=utf-8", text_line),
-        ResponseFormat("srt", "application/x-subrip", srt_cue),
-        ResponseFormat("vtt", "text/vtt; charset=utf-8", vtt_cue),
+        Format("json", "application/json", respond=lambda t, words: render_json(t), write=_whisper_json_file),
+        Format("verbose_json", "application/json", respond=lambda t, words: render_verbose_json(t, words=words)),
+        Format("text", "text/plain; charset=utf-8", respond=lambda t, words: render_text(t), cue=text_line),
+        Format("txt", "text/plain; charset=utf-8", write=render_txt),
+        Format("srt", "application/x-subrip", respond=lambda t, words: render_srt(t), cue=srt_cue, write=render_srt),
+        Format("vtt", "text/vtt; charset=utf-8", respond=lambda t, words: render_vtt(t), cue=vtt_cue, write=render_vtt),
+        Format("tsv", "text/tab-separated-values; charset=utf-8", write=render_tsv),
     )
 }
+"""Every format, by name. `json` answers HTTP in OpenAI's shape and is written as a file in the
+whisper CLI's; `text` is OpenAI's one-line text, `txt` the CLI's line a segment."""
+
+RESPONSE_FORMATS: dict[str, Format] = {name: fmt for name, fmt in FORMATS.items() if fmt.respond is not None}
+"""What `response_format` may be on the /v1 audio routes."""
+
+OUTPUT_FORMATS: tuple[str, ...] = ("txt", "vtt", "srt", "tsv", "json")
+"""The files a job or the batch CLI can write, in the order they are written and listed."""
+
+JOB_FORMATS: tuple[str, ...] = (*OUTPUT_FORMATS, "all")
+"""What a job's `format` may be: one output, or `all` of them."""
 
 
 def render(transcript: Transcript, response_format: str, *, words: bool = False) -> str | dict[str, Any]:
     """The whole response body: a dict for the JSON formats, text for the others."""
-    match response_format:
-        case "json":
-            return render_json(transcript)
-        case "verbose_json":
-            return render_verbose_json(transcript, words=words)
-        case "text":
-            return render_text(transcript)
-        case "srt":
-            return render_srt(transcript)
-        case "vtt":
-            return render_vtt(transcript)
-    raise ValueError(f"unknown response_format {response_format!r}")
+    fmt = RESPONSE_FORMATS.get(response_format)
+    if fmt is None or fmt.respond is None:
+        raise ValueError(f"unknown response_format {response_format!r}")
+    return fmt.respond(transcript, words)

@@ -116,6 +116,7 @@ def first_run(
     return result, out
 
 
+@pytest.mark.slow
 def test_the_batch_transcribes_the_folder_and_reports_the_failures(first_run, media: Path) -> None:
     result, out = first_run
     assert result.returncode == EXIT_FAILED_FILES, result.stderr[-3000:]
@@ -137,6 +138,7 @@ def test_the_batch_transcribes_the_folder_and_reports_the_failures(first_run, me
         assert f"{media / relative}: {reason}" in result.stdout
 
 
+@pytest.mark.slow
 def test_outputs_keep_the_folders_and_parse(first_run) -> None:
     _, out = first_run
     expected = {str(Path(relative).with_suffix(f".{fmt}")) for relative in GOOD for fmt in FORMATS}
@@ -161,6 +163,7 @@ def test_outputs_keep_the_folders_and_parse(first_run) -> None:
         assert stem.with_suffix(".txt").read_text().splitlines() == [text for _, _, text in expected_cues]
 
 
+@pytest.mark.slow
 def test_languages_are_detected_per_file(first_run) -> None:
     _, out = first_run
     detected = {relative: json.loads((out / relative).with_suffix(".json").read_text())["language"] for relative in GOOD}
@@ -168,6 +171,7 @@ def test_languages_are_detected_per_file(first_run) -> None:
     assert "Chicago" in json.loads((out / "sample.json").read_text())["text"]
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_what_is_done_and_tries_the_failures_again(first_run, media: Path, models: Path) -> None:
     _, out = first_run
     before = outputs(out)
@@ -201,6 +205,7 @@ def manifest_run(
     return result, out
 
 
+@pytest.mark.slow
 def test_a_manifest_gives_each_file_its_language(manifest_run) -> None:
     result, out = manifest_run
     assert result.returncode == 0, result.stderr[-3000:]
@@ -214,6 +219,7 @@ def test_a_manifest_gives_each_file_its_language(manifest_run) -> None:
     assert not (out / "failures.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_diarize_labels_the_speakers_of_the_call(manifest_run) -> None:
     result, out = manifest_run
     assert result.returncode == 0, result.stderr[-3000:]
@@ -233,6 +239,7 @@ def test_diarize_labels_the_speakers_of_the_call(manifest_run) -> None:
     assert {segment["speaker"] for segment in json.loads((out / "de/greeting.json").read_text())["segments"]} == {"SPEAKER_00"}
 
 
+@pytest.mark.slow
 def test_refusals_before_the_batch_starts(media: Path, models: Path, tmp_path: Path) -> None:
     missing = run_cli(tmp_path / "nowhere", tmp_path / "out", "--model-dir", models)
     assert missing.returncode == 2

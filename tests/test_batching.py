@@ -18,7 +18,7 @@ from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 PASSAGES = {
     "lighthouse": "The old lighthouse stands on a rock at the end of the harbour, and its keeper climbs the stairs every evening.",

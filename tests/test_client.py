@@ -12,7 +12,7 @@ from subtitles import parse_srt
 from serve_app.client import WhisperClient
 from serve_app.errors import BadRequest, NotFound
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

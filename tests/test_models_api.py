@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def test_ping_and_health(client: httpx.Client) -> None:

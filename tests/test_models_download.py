@@ -14,7 +14,7 @@ from httpx_sse import EventSource
 from hub_server import CRAFTED, PIPELINE, HubServer
 from media import SAMPLE_WAV
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def listed(client: httpx.Client) -> set[str]:

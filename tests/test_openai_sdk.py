@@ -7,7 +7,7 @@ import srt
 from media import SAMPLE_WAV
 from openai import OpenAI
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def test_the_document_has_every_route_and_nothing_else() -> None:
 FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
-@pytest.mark.serve
+@pytest.mark.slow
 def test_fuzzed_requests_never_get_a_500_and_match_the_document(service) -> None:
     schema = schemathesis.openapi.from_url(f"{service.url}/openapi.json")
     fuzzed = []

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 CONNECT = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(int(ray.cluster_resources()['CPU']))"
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def connect(address: str, **env: str) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import pytest
 from conftest import ALT_ADMIN_KEY, ALT_API_KEY, ALT_IDLE_S, HUB_COPY
 from ray._private import worker
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 USER = {"Authorization": f"Bearer {ALT_API_KEY}"}
 ADMIN = {"Authorization": f"Bearer {ALT_ADMIN_KEY}"}

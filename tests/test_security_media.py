@@ -12,7 +12,7 @@ import pytest
 from conftest import UPLOAD_LIMIT_MB
 from media import SAMPLE_WAV, flac_bomb
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 BOMB_MINUTES = 241
 """Just over the main service's max_audio_minutes (240, the default); its header declares no length."""

@@ -13,7 +13,7 @@ from media import SAMPLE_WAV
 from ray import serve
 from subtitles import parse_srt, parse_vtt
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def stream(

@@ -10,7 +10,7 @@ from faster_whisper import WhisperModel
 from media import SAMPLE_WAV, reference_words, word_error_rate
 from subtitles import parse_srt, parse_vtt
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def post(client: httpx.Client, path: Path, *, route: str = "transcriptions", **fields: str) -> httpx.Response:

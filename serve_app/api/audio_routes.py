@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from serve_app.api.http import as_service_error
 from serve_app.api.options import RequestOptions, parse_request_options
 from serve_app.api.readiness import Readiness
 from serve_app.api.sse import PING_SECONDS, error_event, ping_event, transcript_events
-from serve_app.errors import BadRequest, Unavailable
+from serve_app.errors import BadRequest, Unavailable, as_service_error
 from serve_app.formats import RESPONSE_FORMATS, render
 from serve_app.options import Task
 from serve_app.pipeline import Pipeline

@@ -17,7 +17,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serve_app.errors import BadRequest, PayloadTooLarge, RequestTimeout, ServiceError, Unavailable, UnsupportedMedia, error_body
+from serve_app.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServiceError,
+    Unavailable,
+    UnsupportedMedia,
+    as_service_error,
+    error_body,
+)
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -25,7 +34,6 @@ __all__ = [
     "BodyGuard",
     "CatchAll",
     "OriginCheck",
-    "as_service_error",
     "error_response",
     "parse_json",
     "require_content_type",
@@ -41,19 +49,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def error_response(status: int, reason: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, reason), status_code=status, headers=headers)
-
-
-def as_service_error(exc: Exception) -> ServiceError | None:
-    """The ServiceError behind an exception that crossed a deployment handle, if any."""
-    if isinstance(exc, RayTaskError) and isinstance(exc.cause, (ServiceError, BackPressureError)):
-        exc = exc.cause
-    if isinstance(exc, ServiceError):
-        return exc
-    if isinstance(exc, BackPressureError):
-        return Unavailable("the service is at capacity: every replica's queue is full; send the request again shortly")
-    if isinstance(exc, RayActorError):
-        return Unavailable("a replica died while working on this request; send it again")
-    return None
 
 
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:

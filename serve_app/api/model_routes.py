@@ -13,9 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from serve_app.api.audio_routes import wants_stream
-from serve_app.api.http import as_service_error, parse_json, require_content_type
+from serve_app.api.http import parse_json, require_content_type
 from serve_app.api.sse import PING_SECONDS, error_event, ping_event
-from serve_app.errors import BadRequest, NotFound
+from serve_app.errors import BadRequest, NotFound, as_service_error
 
 __all__ = ["ModelRoutes"]
 

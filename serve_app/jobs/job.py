@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from serve_app.errors import BadRequest
+from serve_app.formats import JOB_FORMATS, OUTPUT_FORMATS
 from serve_app.languages import AUTO, LANGUAGES
 
 __all__ = [
@@ -34,11 +35,6 @@ __all__ = [
     "parse_submission",
 ]
 
-OUTPUT_FORMATS = ("txt", "vtt", "srt", "tsv", "json")
-"""The files a job can write, one extension each."""
-
-JOB_FORMATS = (*OUTPUT_FORMATS, "all")
-"""What `format` may be: one output, or `all` of them."""
 
 SUBMISSION_FIELDS = ("path", "language", "format", "output_path", "callback", "model", "priority")
 

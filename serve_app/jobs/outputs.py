@@ -10,34 +10,21 @@ failing renderer leaves the targets as they were.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 from serve_app.errors import ServiceError
-from serve_app.formats import render_srt, render_tsv, render_txt, render_vtt, render_whisper_json
-from serve_app.jobs.job import OUTPUT_FORMATS
+from serve_app.formats import FORMATS, OUTPUT_FORMATS
 from serve_app.transcript import Transcript
 
-__all__ = ["WRITERS", "output_names", "write_outputs"]
+__all__ = ["output_names", "write_outputs"]
 
 
-def _json(transcript: Transcript) -> str:
-    return json.dumps(render_whisper_json(transcript), ensure_ascii=False, indent=2) + "\n"
-
-
-WRITERS: dict[str, Callable[[Transcript], str]] = {
-    "txt": render_txt,
-    "vtt": render_vtt,
-    "srt": render_srt,
-    "tsv": render_tsv,
-    "json": _json,
-}
-"""The renderer of each output format, keyed by the file's extension."""
-
-assert tuple(WRITERS) == OUTPUT_FORMATS
+def _written(extension: str, transcript: Transcript) -> str:
+    write = FORMATS[extension].write
+    assert write is not None, extension
+    return write(transcript)
 
 
 def output_names(media_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], job_format: str) -> list[Path]:
@@ -97,7 +84,7 @@ def write_outputs(
     try:
         for target in targets:
             try:
-                staged.append((_stage(target, WRITERS[target.suffix[1:]](transcript)), target))
+                staged.append((_stage(target, _written(target.suffix[1:], transcript)), target))
             except OSError as exc:
                 raise ServiceError(f"could not write {target}: {exc.strerror or exc}") from exc
         for temporary, target in staged:
