@@ -1,17 +1,18 @@
-"""The Diarizer deployment: a pyannote.audio SpeakerDiarization pipeline on this replica's CPUs or GPU."""
+"""The Diarizer deployment: a pyannote.audio SpeakerDiarization pipeline on this replica's CPUs or
+GPU, with the pipelines Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
-import threading
-from collections import OrderedDict
 
 import numpy as np
 import ray
 from ray import serve
 
+from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import SpeakerTurn
-from serve_app.models.catalogue import ModelInfo
+from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
 
@@ -31,25 +32,21 @@ class Diarizer:
         assigned = ray.get_runtime_context().get_assigned_resources()
         self.device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
         torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))  # as many threads as the replica has cores
-        self.max_loaded = settings.max_loaded_models
         self.trusted_repos = tuple(settings.trusted_model_repos)
-        self._pipelines: OrderedDict[str, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self.load_model = multiplexed(self._load, ModelCatalogue(settings.model_dir), settings.max_loaded_models)
 
-    def _pipeline(self, model: ModelInfo):
-        with self._lock:
-            if model.path not in self._pipelines:
-                self._pipelines[model.path] = self.diarization.load_pipeline(
-                    model.path, device=self.device, source=model.source, trusted_repos=self.trusted_repos
-                )
-                while len(self._pipelines) > self.max_loaded:
-                    self._pipelines.popitem(last=False)
-            self._pipelines.move_to_end(model.path)
-            return self._pipelines[model.path]
+    def _load(self, model: ModelInfo):
+        return self.diarization.load_pipeline(
+            model.path, device=self.device, source=model.source, trusted_repos=self.trusted_repos
+        )
 
-    def diarize(self, audio: np.ndarray, model: ModelInfo, options: SpeakerOptions) -> list[SpeakerTurn]:
-        return self.diarization.diarize(
-            self._pipeline(model),
+    async def diarize(self, audio: np.ndarray, options: SpeakerOptions) -> list[SpeakerTurn]:
+        """The speaker turns, by the pipeline the request names (its multiplexed model id, a
+        `ModelInfo.version`)."""
+        pipeline = await requested_model(self.load_model)
+        return await asyncio.to_thread(
+            self.diarization.diarize,
+            pipeline,
             audio,
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,

@@ -78,8 +78,10 @@ class ModelStore:
         yield {"model": finished.result(), "created": download.created}
 
     def delete(self, name: str) -> ModelInfo:
-        """Remove a model from the folder. Replicas that loaded it drop it on their next request;
-        one that is transcribing with it finishes with the weights it holds in memory."""
+        """Remove a model from the folder. No replica that loaded it uses it again: requests name
+        a model by its version, which a model downloaded again under the same id does not share
+        (deployments/multiplexing.py). Its weights go when they are a replica's least recently
+        used; a request still transcribing with them finishes with them."""
         model = self.catalogue.find(name)
         if model is None:
             raise NotFound("model not found")

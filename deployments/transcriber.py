@@ -1,4 +1,5 @@
-"""The Transcriber deployment: faster-whisper on this replica's CPUs or GPU."""
+"""The Transcriber deployment: faster-whisper on this replica's CPUs or GPU, with the models
+Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.multiplexing import multiplexed, requested_model
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
-from serve_app.models.catalogue import ModelInfo
+from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
@@ -52,28 +54,32 @@ class Transcriber:
             compute_type=settings.compute_type,
             cpu_threads=cpu_threads,
             workers=workers,
-            max_loaded=settings.max_loaded_models,
             beam_size=settings.beam_size,
             batch_audio_seconds=BatchConfig().batch_audio_seconds,
+        )
+        self.load_model = multiplexed(
+            lambda model: self.engine.load(model.path), ModelCatalogue(settings.model_dir), settings.max_loaded_models
         )
 
     def reconfigure(self, config: dict) -> None:
         self.engine.batcher.max_batch_seconds = BatchConfig.model_validate(config).batch_audio_seconds
 
-    async def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        async with aclosing(self.stream(audio, model, options)) as events:
+    async def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Transcript:
+        """The whole transcript, with the model the request names (its multiplexed model id,
+        a `ModelInfo.version`)."""
+        async with aclosing(self.stream(audio, options)) as events:
             info = await anext(events)
             assert isinstance(info, TranscriptInfo)
             return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
 
-    async def stream(
-        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions
-    ) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def stream(self, audio: np.ndarray, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks
-        of the other requests in flight. Async, so that Serve cancels it when the caller goes
-        away, which drops the chunks not decoding yet."""
+        of the other requests in flight for the same model and options. The model is the one
+        the request names, as `transcribe`. Async, so that Serve cancels it when the caller
+        goes away, which drops the chunks not decoding yet."""
         with self._watched():
-            async with aclosing(self.engine.astream(audio, model, options)) as events:
+            whisper = await requested_model(self.load_model)
+            async with aclosing(self.engine.astream(audio, whisper, options)) as events:
                 async for event in events:
                     yield event
 
@@ -96,6 +102,11 @@ class Transcriber:
             raise RuntimeError(f"the engine failed {self._failures_in_a_row} requests in a row; last: {self._last_failure}")
 
     def describe(self) -> dict:
+        """The engine's settings and counters: the batches and chunks decoded are what
+        benchmarks/throughput.py reports; the streams open and segments decoded show the tests
+        that a client gone stops its decoding. The models the replica holds are Serve's to
+        report: the multiplexed model ids each replica pushes to the controller, on which
+        requests are routed."""
         engine = self.engine
         return {
             "device": engine.device,
@@ -105,7 +116,6 @@ class Transcriber:
             "batch_audio_seconds": engine.batcher.max_batch_seconds,
             "batches": engine.batcher.batches,
             "chunks_decoded": engine.batcher.chunks,
-            "loaded": engine.loaded(),
             "active_streams": engine.active_streams,
             "segments_decoded": engine.segments_decoded,
         }

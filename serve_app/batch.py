@@ -329,16 +329,15 @@ def decode_media(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Transcribe:
-    """An actor of the transcription pool: a WhisperEngine holding the batch's model (and, to
+    """An actor of the transcription pool: a WhisperEngine and the batch's model it loaded (and, to
     diarize, a pyannote pipeline with the same threads and device), fed one decoded file a
     call. A file it cannot transcribe comes back with the reason."""
 
     def __init__(self, model: ModelInfo, engine: dict[str, Any], diarization_path: str | None = None) -> None:
         from serve_app.engine.whisper import WhisperEngine
 
-        self.model = model
-        self.engine = WhisperEngine(max_loaded=1, **engine)
-        self.engine.model(model.path)  # loaded now: a model that cannot load stops the batch at once
+        self.engine = WhisperEngine(**engine)
+        self.whisper = self.engine.load(model.path)  # now: a model that cannot load stops the batch at once
         self.diarizer = None
         if diarization_path is not None:
             import torch
@@ -361,7 +360,7 @@ class Transcribe:
             if not error:
                 try:
                     audio = np.asarray(audio)
-                    transcript = self.engine.transcribe(audio, self.model, DecodeOptions(language=language or None))
+                    transcript = self.engine.transcribe(audio, self.whisper, DecodeOptions(language=language or None))
                     if self.diarizer is not None:
                         self._label_speakers(transcript, audio)
                 except ServiceError as failure:

@@ -1,4 +1,8 @@
-"""decode -> transcribe: the one way through, shared by the HTTP routes, the job queue and batch."""
+"""decode -> transcribe: the one way through, shared by the HTTP routes, the job queue and batch.
+
+The Transcriber and the Diarizer are told a request's model by Ray Serve's model multiplexing:
+`handle.options(multiplexed_model_id=model.version)`, which routes the request to a replica
+that holds that model (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from functools import partial
 from typing import BinaryIO
 
 import numpy as np
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.diarization.speakers import SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
@@ -159,9 +163,9 @@ class Pipeline:
     async def _transcribe(
         self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions] | None
     ) -> Transcript:
-        responses = [self.transcriber.transcribe.remote(audio, model, options)]
+        responses = [self.transcriber.options(multiplexed_model_id=model.version).transcribe.remote(audio, options)]
         if speakers is not None:
-            responses.append(self.diarizer.diarize.remote(audio, *speakers))
+            responses.append(self._diarize(audio, speakers))
         try:
             transcript, *turns = await asyncio.wait_for(asyncio.gather(*responses), timeout=self.timeout_s)
         except TimeoutError:
@@ -176,13 +180,17 @@ class Pipeline:
             transcript.info.task = "diarize"
         return transcript
 
+    def _diarize(self, audio: np.ndarray, speakers: tuple[ModelInfo, SpeakerOptions]) -> DeploymentResponse:
+        model, options = speakers
+        return self.diarizer.options(multiplexed_model_id=model.version).diarize.remote(audio, options)
+
     async def stream_with_speakers(
         self, prepared: Prepared, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
     ) -> AsyncIterator[TranscriptInfo | Segment]:
         """As `stream`, each segment with its speaker: segments decoded before the speaker turns
         are known wait for them; those after go out as they come. Where the Diarizer heard
         nobody at all, no segment goes out (see `transcribe`)."""
-        diarizing = self.diarizer.diarize.remote(prepared.audio, *speakers)
+        diarizing = self._diarize(prepared.audio, speakers)
         turns = asyncio.ensure_future(diarizing)
         labeller: SpeakerLabeller | None = None
         waiting: list[Segment] = []
@@ -210,7 +218,8 @@ class Pipeline:
     async def stream(self, prepared: Prepared, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         """The TranscriptInfo, then each segment as the Transcriber decodes it. Closing this
         iterator early (a client gone) cancels the decoding on the replica."""
-        response = self.transcriber.options(stream=True).stream.remote(prepared.audio, prepared.model, options)
+        transcriber = self.transcriber.options(stream=True, multiplexed_model_id=prepared.model.version)
+        response = transcriber.stream.remote(prepared.audio, options)
         try:
             async for event in response:
                 yield event

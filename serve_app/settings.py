@@ -38,7 +38,9 @@ class AppSettings(BaseModel):
     with `torch.load(weights_only=True)`, and one that cannot be read so is refused (403)."""
 
     max_loaded_models: int = Field(default=2, ge=1)
-    """Models each Transcriber replica keeps loaded; the least recently used goes first."""
+    """Models each Transcriber replica, and each Diarizer replica, keeps loaded; the least
+    recently used goes first. Ray Serve's model multiplexing holds them
+    (`max_num_models_per_replica`) and routes a request to a replica that holds its model."""
 
     compute_type: str = "auto"
     """CTranslate2 compute type; `auto` is int8 on CPU and float16 on GPU."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,38 @@ def test_leftovers_of_a_dead_process_are_cleaned(catalogue: ModelCatalogue) -> N
     (catalogue.root / ".partial-base-1234").mkdir()
     catalogue.clean_partials()
     assert list(catalogue.root.iterdir()) == []
+
+
+def weights(folder: Path) -> None:
+    (folder / "model.bin").write_bytes(b"x" * 10)
+    (folder / "config.json").write_text("{}")
+
+
+def test_a_model_placed_again_under_its_id_has_another_version(catalogue: ModelCatalogue) -> None:
+    first = catalogue.add("copy", weights)
+    assert first.version.startswith("copy@") and catalogue.at_version(first.version) == first
+    assert "install_id" not in first.to_json(), "the version is the replicas' business, not the API's"
+    catalogue.remove("copy")
+    assert catalogue.at_version(first.version) is None, "a deleted model was found by its version"
+    again = catalogue.add("copy", weights)  # within the same second: `created` alone would not tell them apart
+    assert again.version != first.version
+    assert catalogue.at_version(first.version) is None, "the new copy answered for the old one"
+    assert catalogue.at_version(again.version) == again == catalogue.find("copy")
+
+
+def test_a_folder_copied_in_by_hand_is_versioned_by_its_modification_time(catalogue: ModelCatalogue) -> None:
+    folder = catalogue.root / "by-hand"
+    folder.mkdir()
+    weights(folder)
+    [model] = catalogue.models()
+    assert catalogue.at_version(model.version) == model
+    later = folder.stat().st_mtime_ns + 1_000_000  # as a copy made again a millisecond later
+    os.utime(folder, ns=(later, later))
+    [again] = catalogue.models()
+    assert again.version != model.version and catalogue.at_version(model.version) is None
+
+
+@pytest.mark.parametrize("version", ["", "copy", "copy@", "@1", "../copy@1", ".partial-copy@1", "a/copy@1"])
+def test_a_version_names_one_folder_of_the_catalogue_or_nothing(catalogue: ModelCatalogue, version: str) -> None:
+    catalogue.add("copy", weights)
+    assert catalogue.at_version(version) is None

@@ -12,6 +12,15 @@ into each batch. The rules:
   batch after takes as many of its chunks as it already has taken (1, 1, 2, 4, ...): the first
   words of a long file come back as soon as a lone chunk decodes, and the rest ramps up to
   full batches.
+
+Why not Ray Serve's `@serve.batch`: it batches calls, and a request here is many chunks that
+decode one batch after another, its first chunk first, then more each time (the ramp above);
+as calls, each chunk would be a call of its own through the replica. It splits a batch by the
+multiplexed model id only, where chunks must also agree on task, language and decoding
+options. And a worker here takes what is waiting when it comes free, where Serve's batch waits
+up to `batch_wait_timeout_s` for more. Requests for one model still meet here: Serve's model
+multiplexing routes them to the replica that holds the model (deployments/transcriber.py), and
+their keys hold the same loaded model.
 """
 
 from __future__ import annotations

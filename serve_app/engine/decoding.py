@@ -33,9 +33,10 @@ _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePi
 
 @dataclass(frozen=True, slots=True)
 class DecodeKey:
-    """All a chunk's decoding depends on beside its audio: chunks with equal keys may share a batch."""
+    """All a chunk's decoding depends on beside its audio: chunks with equal keys may share a batch.
+    The model is compared by identity: chunks share a batch only on the same loaded weights."""
 
-    model_path: str
+    model: WhisperModel
     task: str
     language: str
     prompt: str | None

@@ -1,8 +1,12 @@
-"""faster-whisper behind a small cache of loaded models and a batcher: the Transcriber's core.
+"""faster-whisper behind a batcher: the Transcriber's core.
 
 A request's audio is cut at silences into chunks of at most 30 s (`prepare`); the chunks of
 all requests in flight are decoded in batches by the engine's workers (serve_app/engine/batcher.py);
 each request reads its own chunks' segments back in order (`Decoding`).
+
+The engine loads models (`load`) but keeps none: its callers hold what they loaded and hand it
+to each request. The Transcriber holds its replica's models in Ray Serve's model multiplexing
+(deployments/transcriber.py), the batch pipeline its one model.
 
 No Ray here: tests and the batch pipeline use it directly.
 """
@@ -11,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +36,6 @@ from serve_app.engine.decoding import (
     to_segment,
 )
 from serve_app.errors import NotFound
-from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
@@ -128,8 +130,8 @@ def _seconds(cut: Cut) -> list[float]:
 
 
 class WhisperEngine:
-    """Loads each model once, keeps at most `max_loaded` of them, and transcribes with them:
-    `workers` batches decode at the same time, each on `cpu_threads` threads (serve_app/engine/budget.py)."""
+    """Loads models and transcribes with them: `workers` batches decode at the same time, each
+    on `cpu_threads` threads (serve_app/engine/budget.py)."""
 
     def __init__(
         self,
@@ -138,7 +140,6 @@ class WhisperEngine:
         compute_type: str = "auto",
         cpu_threads: int = 1,
         workers: int = 1,
-        max_loaded: int = 2,
         beam_size: int = 5,
         batch_audio_seconds: float = 240,
     ) -> None:
@@ -146,9 +147,7 @@ class WhisperEngine:
         self.compute_type = compute_type if compute_type != "auto" else ("float16" if device == "cuda" else "int8")
         self.cpu_threads = cpu_threads
         self.workers = workers
-        self.max_loaded = max_loaded
         self.beam_size = beam_size
-        self._loaded: OrderedDict[str, WhisperModel] = OrderedDict()
         self._lock = threading.Lock()
         self.active_streams = 0
         self.segments_decoded = 0
@@ -156,44 +155,24 @@ class WhisperEngine:
             self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch"
         )
 
-    def model(self, path: str) -> WhisperModel:
-        with self._lock:
-            self._forget_deleted()
-            if path in self._loaded:
-                self._loaded.move_to_end(path)
-                return self._loaded[path]
-            if not Path(path).is_dir():
-                # faster-whisper would take a missing folder for a hub name and download it.
-                raise NotFound(f"model not found: {path} was deleted")
-            model = WhisperModel(
-                path,
-                device=self.device,
-                compute_type=self.compute_type,
-                cpu_threads=self.cpu_threads,
-                num_workers=self.workers,
-            )
-            self._loaded[path] = model
-            while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)
-            return model
+    def load(self, path: str) -> WhisperModel:
+        """The model in the folder `path`, loaded for this engine's device and threads. Nothing is
+        kept here: a request that still decodes with a model its holder has let go of keeps
+        the weights until it ends."""
+        if not Path(path).is_dir():
+            # faster-whisper would take a missing folder for a hub name and download it.
+            raise NotFound(f"model not found: {path} was deleted")
+        return WhisperModel(
+            path,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            num_workers=self.workers,
+        )
 
-    def _forget_deleted(self) -> None:
-        # A model deleted through the ModelStore is dropped here; a transcription still running
-        # on it keeps its own reference to the weights and finishes.
-        for path in [path for path in self._loaded if not Path(path).is_dir()]:
-            del self._loaded[path]
-
-    def loaded(self) -> list[str]:
-        return list(self._loaded)
-
-    def unload(self, path: str) -> bool:
-        with self._lock:
-            return self._loaded.pop(path, None) is not None
-
-    def prepare(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Prepared:
+    def prepare(self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions) -> Prepared:
         """Cut the audio's first minute at silences and settle its language (detected when not
         given)."""
-        whisper = self.model(model.path)
         head, rest_start = cut_head(audio)
         if options.language is not None:
             language, probability = (options.language if whisper.model.is_multilingual else "en"), 1.0
@@ -201,7 +180,7 @@ class WhisperEngine:
             speech = np.concatenate([chunk.audio for chunk in head.chunks]) if head.chunks else audio
             language, probability = detect_language(whisper, speech)
         key = DecodeKey(
-            model_path=model.path,
+            model=whisper,
             task=options.task,
             language=language,
             prompt=options.prompt,
@@ -220,17 +199,17 @@ class WhisperEngine:
 
     def _decode_batch(self, key: Hashable, chunks: list[Chunk]) -> list[list[dict]]:
         assert isinstance(key, DecodeKey)
-        return decode_batch(self.model(key.model_path), key, chunks)
+        return decode_batch(key.model, key, chunks)
 
     def _count(self, *, streams: int = 0, segments: int = 0) -> None:
         with self._lock:
             self.active_streams += streams
             self.segments_decoded += segments
 
-    def stream(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
-        """The TranscriptInfo first, then each segment as its chunk decodes. Closing the iterator
-        early (a client gone) drops the chunks not decoding yet."""
-        prepared = self.prepare(audio, model, options)
+    def stream(self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
+        """The TranscriptInfo first, then each segment as its chunk decodes, with the model
+        `load` gave. Closing the iterator early (a client gone) drops the chunks not decoding yet."""
+        prepared = self.prepare(audio, whisper, options)
         yield prepared.info
         decoding = self.decode(prepared)
         try:
@@ -239,11 +218,11 @@ class WhisperEngine:
             decoding.close()
 
     async def astream(
-        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions
+        self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions
     ) -> AsyncIterator[TranscriptInfo | Segment]:
         """`stream`, without blocking the event loop: the cutting runs in threads, the decoding
         in the batcher's workers. Closing it early drops the chunks not decoding yet."""
-        prepared = await asyncio.to_thread(self.prepare, audio, model, options)
+        prepared = await asyncio.to_thread(self.prepare, audio, whisper, options)
         yield prepared.info
         decoding = self.decode(prepared)
         try:
@@ -252,8 +231,8 @@ class WhisperEngine:
         finally:
             decoding.close()
 
-    def transcribe(self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions) -> Transcript:
-        events = self.stream(audio, model, options)
+    def transcribe(self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions) -> Transcript:
+        events = self.stream(audio, whisper, options)
         info = next(events)
         assert isinstance(info, TranscriptInfo)
         return Transcript(info=info, segments=list(events))  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """The models on disk: one folder a model under the model folder, found by id or alias.
 
 A model folder holds the model's files and `whisper-serve.json` (id, kind, source, aliases,
-created). A folder is only ever renamed into place once whole, so a listed model is complete;
+created, install_id). A folder is only ever renamed into place once whole, so a listed model is complete;
 a CTranslate2 Whisper folder an operator copies in by hand (model.bin + config.json) is listed
 too, under its folder name. The disk is the truth: every look-up reads it, so several processes
 (the ModelStore, a batch job) see the same catalogue.
@@ -49,6 +49,19 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
     multilingual: bool = True
     size_bytes: int = 0
+    install_id: str = ""
+    """Tells this copy of the model from one placed under the same id before or after it: a
+    random id given when the folder is placed (for a folder without one, such as one copied in
+    by hand, the modification time of its metadata or its folder, in nanoseconds)."""
+
+    @property
+    def version(self) -> str:
+        """The model's folder and install id, `tiny.en@3f2a...`: the name the Transcriber's and
+        the Diarizer's replicas load a model by and Ray Serve routes requests on (the
+        multiplexed model id). A model deleted and placed again gets another version, so that no
+        replica answers for it with the weights it loaded before; `ModelCatalogue.at_version`
+        finds it again."""
+        return f"{Path(self.path).name}@{self.install_id}"
 
     def answers_to(self, name: str) -> bool:
         """Whether `name` is this model's id or one of its aliases, exactly: a name that differs
@@ -61,6 +74,7 @@ class ModelInfo:
         body = {"id": self.id, "object": "model"} | asdict(self)
         body["path"] = Path(self.path).name
         body["aliases"] = list(self.aliases)
+        del body["install_id"]
         return body
 
 
@@ -80,19 +94,34 @@ class ModelCatalogue:
     def find(self, name: str) -> ModelInfo | None:
         return next((model for model in self.models() if model.answers_to(name)), None)
 
+    def at_version(self, version: str) -> ModelInfo | None:
+        """The model whose `version` this is, or None where its folder is gone or holds another
+        model since (deleted, then placed again)."""
+        name, _, install_id = version.rpartition("@")
+        if not name or not install_id or name.startswith(".") or Path(name).name != name:
+            return None
+        try:
+            model = self._read(self.root / name)
+        except OSError:  # deleted while read
+            return None
+        return model if model is not None and model.version == version else None
+
     def _read(self, folder: Path) -> ModelInfo | None:
         metadata = folder / METADATA_FILE
         if metadata.is_file():
             fields = json.loads(metadata.read_text())
             fields["aliases"] = tuple(fields.get("aliases", ()))
+            fields.setdefault("install_id", str(metadata.stat().st_mtime_ns))
             return ModelInfo(path=str(folder), **fields)
         if (folder / "model.bin").is_file() and (folder / "config.json").is_file():
+            stat = folder.stat()
             return ModelInfo(
                 id=folder.name,
                 path=str(folder),
-                created=int(folder.stat().st_mtime),
+                created=int(stat.st_mtime),
                 multilingual=is_multilingual(folder),
                 size_bytes=_folder_size(folder),
+                install_id=str(stat.st_mtime_ns),
             )
         return None
 
@@ -123,6 +152,7 @@ class ModelCatalogue:
                 aliases=tuple(aliases),
                 multilingual=kind != "transcription" or is_multilingual(partial),
                 size_bytes=_folder_size(partial),
+                install_id=uuid.uuid4().hex,
             )
             fields = {name: value for name, value in asdict(info).items() if name != "path"}
             (partial / METADATA_FILE).write_text(json.dumps(fields, indent=2))
