@@ -59,5 +59,5 @@ def test_imports_run_one_way(module: str) -> None:
 
 def test_every_deployment_has_its_own_file_and_the_graph_is_built_there() -> None:
     files = {path.stem for path in (ROOT / "deployments").glob("*.py")} - {"__init__"}
-    assert files == {"app", "ingress", "transcriber", "diarizer", "model_store", "job_queue"}
+    assert files == {"app", "ingress", "transcriber", "diarizer", "model_store", "job_queue", "multiplexing"}
     assert "serve.deployment" not in "".join(path.read_text() for path in (ROOT / "serve_app").rglob("*.py"))

@@ -17,7 +17,7 @@ from ray.serve.context import _get_global_client
 from serve_app.local import APP_NAME
 from serve_app.models.catalogue import ModelCatalogue
 
-pytestmark = pytest.mark.serve
+pytestmark = pytest.mark.slow
 
 
 def held(deployment: str) -> list[set[str]]:

@@ -31,7 +31,9 @@ def test_fits_some_node(required: dict, fits: bool) -> None:
 
 @pytest.mark.slow
 def test_the_gpu_config_on_a_host_without_gpu_answers_503_with_the_reason(service) -> None:
-    gpu = application(load_config("config.yaml"), name="gpu", route_prefix="/gpu", model_dir=service.model_dir, allow_anonymous=True)
+    gpu = application(
+        load_config("config.yaml"), name="gpu", route_prefix="/gpu", model_dir=service.model_dir, allow_anonymous=True
+    )
     service.deploy([*service.apps, gpu])
     try:
         deadline = time.monotonic() + 60
