@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from ray.exceptions import RayActorError, RayTaskError
-from ray.serve.exceptions import BackPressureError
 
 __all__ = [
     "BadGateway",
@@ -114,6 +112,10 @@ def error_body(status: int, reason: str | None = None) -> dict:
 
 def as_service_error(exc: Exception) -> ServiceError | None:
     """The ServiceError behind an exception that crossed a deployment handle, if any."""
+    # Imported here, so that the job and engine cores that raise these errors load without Ray.
+    from ray.exceptions import RayActorError, RayTaskError
+    from ray.serve.exceptions import BackPressureError
+
     if isinstance(exc, RayTaskError) and isinstance(exc.cause, (ServiceError, BackPressureError)):
         exc = exc.cause
     if isinstance(exc, ServiceError):

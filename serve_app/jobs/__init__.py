@@ -1,5 +1,6 @@
 """The job API's core, without Ray: jobs, where they may read and write, their outputs, the
-durable queue and the callbacks. The JobQueue deployment and the routes sit on top."""
+durable queue, the scheduler that runs its jobs, and the callbacks. The JobQueue deployment
+and the routes sit on top."""
 
 from serve_app.jobs.callbacks import (
     SIGNATURE_HEADER,
@@ -14,6 +15,7 @@ from serve_app.jobs.callbacks import (
 from serve_app.jobs.job import JOB_FORMATS, OUTPUT_FORMATS, Job, JobStatus, check_callback_url, parse_submission
 from serve_app.jobs.outputs import output_names, write_outputs
 from serve_app.jobs.paths import JobFolders
+from serve_app.jobs.scheduler import JobScheduler
 from serve_app.jobs.store import JobStore, Recovery
 from serve_app.jobs.submission import admit_submission
 from serve_app.jobs.targets import callback_client, check_callback
@@ -26,6 +28,7 @@ __all__ = [
     "Delivery",
     "Job",
     "JobFolders",
+    "JobScheduler",
     "JobStatus",
     "JobStore",
     "Recovery",
