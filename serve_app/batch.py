@@ -68,7 +68,7 @@ from serve_app.engine.budget import thread_budget
 from serve_app.errors import ServiceError
 from serve_app.jobs.job import JOB_FORMATS
 from serve_app.jobs.outputs import output_names, write_outputs
-from serve_app.languages import AUTO, LANGUAGES
+from serve_app.languages import UnknownLanguage, normalise_language
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.models.embedded import EMBEDDED_MODELS
 from serve_app.models.ids import WHISPER_1
@@ -191,12 +191,10 @@ class BatchSettings:
 
 def _language(value: str | None, where: str) -> str | None:
     """A language code, None for detection; BatchError naming `where` for one Whisper lacks."""
-    value = (value or "").strip().lower()
-    if value in AUTO:
-        return None
-    if value not in LANGUAGES:
-        raise BatchError(f"{where}: language {value!r} is not a code Whisper knows; use one such as en, de or fr, or auto")
-    return value
+    try:
+        return normalise_language(value)
+    except UnknownLanguage as exc:
+        raise BatchError(f"{where}: {exc}") from None
 
 
 def find_media(folder: Path, extensions: Iterable[str] = MEDIA_EXTENSIONS) -> list[tuple[Path, str | None]]:

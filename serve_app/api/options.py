@@ -11,7 +11,7 @@ from starlette.datastructures import FormData
 
 from serve_app.errors import BadRequest
 from serve_app.formats import RESPONSE_FORMATS
-from serve_app.languages import AUTO, LANGUAGES
+from serve_app.languages import UnknownLanguage, normalise_language
 from serve_app.options import DecodeOptions, SpeakerOptions, Task
 
 __all__ = ["RequestOptions", "parse_request_options"]
@@ -98,15 +98,10 @@ def parse_request_options(fields: FormData, *, task: Task, stream: bool = False)
     if response_format not in RESPONSE_FORMATS:
         raise BadRequest(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, not {response_format!r}")
 
-    language = _field(fields, "language")
-    if language is not None:
-        language = language.lower()
-        if language in AUTO:
-            language = None
-        elif language not in LANGUAGES:
-            raise BadRequest(
-                f"language {language!r} is not an ISO-639-1 code Whisper knows; send one such as en, de or fr, or auto to detect it"
-            )
+    try:
+        language = normalise_language(_field(fields, "language"))
+    except UnknownLanguage as exc:
+        raise BadRequest(str(exc)) from None
 
     prompt = _field(fields, "prompt")
     if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:

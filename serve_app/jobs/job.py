@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from serve_app.errors import BadRequest
-from serve_app.languages import AUTO, LANGUAGES
+from serve_app.languages import UnknownLanguage, normalise_language
 
 __all__ = [
     "JOB_FORMATS",
@@ -178,13 +178,10 @@ def parse_submission(
     if path is None:
         raise BadRequest("path is required: the absolute path of a media file in one of the job API's media folders")
 
-    language = (_string(body, "language") or "").lower()
-    if language in AUTO:
-        language = ""
-    elif language not in LANGUAGES:
-        raise BadRequest(
-            f"language {language!r} is not a code Whisper knows; send one such as en, de or fr, or leave it out to detect it"
-        )
+    try:
+        language = normalise_language(_string(body, "language")) or ""  # the job's JSON keeps "" for detected
+    except UnknownLanguage as exc:
+        raise BadRequest(str(exc)) from None
 
     job_format = (_string(body, "format") or "txt").lower()
     if job_format not in JOB_FORMATS:
