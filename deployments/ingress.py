@@ -6,7 +6,7 @@ import io
 
 from ray import serve
 from ray.serve.handle import DeploymentHandle
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.types import ASGIApp
 
 from serve_app.api.app import all_routes, http_app
@@ -51,7 +51,8 @@ class Ingress:
         if task not in ("transcribe", "translate"):
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
         await self.readiness.require(NEEDS[task])
-        options = parse_request_options(FormData(list(fields.items())), task=task)
-        prepared = await self.pipeline.prepare(io.BytesIO(media), options.model, options.decode)
+        upload = UploadFile(io.BytesIO(media), filename="media")
+        options = parse_request_options(FormData([*fields.items(), ("file", upload)]), task=task)
+        prepared = await self.pipeline.prepare(upload.file, options.model, options.decode)
         transcript = await self.pipeline.transcribe(prepared, options.decode)
         return render(transcript, options.response_format, words=options.decode.word_timestamps)

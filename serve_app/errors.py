@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-
 __all__ = [
     "BadGateway",
     "BadRequest",

@@ -167,7 +167,8 @@ class Pipeline:
         if speakers is not None:
             responses.append(self._diarize(audio, speakers))
         try:
-            transcript, *turns = await asyncio.wait_for(asyncio.gather(*responses), timeout=self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                transcript, *turns = await asyncio.gather(*responses)
         except TimeoutError:
             for response in responses:
                 response.cancel()

@@ -86,6 +86,10 @@ def test_each_format_of_the_spec(job_format: str) -> None:
     assert submit({"path": "/m/a.mp3", "format": job_format}).format == job_format
 
 
+def test_a_format_is_read_in_any_case() -> None:
+    assert submit({"path": "/m/a.mp3", "format": " VTT "}).format == "vtt"
+
+
 def test_an_unknown_format_is_refused_with_the_list() -> None:
     reason = refusal({"path": "/m/a.mp3", "format": "mp3"})
     assert "format must be one of txt, vtt, srt, tsv, json, all" in reason
@@ -151,6 +155,20 @@ def test_priority_must_be_an_integer(priority: Any) -> None:
 def test_priority_is_bounded_so_it_fits_the_store() -> None:
     assert submit({"path": "/m/a.mp3", "priority": -(2**31)}).priority == -(2**31)
     assert "priority must be between" in refusal({"path": "/m/a.mp3", "priority": 2**63})
+
+
+def test_every_field_to_fix_is_named_at_once() -> None:
+    reason = refusal({"path": 5, "format": "mp3", "priority": "1", "colour": "blue"})
+    assert reason.split("; ") == [
+        "path must be a string, not a number",
+        "format must be one of txt, vtt, srt, tsv, json, all, not 'mp3'",
+        "priority must be an integer, not a string",
+        "unknown field 'colour': a job takes path, language, format, output_path, callback, model, priority",
+    ]
+
+
+def test_an_unknown_field_is_refused_even_when_null() -> None:
+    assert "unknown field 'colour'" in refusal({"path": "/m/a.mp3", "colour": None})
 
 
 @pytest.mark.parametrize("body", [[], "path", 3, None])

@@ -154,7 +154,7 @@ def test_no_more_jobs_run_than_the_capacity_allows(setup: Setup) -> None:
         scheduler.start()
         await until(lambda: len(setup.pipeline.started) == 2, "two started")
         await asyncio.sleep(0.2)  # a few polls: still two
-        assert setup.pipeline.started == ["0.wav", "1.wav"]
+        assert sorted(setup.pipeline.started) == ["0.wav", "1.wav"]  # the two first, in either order
         assert [setup.status(job) for job in jobs] == [JobStatus.RUNNING] * 2 + [JobStatus.QUEUED] * 3
         assert scheduler.running == 2
         # The progress of a job under way: the first segment ends half-way.

@@ -6,7 +6,6 @@ import logging
 from collections.abc import AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -96,7 +95,7 @@ class V1Routes:
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise BadRequest("send the request as multipart/form-data, with the audio in a field named file")
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
-            options = self._options(form, request, task)
+            options = parse_request_options(form, task=task, stream=wants_stream(request))
             speakers = None
             if options.speakers is not None:
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
@@ -110,9 +109,3 @@ class V1Routes:
                 _sse(events, options), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
             )
         return _render(await self.pipeline.transcribe(prepared, options.decode, speakers), options)
-
-    @staticmethod
-    def _options(form: FormData, request: Request, task: Task) -> RequestOptions:
-        if not isinstance(form.get("file"), UploadFile):
-            raise BadRequest("file is required: send the audio or video as a file part named file")
-        return parse_request_options(form, task=task, stream=wants_stream(request))

@@ -143,7 +143,8 @@ class BodyGuard:
                 return await receive()
             started = started if started is not None else loop.time()
             try:
-                message = await asyncio.wait_for(receive(), timeout=self.idle_timeout_s)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await receive()
             except TimeoutError:
                 raise RequestTimeout(
                     f"the upload sent nothing for {self.idle_timeout_s:g} s (upload_idle_timeout_s); send the body without pauses"

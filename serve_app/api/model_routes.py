@@ -14,30 +14,27 @@ from starlette.routing import Route
 
 from serve_app.api.audio_routes import wants_stream
 from serve_app.api.http import parse_json, require_content_type
+from serve_app.api.requests import PATH_EXAMPLE, ModelDownload, form_input
 from serve_app.api.sse import PING_SECONDS, error_event, ping_event
-from serve_app.errors import BadRequest, NotFound, as_service_error
+from serve_app.errors import NotFound, as_service_error
 
 __all__ = ["ModelRoutes"]
 
 
 MODEL_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
-PATH_EXAMPLE = '{"path": "small.en"}'
 
 
 async def _model_path(request: Request) -> str:
-    """`path` from a JSON, urlencoded or multipart body."""
+    """`path` from a JSON, urlencoded or multipart body (ModelDownload)."""
     media_type = require_content_type(
         request, MODEL_BODY_TYPES, f"send JSON such as {PATH_EXAMPLE} with Content-Type: application/json, or a form"
     )
     if media_type != "application/json":
         async with request.form(max_files=0, max_fields=20) as form:
-            path = form.get("path")
+            body = form_input(form, ModelDownload)
     else:
         body = parse_json(await request.body() or b"{}", example=PATH_EXAMPLE)
-        path = body.get("path") if isinstance(body, dict) else None
-    if not isinstance(path, str) or not path.strip():
-        raise BadRequest(f"missing path: send the model to download, such as {PATH_EXAMPLE}")
-    return path.strip()
+    return ModelDownload.from_body(body).path
 
 
 def _event(item: dict[str, Any]) -> ServerSentEvent:

@@ -1,80 +1,140 @@
-"""The OpenAPI 3.1 document of both APIs, served at /openapi.json.
+"""The OpenAPI 3.1 document of both APIs, served at /openapi.json, generated: the schema of
+each request body from its model (requests.py, jobs/job.py: the rules the route enforces,
+limits included), and the rest from the table of operations below and the schemas of the
+answers beside it.
 
-Written as data beside the routes it describes; tests/test_openapi.py checks that every route
-of the app is in it and nothing else is, and fuzzes the running service against it.
+tests/test_openapi.py checks that every route of the app is in it and nothing else is, that
+its bounds are the ones the models enforce, and fuzzes the running service against it.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["openapi_document"]
+from serve_app.api.requests import DiarizationForm, ModelDownload, TranscriptionForm
+from serve_app.jobs.job import JobRequest
+from serve_app.validation import SCHEMA_REF, RequestModel, request_schemas
 
-_ERROR = {"$ref": "#/components/schemas/Error"}
+__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+
+JSON = "application/json"
+FORM = "multipart/form-data"
+URLENCODED = "application/x-www-form-urlencoded"
 
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": SCHEMA_REF.format(model=name)}
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def _json(schema: dict[str, Any] | str, description: str) -> dict[str, Any]:
+    """An answer of JSON: `schema`, or the component schema of that name."""
+    return {"description": description, "content": {JSON: {"schema": _ref(schema) if isinstance(schema, str) else schema}}}
 
 
-def _errors() -> dict[str, Any]:
-    """Every failure answers the same JSON error body, whatever its status."""
-    return {"default": _json(_ERROR, "an error, with a reason that says what to do")}
-
-
-_SSE = {"text/event-stream": {"schema": {"type": "string"}}}
-
-_AUDIO_FORM = {
-    "type": "object",
-    "required": ["file", "model"],
-    "properties": {
-        "file": {"type": "string", "format": "binary", "description": "audio or video, any container FFmpeg reads"},
-        "model": {"type": "string", "description": "a model id or alias of GET /v1/models"},
-        "language": {"type": "string", "description": "ISO-639-1 code, or auto"},
-        "response_format": {"type": "string", "enum": ["json", "verbose_json", "text", "srt", "vtt"]},
-        "prompt": {"type": "string", "maxLength": 4096},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 1},
-        "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": ["segment", "word"]}},
-        "stream": {"type": "boolean"},
-    },
-}
-
-
-_SPEAKER_FIELDS = {
-    "diarization_model": {"type": "string", "description": "a diarization model of GET /v1/models"},
-    "num_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
-    "min_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
-    "max_speakers": {"type": "integer", "minimum": 1, "maximum": 64},
-}
-
-
-def _audio_operation(summary: str, *, speakers: bool = False) -> dict[str, Any]:
-    form = _AUDIO_FORM | {"properties": _AUDIO_FORM["properties"] | _SPEAKER_FIELDS} if speakers else _AUDIO_FORM
-    return {
-        "summary": summary,
-        "parameters": [{"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}}],
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": form}}},
-        "responses": {
-            "200": {
-                "description": "the transcript in the response_format asked for, or a stream of events",
-                "content": {
-                    "application/json": {"schema": _ref("Transcription")},
-                    "text/plain": {"schema": {"type": "string"}},
-                    "application/x-subrip": {"schema": {"type": "string"}},
-                    "text/vtt": {"schema": {"type": "string"}},
-                    **_SSE,
-                },
-            },
-            **_errors(),
+_TEXT = {"type": "string"}
+_EVENTS = {"text/event-stream": {"schema": _TEXT}}
+_TRANSCRIPT = {
+    "200": {
+        "description": "the transcript in the response_format asked for, or a stream of events",
+        "content": {
+            JSON: {"schema": _ref("Transcription")},
+            "text/plain": {"schema": _TEXT},
+            "application/x-subrip": {"schema": _TEXT},
+            "text/vtt": {"schema": _TEXT},
+            **_EVENTS,
         },
     }
+}
+_HEALTH = {"200": _json("Status", "ready")}
 
 
-_SCHEMAS: dict[str, Any] = {
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One route and method of the app, as the document shows it."""
+
+    path: str
+    method: str
+    summary: str
+    responses: dict[str, Any]
+    """By status; every operation also answers the error body (`default`)."""
+    body: type[RequestModel] | None = None
+    body_types: tuple[str, ...] = (JSON,)
+    streams: bool = False
+    """Takes `?stream=true` for a text/event-stream answer."""
+
+    def document(self) -> dict[str, Any]:
+        operation: dict[str, Any] = {"summary": self.summary}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": _TEXT} for name in re.findall(r"\{(\w+)\}", self.path)
+        ]
+        if self.streams:
+            parameters.append({"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}})
+        if parameters:
+            operation["parameters"] = parameters
+        if self.body is not None:
+            schema = _ref(self.body.__name__)
+            operation["requestBody"] = {"required": True, "content": {kind: {"schema": schema} for kind in self.body_types}}
+        operation["responses"] = self.responses | {"default": _json("Error", "an error, with a reason that says what to do")}
+        return operation
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("/v1/ping", "get", "whether the service can take work", _HEALTH),
+    Operation("/v1/health", "get", "whether the service can take work", _HEALTH),
+    Operation("/v1/models", "get", "the models present", {"200": _json("ModelList", "the models")}),
+    Operation(
+        "/v1/models",
+        "post",
+        "download a model from the hub",
+        {
+            "200": {
+                "description": "present already, or a stream of progress",
+                "content": {JSON: {"schema": _ref("Model")}, **_EVENTS},
+            },
+            "201": _json("Model", "downloaded now"),
+        },
+        body=ModelDownload,
+        body_types=(JSON, URLENCODED, FORM),
+        streams=True,
+    ),
+    Operation("/v1/models/{id}", "get", "one model", {"200": _json("Model", "the model")}),
+    Operation("/v1/models/{id}", "delete", "remove a model", {"200": _json("Model", "the model removed")}),
+    Operation("/v1/audio/transcriptions", "post", "transcribe audio", _TRANSCRIPT, TranscriptionForm, (FORM,), streams=True),
+    Operation(
+        "/v1/audio/translations", "post", "transcribe audio into English", _TRANSCRIPT, TranscriptionForm, (FORM,), streams=True
+    ),
+    Operation(
+        "/v1/audio/diarize", "post", "transcribe audio, with who spoke when", _TRANSCRIPT, DiarizationForm, (FORM,), streams=True
+    ),
+    Operation(
+        "/transcription/job",
+        "post",
+        "queue a job on a media file of the server's disk",
+        {"202": _json("Job", "queued")},
+        JobRequest,
+    ),
+    Operation("/transcription/job/{id}", "get", "a job", {"200": _json("Job", "the job")}),
+    Operation("/transcription/job/{id}", "delete", "remove a queued job", {"204": {"description": "removed"}}),
+    Operation(
+        "/transcription/jobs",
+        "get",
+        "queued, running, and the last 10 finished jobs",
+        {"200": _json({"type": "array", "items": _ref("Job")}, "the jobs")},
+    ),
+    Operation("/stats", "get", "job counts", {"200": _json("Stats", "the counts")}),
+    Operation(
+        "/smi",
+        "get",
+        "nvidia-smi of each GPU node",
+        {"200": {"description": "text for people", "content": {"text/plain": {"schema": _TEXT}}}},
+    ),
+    Operation("/openapi.json", "get", "this document", {"200": _json({"type": "object"}, "the document")}),
+)
+
+# The answers' schemas. The request bodies' come from their models.
+RESPONSE_SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "required": ["code", "reason"],
@@ -129,20 +189,6 @@ _SCHEMAS: dict[str, Any] = {
             "words": {"type": "array", "items": {"type": "object"}},
         },
     },
-    "JobRequest": {
-        "type": "object",
-        "required": ["path"],
-        "additionalProperties": False,
-        "properties": {
-            "path": {"type": "string"},
-            "language": {"type": "string"},
-            "format": {"type": "string", "enum": ["txt", "vtt", "srt", "tsv", "json", "all"]},
-            "callback": {"type": "string"},
-            "output_path": {"type": "string"},
-            "model": {"type": "string"},
-            "priority": {"type": "integer"},
-        },
-    },
     "Job": {
         "type": "object",
         "required": ["id", "path", "status", "progress", "Duration"],
@@ -170,16 +216,12 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
-
 
 def openapi_document() -> dict[str, Any]:
-    health = {"summary": "whether the service can take work", "responses": {"200": _json(_ref("Status"), "ready"), **_errors()}}
-    model_body = {
-        "type": "object",
-        "required": ["path"],
-        "properties": {"path": {"type": "string", "description": "a size name, a hub repository[@revision] or a ggml file name"}},
-    }
+    bodies = request_schemas(*dict.fromkeys(operation.body for operation in OPERATIONS if operation.body is not None))
+    paths: dict[str, dict[str, Any]] = {}
+    for operation in OPERATIONS:
+        paths.setdefault(operation.path, {})[operation.method] = operation.document()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -188,87 +230,9 @@ def openapi_document() -> dict[str, Any]:
             "description": "go-whisper's /v1 API (a superset of OpenAI's audio API) and the job API",
         },
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": RESPONSE_SCHEMAS | bodies,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{}, {"apiKey": []}],
-        "paths": {
-            "/v1/ping": {"get": health},
-            "/v1/health": {"get": health},
-            "/v1/models": {
-                "get": {
-                    "summary": "the models present",
-                    "responses": {"200": _json(_ref("ModelList"), "the models"), **_errors()},
-                },
-                "post": {
-                    "summary": "download a model from the hub",
-                    "parameters": [{"name": "stream", "in": "query", "required": False, "schema": {"type": "boolean"}}],
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {"schema": model_body},
-                            "application/x-www-form-urlencoded": {"schema": model_body},
-                            "multipart/form-data": {"schema": model_body},
-                        },
-                    },
-                    "responses": {
-                        "200": {
-                            "description": "present already, or a stream of progress",
-                            "content": {"application/json": {"schema": _ref("Model")}, **_SSE},
-                        },
-                        "201": _json(_ref("Model"), "downloaded now"),
-                        **_errors(),
-                    },
-                },
-            },
-            "/v1/models/{id}": {
-                "get": {
-                    "summary": "one model",
-                    "parameters": _ID,
-                    "responses": {"200": _json(_ref("Model"), "the model"), **_errors()},
-                },
-                "delete": {
-                    "summary": "remove a model",
-                    "parameters": _ID,
-                    "responses": {"200": _json(_ref("Model"), "the model removed"), **_errors()},
-                },
-            },
-            "/v1/audio/transcriptions": {"post": _audio_operation("transcribe audio")},
-            "/v1/audio/translations": {"post": _audio_operation("transcribe audio into English")},
-            "/v1/audio/diarize": {"post": _audio_operation("transcribe audio, with who spoke when", speakers=True)},
-            "/transcription/job": {
-                "post": {
-                    "summary": "queue a job on a media file of the server's disk",
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("JobRequest")}}},
-                    "responses": {"202": _json(_ref("Job"), "queued"), **_errors()},
-                },
-            },
-            "/transcription/job/{id}": {
-                "get": {"summary": "a job", "parameters": _ID, "responses": {"200": _json(_ref("Job"), "the job"), **_errors()}},
-                "delete": {
-                    "summary": "remove a queued job",
-                    "parameters": _ID,
-                    "responses": {"204": {"description": "removed"}, **_errors()},
-                },
-            },
-            "/transcription/jobs": {
-                "get": {
-                    "summary": "queued, running, and the last 10 finished jobs",
-                    "responses": {"200": _json({"type": "array", "items": _ref("Job")}, "the jobs"), **_errors()},
-                },
-            },
-            "/stats": {"get": {"summary": "job counts", "responses": {"200": _json(_ref("Stats"), "the counts"), **_errors()}}},
-            "/smi": {
-                "get": {
-                    "summary": "nvidia-smi of each GPU node",
-                    "responses": {
-                        "200": {"description": "text for people", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        **_errors(),
-                    },
-                },
-            },
-            "/openapi.json": {
-                "get": {"summary": "this document", "responses": {"200": _json({"type": "object"}, "the document")}}
-            },
-        },
+        "paths": paths,
     }

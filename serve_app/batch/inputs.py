@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from serve_app.jobs.outputs import output_names
-from serve_app.languages import AUTO, LANGUAGES
+from serve_app.languages import UnknownLanguage, normalise_language
 
 __all__ = [
     "MEDIA_EXTENSIONS",
@@ -58,12 +58,10 @@ class MediaFile:
 
 def _language(value: str | None, where: str) -> str | None:
     """A language code, None for detection; BatchError naming `where` for one Whisper lacks."""
-    value = (value or "").strip().lower()
-    if value in AUTO:
-        return None
-    if value not in LANGUAGES:
-        raise BatchError(f"{where}: language {value!r} is not a code Whisper knows; use one such as en, de or fr, or auto")
-    return value
+    try:
+        return normalise_language(value)
+    except UnknownLanguage as exc:
+        raise BatchError(f"{where}: {exc}") from None
 
 
 # -- folders and manifests -------------------------------------------------------------------

@@ -12,16 +12,19 @@ runs all three in order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from serve_app.errors import BadRequest
 from serve_app.formats import JOB_FORMATS, OUTPUT_FORMATS
-from serve_app.languages import AUTO, LANGUAGES
+from serve_app.languages import normalise_language
+from serve_app.validation import RequestModel, Required
 
 __all__ = [
     "JOB_FORMATS",
@@ -30,17 +33,18 @@ __all__ = [
     "OUTPUT_FORMATS",
     "SUBMISSION_FIELDS",
     "Job",
+    "JobRequest",
     "JobStatus",
     "check_callback_url",
     "parse_submission",
 ]
 
 
-SUBMISSION_FIELDS = ("path", "language", "format", "output_path", "callback", "model", "priority")
-
 # The bounds of a 32-bit integer: any order a user needs, and never an overflow in SQLite.
 MIN_PRIORITY = -(2**31)
 MAX_PRIORITY = 2**31 - 1
+
+_PATH = "the absolute path of a media file in one of the job API's media folders"
 
 
 class JobStatus(StrEnum):
@@ -127,27 +131,45 @@ def check_callback_url(url: str) -> None:
         raise BadRequest(f"callback must be an http or https URL such as https://host/hook, not {url!r}")
 
 
-def _string(body: Mapping[str, Any], name: str) -> str | None:
-    """The field's value stripped; None when absent, null or empty."""
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{name} must be a string, not {_json_type(value)}")
-    return value.strip() or None
+def _callback_url(url: str) -> str:
+    try:
+        check_callback_url(url)
+    except BadRequest as refused:
+        raise ValueError(refused.reason) from None
+    return url
 
 
-def _json_type(value: Any) -> str:
-    match value:
-        case bool():
-            return "a boolean"
-        case int() | float():
-            return "a number"
-        case list():
-            return "an array"
-        case dict():
-            return "an object"
-    return type(value).__name__
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class JobRequest(RequestModel):
+    """The JSON body of `POST /transcription/job`. Absent, null and empty optional fields take
+    their defaults: language detected, format `txt`, the app's default model, priority 0."""
+
+    body_name: ClassVar[str] = "a job"
+
+    path: Annotated[str, Required(f"path is required: {_PATH}")] = Field(description=_PATH)
+    language: Annotated[str | None, AfterValidator(normalise_language)] = Field(
+        None, description="ISO-639-1 code of the speech; absent, empty or auto: detected"
+    )
+    format: Annotated[Literal[JOB_FORMATS], BeforeValidator(_lower)] = Field(  # type: ignore[valid-type]
+        "txt", description="the file to write, or all of them"
+    )
+    output_path: str | None = Field(
+        None,
+        description="the folder to write to, inside the job API's output folders; default: beside the media file when that is inside one, else the first",
+    )
+    callback: Annotated[str | None, AfterValidator(_callback_url)] = Field(
+        None, description="an http(s) URL the job's JSON is POSTed to when it ends"
+    )
+    model: str | None = Field(None, description="a model id or alias of GET /v1/models; default: the app's")
+    priority: Annotated[int, Field(strict=True, ge=MIN_PRIORITY, le=MAX_PRIORITY)] = Field(
+        0, description="higher runs first; equal ones in submission order"
+    )
+
+
+SUBMISSION_FIELDS = tuple(JobRequest.input_fields())
 
 
 def parse_submission(
@@ -156,58 +178,23 @@ def parse_submission(
     default_model: str,
     model_exists: Callable[[str], bool] | None = None,
 ) -> Job:
-    """A new QUEUED job from the parsed JSON body of `POST /transcription/job`, or BadRequest
-    naming the field to fix.
+    """A new QUEUED job from the parsed JSON body of `POST /transcription/job` (JobRequest), or
+    BadRequest naming each field to fix.
 
-    Absent, null and empty optional fields take their defaults: language detected, format
-    `txt`, the app's `default_model`, priority 0. `model_exists(name)` checks the model
-    against the catalogue; without it the caller must. `output_path` is left empty when not
-    sent: JobFolders.admit fills in the default folder. JobStore.submit sets `created_at`.
+    `model_exists(name)` checks the model, the app's `default_model` when none is sent, against
+    the catalogue; without it the caller must. `output_path` is left empty when not sent:
+    JobFolders.admit fills in the default folder. JobStore.submit sets `created_at`.
     """
-    if not isinstance(body, dict):
-        raise BadRequest(f"the body must be a JSON object with at least a path, not {_json_type(body)}")
-    unknown = sorted(set(body) - set(SUBMISSION_FIELDS))
-    if unknown:
-        raise BadRequest(f"unknown field {unknown[0]!r}: a job takes {', '.join(SUBMISSION_FIELDS)}")
-
-    path = _string(body, "path")
-    if path is None:
-        raise BadRequest("path is required: the absolute path of a media file in one of the job API's media folders")
-
-    language = (_string(body, "language") or "").lower()
-    if language in AUTO:
-        language = ""
-    elif language not in LANGUAGES:
-        raise BadRequest(
-            f"language {language!r} is not a code Whisper knows; send one such as en, de or fr, or leave it out to detect it"
-        )
-
-    job_format = (_string(body, "format") or "txt").lower()
-    if job_format not in JOB_FORMATS:
-        raise BadRequest(f"format must be one of {', '.join(JOB_FORMATS)}, not {job_format!r}")
-
-    model = _string(body, "model") or default_model
+    request = JobRequest.from_body(body)
+    model = request.model or default_model
     if model_exists is not None and not model_exists(model):
         raise BadRequest(f"model {model!r} is not present: send one of the models GET /v1/models lists")
-
-    callback = _string(body, "callback") or ""
-    if callback:
-        check_callback_url(callback)
-
-    priority = body.get("priority")
-    if priority is None:
-        priority = 0
-    elif isinstance(priority, bool) or not isinstance(priority, int):
-        raise BadRequest(f"priority must be an integer (higher runs first), not {_json_type(priority)}")
-    elif not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-        raise BadRequest(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}, not {priority}")
-
     return Job(
-        path=path,
-        output_path=_string(body, "output_path") or "",
+        path=request.path,
+        output_path=request.output_path or "",
         model=model,
-        language=language,
-        format=job_format,
-        callback=callback,
-        priority=priority,
+        language=request.language or "",  # the job's JSON keeps "" for detected
+        format=request.format,
+        callback=request.callback or "",
+        priority=request.priority,
     )

@@ -128,7 +128,10 @@ class JobScheduler:
                 logger.exception("the job queue could not take the next job")
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a cancellation
+                # that arrives as the wait ends, and then stop() would wait for ever.
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

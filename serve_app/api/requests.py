@@ -1,0 +1,162 @@
+"""The bodies of the /v1 routes, declared: the audio forms of transcription, translation and
+diarization, and the model download. Each field's rule and limit is written here once; the
+models enforce them (serve_app/validation.py turns a failure into one BadRequest) and the
+OpenAPI document is generated from them (openapi.py).
+
+Forms arrive as multipart/form-data: every value is a string, a name may come more than once
+(the last one counts, except for a list such as `timestamp_granularities[]`, which may also
+come without the brackets and as comma-separated values), and fields we do not know are left
+alone, since OpenAI's SDK sends some we do not use.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, get_origin
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
+from starlette.datastructures import FormData, UploadFile
+
+from serve_app.formats import RESPONSE_FORMATS
+from serve_app.languages import normalise_language
+from serve_app.validation import RequestModel, Required
+
+__all__ = [
+    "GRANULARITIES",
+    "MAX_PROMPT_CHARS",
+    "MAX_SPEAKERS",
+    "MAX_TEMPERATURE",
+    "MIN_TEMPERATURE",
+    "PATH_EXAMPLE",
+    "DiarizationForm",
+    "ModelDownload",
+    "TranscriptionForm",
+    "form_input",
+]
+
+MAX_PROMPT_CHARS = 4096
+MIN_TEMPERATURE = 0.0
+MAX_TEMPERATURE = 1.0
+MAX_SPEAKERS = 64
+GRANULARITIES = ("segment", "word")
+TRUE = ("1", "true", "yes", "on")
+"""What a `stream` form field says to ask for a stream; anything else is no."""
+
+FILE_REQUIRED = "file is required: send the audio or video as a file part named file"
+PATH_EXAMPLE = '{"path": "small.en"}'
+
+
+def _upload(value: Any) -> UploadFile:
+    if not isinstance(value, UploadFile):
+        raise ValueError(FILE_REQUIRED)
+    return value
+
+
+def _ascii_digits(value: Any) -> Any:
+    """Speaker counts are ASCII digits: pydantic's integers also take "5.0", "+5" and "1_0",
+    and Python's take digits of other scripts ("²", "١")."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise PydanticCustomError("int_parsing", "not a whole number")
+    return value
+
+
+def _comma_separated(value: Any) -> Any:
+    items = value if isinstance(value, list) else [value]
+    parts = [part for item in items for part in (item.split(",") if isinstance(item, str) else [item])]
+    return [part.strip() if isinstance(part, str) else part for part in parts if not isinstance(part, str) or part.strip()]
+
+
+def _yes(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() in TRUE)
+
+
+Upload = Annotated[
+    Any,
+    PlainValidator(_upload),
+    WithJsonSchema({"type": "string", "format": "binary"}),
+    Required(FILE_REQUIRED),
+    Field(description="audio or video: wav, mp3, m4a, mp4, webm, ogg, flac and the other containers the service reads"),
+]
+ResponseFormatName = Literal[tuple(RESPONSE_FORMATS)]  # type: ignore[valid-type]
+Granularity = Literal[GRANULARITIES]  # type: ignore[valid-type]
+# The bounds before the validator: after it, pydantic still enforces them but writes them into
+# the JSON schema as ge/le, which no OpenAPI tool reads (tests/test_openapi.py checks this).
+SpeakerCount = Annotated[int | None, Field(ge=1, le=MAX_SPEAKERS), BeforeValidator(_ascii_digits)]
+
+
+class TranscriptionForm(RequestModel):
+    """`POST /v1/audio/transcriptions` and `/v1/audio/translations`: multipart/form-data."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    file: Upload
+    model: Annotated[str, Required("model is required: send the id of a model listed by GET /v1/models")] = Field(
+        description="a model id or alias of GET /v1/models"
+    )
+    language: Annotated[str | None, AfterValidator(normalise_language)] = Field(
+        None, description="ISO-639-1 code of the speech, or auto (or nothing) to detect it"
+    )
+    response_format: ResponseFormatName = "json"
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_CHARS, description="text that came before, or names to spell")
+    temperature: float | None = Field(
+        None,
+        ge=MIN_TEMPERATURE,
+        le=MAX_TEMPERATURE,
+        allow_inf_nan=False,
+        description="the decoder's sampling temperature; none or 0: greedy",
+    )
+    timestamp_granularities: Annotated[list[Granularity], BeforeValidator(_comma_separated)] = Field(
+        [],
+        alias="timestamp_granularities[]",
+        description="segment, word, or both; words need response_format verbose_json",
+    )
+    stream: Annotated[bool, BeforeValidator(_yes)] = Field(
+        False, description="OpenAI's way to ask for a stream; the query parameter stream and Accept: text/event-stream ask too"
+    )
+
+    @model_validator(mode="after")
+    def _words_need_verbose_json(self) -> TranscriptionForm:
+        if "word" in self.timestamp_granularities and self.response_format != "verbose_json":
+            raise ValueError("word timestamps need response_format verbose_json")
+        return self
+
+
+class DiarizationForm(TranscriptionForm):
+    """`POST /v1/audio/diarize`: the transcription form, and who speaks."""
+
+    diarization_model: str | None = Field(None, description="a diarization model of GET /v1/models; default: the app's")
+    num_speakers: SpeakerCount = Field(None, description="how many speakers there are, when known")
+    min_speakers: SpeakerCount = Field(None, description="at least this many speakers (instead of num_speakers)")
+    max_speakers: SpeakerCount = Field(None, description="at most this many speakers (instead of num_speakers)")
+
+    @model_validator(mode="after")
+    def _one_way_to_count(self) -> DiarizationForm:
+        if self.num_speakers is not None and (self.min_speakers or self.max_speakers):
+            raise ValueError("send num_speakers, or min_speakers and max_speakers, not both")
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise ValueError(f"min_speakers ({self.min_speakers}) is more than max_speakers ({self.max_speakers})")
+        return self
+
+
+class ModelDownload(RequestModel):
+    """`POST /v1/models`: JSON, urlencoded or multipart."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    path: Annotated[str, Required(f"missing path: send the model to download, such as {PATH_EXAMPLE}")] = Field(
+        description="a size name (small.en), a hub repository[@revision] or a go-whisper ggml file name"
+    )
+
+
+def form_input(form: FormData, model: type[RequestModel]) -> dict[str, Any]:
+    """A form's fields as `model` takes them: the last value of each name, and every value of
+    a list field, which may be named with or without `[]`."""
+    lists = {name for name, field in model.input_fields().items() if get_origin(field.annotation) is list}
+    data: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        name = next((name for name in (key, f"{key}[]") if name in lists), None)
+        if name is None:
+            data[key] = value
+        else:
+            data.setdefault(name, []).append(value)
+    return data
