@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from serve_app.errors import Conflict, NotFound
 from serve_app.jobs.job import Job, JobStatus
@@ -117,7 +117,7 @@ _LAPSED = "the replica that ran the job stopped renewing its lease (it died, hun
 
 def sqlite_url(folder: str | os.PathLike[str]) -> str:
     """The URL of the SQLite file a JobStore keeps in `folder`."""
-    return "sqlite:///" + str(Path(folder) / DATABASE_NAME)
+    return "sqlite:///" + quote(str(Path(folder) / DATABASE_NAME))
 
 
 def _job(row: Any) -> Job:
