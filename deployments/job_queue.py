@@ -1,7 +1,10 @@
-"""The JobQueue deployment: one replica that owns the durable job queue and runs its jobs.
+"""The JobQueue deployment: the replica that owns the durable job queue and runs its jobs; on a
+PostgreSQL job store (job_store_url), any number of replicas that share it.
 
 Jobs run through the same Pipeline as the HTTP routes (model look-up, decode, the Transcriber's
-stream), as many at once as the Transcriber has running replicas (or `job_concurrency`).
+stream), as many at once as the Transcriber has running replicas (or `job_concurrency`). A
+running job's lease is renewed while it runs (keep_lease); a job whose replica died is taken
+back by the next claim once its lease lapsed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from serve_app.errors import BadRequest, Forbidden, ServiceError
-from serve_app.jobs import CallbackSettings, Job, JobFolders, JobStore, admit_submission, call_back, write_outputs
+from serve_app.jobs import (
+    CallbackSettings,
+    Job,
+    JobFolders,
+    JobStore,
+    Recovery,
+    admit_submission,
+    call_back,
+    keep_lease,
+    write_outputs,
+)
 from serve_app.options import DecodeOptions
 from serve_app.pipeline import Pipeline, check_model_fits
 from serve_app.settings import AppSettings
@@ -43,8 +56,10 @@ class JobQueue:
         self.store: JobStore | None = None
         if not self.folders.enabled:
             return
-        self.store = JobStore(settings.job_store_dir, retention_days=settings.job_retention_days)
-        recovery = self.store.recover_after_restart(settings.job_max_attempts)
+        self.store = JobStore(settings.job_store_url, retention_days=settings.job_retention_days, lease_s=settings.job_lease_s)
+        # A store of this replica alone: what it ran before it restarted is orphaned. On a shared
+        # store, other replicas are running their jobs: leases bring back those of dead ones.
+        recovery = Recovery() if self.store.shared else self.store.recover_after_restart(settings.job_max_attempts)
         if recovery.requeued or recovery.failed:
             logger.info(
                 "jobs left running by the last run: %d queued again, %d failed", len(recovery.requeued), len(recovery.failed)
@@ -117,10 +132,22 @@ class JobQueue:
         while True:
             try:
                 capacity = await self._capacity()
-                while len(running) < capacity and (job := await asyncio.to_thread(self.store.claim_next)) is not None:
-                    task = asyncio.create_task(self._run(job))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
+                taken_back = Recovery()  # jobs whose lease lapsed: their replica died or hung
+                try:
+                    while len(running) < capacity and (job := await self._claim(taken_back)) is not None:
+                        task = asyncio.create_task(self._run(job))
+                        running.add(task)
+                        task.add_done_callback(running.discard)
+                finally:
+                    if taken_back.requeued or taken_back.failed:
+                        logger.warning(
+                            "jobs whose lease lapsed: %d queued again, %d failed",
+                            len(taken_back.requeued),
+                            len(taken_back.failed),
+                        )
+                    for failed in taken_back.failed:
+                        if failed.callback:
+                            self._spawn(asyncio.to_thread(call_back, failed, self.callbacks, self._open()))
             except Exception:
                 logger.exception("the job queue could not take the next job")
             self._wake.clear()
@@ -129,17 +156,21 @@ class JobQueue:
             except TimeoutError:
                 pass
 
+    async def _claim(self, taken_back: Recovery) -> Job | None:
+        return await asyncio.to_thread(self._open().claim_next, max_attempts=self.settings.job_max_attempts, recovery=taken_back)
+
     async def _run(self, job: Job) -> None:
         store, started = self.store, time.monotonic()
         try:
-            transcript = await self._transcribe(job)
-            outputs = await asyncio.to_thread(
-                write_outputs,
-                transcript,
-                media_path=job.path,
-                output_dir=self.folders.output_dir(job.output_path),
-                job_format=job.format,
-            )
+            async with keep_lease(store, job):
+                transcript = await self._transcribe(job)
+                outputs = await asyncio.to_thread(
+                    write_outputs,
+                    transcript,
+                    media_path=job.path,
+                    output_dir=self.folders.output_dir(job.output_path),
+                    job_format=job.format,
+                )
             finished = await asyncio.to_thread(
                 store.complete, job.id, transcript.text, outputs, time.monotonic() - started, attempt=job.attempts
             )
