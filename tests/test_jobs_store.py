@@ -501,6 +501,19 @@ def test_a_claim_skips_a_row_another_transaction_holds(postgres) -> None:
         assert claim(store).id == held.id
 
 
+def test_a_store_reconnects_after_the_server_dropped_its_connection(postgres) -> None:
+    url = postgres.fresh_url()
+    with JobStore(url) as store:
+        (job,) = submit(store, "a")
+        raw(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'whisper-serve'")
+        with pytest.raises(psycopg.OperationalError):
+            store.get(job.id)  # the call that finds the connection gone fails
+        assert store.get(job.id).status == JobStatus.QUEUED  # the next one opens another
+        assert claim(store).id == job.id
+    with pytest.raises(psycopg.OperationalError):
+        store.get(job.id)  # closed on purpose: not opened again
+
+
 # Leases: a replica that stops renewing loses its job to another.
 
 

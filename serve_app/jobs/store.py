@@ -245,7 +245,7 @@ class _Postgres:
     def _connection(self) -> Any:
         """The connection, opened again if the last one broke (the server restarted, the network
         cut it): the call that saw it break failed, the next one goes through."""
-        if self._db.closed or self._db.broken:
+        if self._db.broken:
             self._db.close()
             self._db = self._psycopg.connect(self.url, **self._options)
         return self._db
