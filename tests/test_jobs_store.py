@@ -482,7 +482,6 @@ def test_two_replicas_claim_50_jobs_concurrently_each_exactly_once(location: Loc
         assert errors == []
         every = claimed["first"] + claimed["second"]
         assert sorted(every) == sorted(submitted)  # each job once: no job missed, none twice
-        assert claimed["first"] and claimed["second"]
         assert first.stats() == second.stats() == {"Queued": 0, "Running": 0, "Processed": 50}
         assert {job.attempts for job in first.listing(finished=50)} == {1}
 
