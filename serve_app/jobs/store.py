@@ -222,6 +222,8 @@ class _Postgres:
     skip_locked = " FOR UPDATE SKIP LOCKED"
     # Serializes the schema's creation and upgrade by replicas starting at once.
     _SCHEMA_LOCK = 0x77685F6A6F6273  # "wh_jobs"
+    # A connection idle this long is checked before it is used: the server may have restarted.
+    CHECK_AFTER_IDLE_S = 10.0
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -241,13 +243,21 @@ class _Postgres:
             name: value for name, value in (("connect_timeout", 10), ("application_name", "whisper-serve")) if name not in given
         }
         self._db = psycopg.connect(url, **self._options)
+        self._used = time.monotonic()
 
     def _connection(self) -> Any:
-        """The connection, opened again if the last one broke (the server restarted, the network
-        cut it): the call that saw it break failed, the next one goes through."""
+        """The connection, opened again if it broke (the server restarted, the network cut it).
+        One idle for a while is checked first, so that a restart while the queue was quiet
+        fails no call; one that breaks in use fails that call, and the next goes through."""
+        if not self._db.broken and time.monotonic() - self._used > self.CHECK_AFTER_IDLE_S:
+            try:
+                self._db.execute("SELECT 1")
+            except self._psycopg.OperationalError:
+                pass  # now broken
         if self._db.broken:
             self._db.close()
             self._db = self._psycopg.connect(self.url, **self._options)
+        self._used = time.monotonic()
         return self._db
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
