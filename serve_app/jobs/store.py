@@ -438,7 +438,7 @@ class JobStore:
         back to their place in the queue, or end FAILED once tried `max_attempts` times. Pass
         a `recovery` to learn which: its `failed` jobs' callbacks are due.
         """
-        now = self._clock()
+        now, taken_back = self._clock(), Recovery()
         with self._transaction() as db:
             if max_attempts is not None:
                 taken_back = self._release_in(
@@ -450,9 +450,6 @@ class JobStore:
                     0.0,
                     lock=db.skip_locked,  # a row being renewed right now is not lapsed
                 )
-                if recovery is not None:
-                    recovery.requeued += taken_back.requeued
-                    recovery.failed += taken_back.failed
             rows = db.execute(
                 "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, started_at = :now, progress = 0,"
                 " lease_expires_at = :until"
@@ -460,6 +457,9 @@ class JobStore:
                 f"{db.skip_locked}) RETURNING {_COLUMNS}",
                 {"now": now, "until": now + self.lease_s},
             ).fetchall()
+        if recovery is not None:  # once committed: a claim that failed took nothing back
+            recovery.requeued += taken_back.requeued
+            recovery.failed += taken_back.failed
         return _job(rows[0]) if rows else None
 
     def renew(self, job_id: str, attempt: int | None = None) -> bool:
