@@ -36,7 +36,7 @@ class JobQueue:
         self.scheduler: JobScheduler | None = None
         if not self.folders.enabled:
             return
-        self.store = JobStore(settings.job_store_dir, retention_days=settings.job_retention_days)
+        self.store = JobStore(settings.job_store_url, retention_days=settings.job_retention_days, lease_s=settings.job_lease_s)
         self.scheduler = JobScheduler(
             self.store,
             self.pipeline,

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote, unquote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = ["AppSettings"]
 
 _REPO_ID = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_SQLITE = "sqlite:///"
 
 
 class AppSettings(BaseModel):
@@ -104,7 +106,21 @@ class AppSettings(BaseModel):
     """Folders the job API may write outputs into (a job's `output_path` must lie inside one)."""
 
     job_store_dir: Path = Path("~/.cache/whisper-serve/jobs")
-    """Folder of the job queue's SQLite file: a local disk (SQLite's WAL does not work on NFS)."""
+    """Folder of the job queue's SQLite file (jobs.sqlite3) when `job_store_url` is not set:
+    a local disk (SQLite's WAL does not work on NFS)."""
+
+    job_store_url: str = Field(default="", validate_default=True)
+    """Where the job queue lives. `sqlite:///path/to/jobs.sqlite3` (four slashes before an
+    absolute path): a file on a local disk, for a queue on one node; unset, the file in
+    `job_store_dir`. `postgresql://user@host:5432/database` (libpq's URL, e.g. with
+    `?sslmode=require`; the password best from PGPASSWORD or ~/.pgpass on the nodes rather than
+    here): a database that JobQueue replicas on several nodes share; give it a database, or a
+    schema (`?options=-csearch_path%3Dname`), of its own."""
+
+    job_lease_s: float = Field(default=60, gt=0)
+    """Seconds a JobQueue replica holds a running job without renewing its lease; it renews it
+    every third of that while the job runs. A job whose replica died or hung is taken back by
+    a replica after this long (another attempt), or FAILS once it has had job_max_attempts."""
 
     job_retention_days: float = Field(default=30, ge=0)
     """Days a finished job stays readable by id."""
@@ -142,6 +158,24 @@ class AppSettings(BaseModel):
     @classmethod
     def _expand(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("job_store_url", mode="before")
+    @classmethod
+    def _store_url(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None or value == "":
+            folder = info.data.get("job_store_dir")
+            return "" if folder is None else _SQLITE + quote(str(folder / "jobs.sqlite3"))
+        if not isinstance(value, str):
+            return value  # the str type refuses it
+        scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+        if scheme in ("postgresql", "postgres"):
+            return value
+        if scheme == "sqlite" and value.startswith(_SQLITE) and len(value) > len(_SQLITE):
+            # Relative to the directory the config was read in, not to the replica's.
+            return _SQLITE + quote(str(Path(unquote(value[len(_SQLITE) :])).expanduser().resolve()))
+        raise ValueError(
+            f"job_store_url must be sqlite:////absolute/path/jobs.sqlite3 or postgresql://user@host/database, not {scheme or 'a path'}..."
+        )
 
     @field_validator("job_media_folders", "job_output_folders")
     @classmethod

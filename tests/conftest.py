@@ -11,6 +11,7 @@ import httpx
 import pytest
 from hub_server import CRAFTED, PIPELINE, HubServer, crafted_repo, pipeline_repo, whisper_repo
 from media import SAMPLE_WAV, speak, transcode
+from postgres import PostgresServer, server_binaries
 from receiver import Receiver, running_receiver
 
 from serve_app.local import LocalService, application
@@ -40,6 +41,16 @@ GERMAN_TEXT = (
 def receiver() -> Iterator[Receiver]:
     with running_receiver() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the test session's own, on a free port of 127.0.0.1."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, postgres): scripts/setup test installs Debian's postgresql")
+    with PostgresServer(binaries) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

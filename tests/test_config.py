@@ -93,3 +93,26 @@ def test_the_cluster_config_will_not_start_without_keys(monkeypatch: pytest.Monk
     keys.write_text("# ordinary keys\nkey-1\n")
     build_app(args | {"api_keys_file": str(keys)})
     build_app(args | {"allow_anonymous": True})
+
+
+def test_the_job_store_url_defaults_to_the_file_in_job_store_dir(tmp_path, monkeypatch) -> None:
+    from serve_app.jobs.store import sqlite_url
+
+    assert AppSettings().job_store_url == sqlite_url(AppSettings().job_store_dir)
+    settings = AppSettings(job_store_dir=tmp_path / "jobs")
+    assert settings.job_store_url == f"sqlite:///{tmp_path}/jobs/jobs.sqlite3"
+    assert AppSettings(job_store_dir=tmp_path, job_store_url=None).job_store_url == f"sqlite:///{tmp_path}/jobs.sqlite3"
+    # A relative SQLite path is taken from where the config is read, as job_store_dir is.
+    monkeypatch.chdir(tmp_path)
+    assert AppSettings(job_store_url="sqlite:///queue/jobs.db").job_store_url == f"sqlite:///{tmp_path}/queue/jobs.db"
+    assert AppSettings(job_store_url="sqlite:////var/jobs.db").job_store_url == "sqlite:////var/jobs.db"
+
+
+def test_a_postgresql_job_store_url_is_kept_and_others_are_refused() -> None:
+    url = "postgresql://whisper@db.internal:5432/whisper?sslmode=require"
+    assert AppSettings(job_store_url=url).job_store_url == url
+    for wrong in ("mysql://secret@db/x", "sqlite://host/jobs.db", "sqlite:///", "/var/lib/jobs"):
+        with pytest.raises(pydantic.ValidationError, match="job_store_url must be sqlite:////absolute"):
+            AppSettings(job_store_url=wrong)
+    with pytest.raises(pydantic.ValidationError):
+        AppSettings(job_lease_s=0)

@@ -1,16 +1,20 @@
-"""The durable queue, on real SQLite files: order, state changes, restarts, retention, threads."""
+"""The durable queue, on real SQLite files and on a real PostgreSQL server (tests/postgres.py):
+order, state changes, restarts, retention, schema upgrades, replicas claiming at once, leases."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from serve_app.errors import Conflict, NotFound
-from serve_app.jobs import Job, JobStatus, JobStore
+from serve_app.jobs import Job, JobStatus, JobStore, Recovery
+from serve_app.jobs.store import SCHEMA_VERSION, sqlite_url
 
 
 class Clock:
@@ -29,10 +33,43 @@ def clock() -> Clock:
     return Clock()
 
 
+Location = Path | str  # a folder for SQLite, a URL for PostgreSQL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Location:
+    """Where a test's jobs live: a folder of its own, or a schema of its own on the session's server."""
+    if request.param == "sqlite":
+        return tmp_path / "jobs"
+    return request.getfixturevalue("postgres").fresh_url()
+
+
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Iterator[JobStore]:
-    with JobStore(tmp_path / "jobs", retention_days=7, clock=clock) as opened:
+def store(location: Location, clock: Clock) -> Iterator[JobStore]:
+    with JobStore(location, retention_days=7, clock=clock) as opened:
         yield opened
+
+
+def raw(location: Location, *statements: str) -> None:
+    """Run SQL on the store's database behind its back."""
+    if isinstance(location, Path):
+        db = sqlite3.connect(location / "jobs.sqlite3", isolation_level=None)
+        try:
+            for statement in statements:
+                db.execute(statement)
+        finally:
+            db.close()
+    else:
+        with psycopg.connect(location, autocommit=True) as pg:
+            for statement in statements:
+                pg.execute(statement)  # type: ignore[arg-type]
+
+
+def set_schema_version(location: Location, version: int) -> None:
+    if isinstance(location, Path):
+        raw(location, f"PRAGMA user_version = {version}")
+    else:
+        raw(location, f"UPDATE job_store_schema SET version = {version}")
 
 
 def new_job(name: str = "a", *, priority: int = 0) -> Job:
@@ -66,16 +103,42 @@ def test_an_unknown_id_is_not_found(store: JobStore) -> None:
         store.get("nope")
 
 
-def test_the_file_is_sqlite_in_wal_mode(store: JobStore) -> None:
-    assert store.path.name == "jobs.sqlite3"
-    with sqlite3.connect(store.path) as db:
+def test_the_file_is_sqlite_in_wal_mode(tmp_path: Path) -> None:
+    with JobStore(tmp_path) as store:
+        assert store.path == tmp_path / "jobs.sqlite3"
+        assert not store.shared
+    with sqlite3.connect(tmp_path / "jobs.sqlite3") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
 
 
-def test_queued_jobs_survive_closing_and_reopening(tmp_path: Path) -> None:
-    with JobStore(tmp_path) as first:
+def test_a_sqlite_url_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with JobStore(tmp_path / "by-folder") as by_folder:
+        submit(by_folder, "a")
+    url = sqlite_url(tmp_path / "by-folder")
+    assert url == f"sqlite:///{tmp_path}/by-folder/jobs.sqlite3" and url.startswith("sqlite:////")
+    with JobStore(url) as by_url:
+        assert names(by_url.listing()) == ["a"]
+        assert by_url.path == tmp_path / "by-folder" / "jobs.sqlite3"
+    monkeypatch.chdir(tmp_path)
+    with JobStore("sqlite:///relative/queue.db") as relative:
+        assert relative.path is not None and relative.path.resolve() == tmp_path / "relative" / "queue.db"
+    for wrong in ("sqlite://host/x.db", "sqlite:///", "mysql://db/jobs"):
+        with pytest.raises(ValueError, match="job store"):
+            JobStore(wrong)
+
+
+def test_postgresql_is_shared_and_its_password_is_not_shown(postgres) -> None:
+    with JobStore(postgres.fresh_url()) as store:
+        assert store.shared and store.path is None
+        assert postgres.password not in store.location
+        assert store.location.startswith("postgresql://whisper:***@127.0.0.1:")
+
+
+def test_queued_jobs_survive_closing_and_reopening(location: Location) -> None:
+    with JobStore(location) as first:
         submitted = submit(first, "a", "b", "c")
-    with JobStore(tmp_path) as reopened:
+    with JobStore(location) as reopened:
         assert [job.id for job in reopened.listing()] == [job.id for job in submitted]
         assert names([claim(reopened), claim(reopened), claim(reopened)]) == ["a", "b", "c"]
 
@@ -207,15 +270,15 @@ def test_stats_add_up(store: JobStore) -> None:
     assert sum(stats.values()) == len(jobs) - 1
 
 
-def test_a_job_running_when_the_process_died_runs_again_then_fails(tmp_path: Path) -> None:
-    first = JobStore(tmp_path)
+def test_a_job_running_when_the_process_died_runs_again_then_fails(location: Location) -> None:
+    first = JobStore(location)
     (job,) = submit(first, "a")
     (other,) = submit(first, "b")
     assert claim(first).id == job.id
     first.set_progress(job.id, 60)
     del first  # the process died mid-job: nothing completed, nothing closed on purpose
 
-    second = JobStore(tmp_path)
+    second = JobStore(location)
     recovery = second.recover_after_restart(max_attempts=2)
     assert ([j.id for j in recovery.requeued], recovery.failed) == ([job.id], [])
     again = second.get(job.id)
@@ -226,7 +289,7 @@ def test_a_job_running_when_the_process_died_runs_again_then_fails(tmp_path: Pat
     assert (retried.id, retried.attempts) == (job.id, 2)
     del second
 
-    third = JobStore(tmp_path)
+    third = JobStore(location)
     recovery = third.recover_after_restart(max_attempts=2)
     assert recovery.requeued == []
     (failed,) = recovery.failed
@@ -285,33 +348,6 @@ def test_a_job_id_cannot_be_submitted_twice(store: JobStore) -> None:
         store.submit(job)
 
 
-def test_concurrent_claims_never_hand_out_a_job_twice(tmp_path: Path) -> None:
-    with JobStore(tmp_path) as shared, JobStore(tmp_path) as other_connection:
-        submitted = {job.id for job in submit(shared, *(f"job{i}" for i in range(60)))}
-        claimed: list[str] = []
-        lock = threading.Lock()
-        errors: list[BaseException] = []
-
-        def worker(store: JobStore) -> None:
-            try:
-                while (job := store.claim_next()) is not None:
-                    with lock:
-                        claimed.append(job.id)
-                    store.complete(job.id, "text", [], 0.1, attempt=job.attempts)
-            except BaseException as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker, args=(shared if i % 2 else other_connection,)) for i in range(6)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
-        assert len(claimed) == len(submitted)
-        assert set(claimed) == submitted
-        assert shared.stats() == {"Queued": 0, "Running": 0, "Processed": 60}
-
-
 def test_a_callback_outcome_is_kept_for_finished_jobs_only(store: JobStore) -> None:
     job = store.submit(new_job())
     assert not store.record_callback(job.id, "refused")
@@ -335,3 +371,237 @@ def test_a_file_of_schema_1_gains_the_callback_error(tmp_path: Path) -> None:
         store.complete(job.id, "text", [], 1.0)
         assert store.record_callback(job.id, "the receiver answered 404")
         assert store.get(job.id).callback_error == "the receiver answered 404"
+
+
+# The schema as whisper-serve wrote it before leases (schema 2), word for word.
+SCHEMA_2 = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order, never reused
+    id          TEXT    NOT NULL UNIQUE,
+    path        TEXT    NOT NULL,
+    language    TEXT    NOT NULL DEFAULT '',
+    format      TEXT    NOT NULL,
+    output_path TEXT    NOT NULL,
+    callback    TEXT    NOT NULL DEFAULT '',
+    model       TEXT    NOT NULL,
+    priority    INTEGER NOT NULL DEFAULT 0,
+    status      TEXT    NOT NULL CHECK (status IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED')),
+    progress    INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    result      TEXT    NOT NULL DEFAULT '',
+    error       TEXT    NOT NULL DEFAULT '',
+    outputs     TEXT    NOT NULL DEFAULT '[]',      -- JSON array of the paths written
+    duration    REAL    NOT NULL DEFAULT 0,         -- seconds the job ran
+    attempts    INTEGER NOT NULL DEFAULT 0,         -- times it was claimed
+    created_at  REAL    NOT NULL,                   -- Unix seconds
+    started_at  REAL,
+    finished_at REAL,
+    callback_error TEXT NOT NULL DEFAULT ''             -- why the callback was not delivered
+);
+CREATE INDEX IF NOT EXISTS jobs_in_queue_order ON jobs (status, priority DESC, seq);
+CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('processed', 0);
+"""
+
+
+def test_a_file_of_schema_2_is_upgraded(tmp_path: Path) -> None:
+    now = time.time()
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3", isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.executescript(SCHEMA_2)
+    insert = "INSERT INTO jobs (id, path, format, output_path, model, status, attempts, created_at, started_at) VALUES (?, ?, 'txt', '/out', 'tiny.en', ?, ?, ?, ?)"
+    db.execute(insert, ("queued", "/m/queued.mp3", "QUEUED", 0, now - 20, None))
+    db.execute(insert, ("running", "/m/running.mp3", "RUNNING", 1, now - 10, now - 5))
+    db.execute("UPDATE counters SET value = 4 WHERE name = 'processed'")
+    db.execute("PRAGMA user_version = 2")
+    db.close()
+
+    with JobStore(tmp_path) as store:
+        assert store.get("queued").status == JobStatus.QUEUED
+        assert store.stats() == {"Queued": 1, "Running": 1, "Processed": 4}
+        # A job left RUNNING by the old version has no lease: it counts as lapsed.
+        recovery = Recovery()
+        taken = store.claim_next(max_attempts=3, recovery=recovery)
+        assert [job.id for job in recovery.requeued] == ["running"]
+        assert taken is not None and (taken.id, taken.attempts) == ("queued", 1)
+        assert store.renew("queued", taken.attempts)
+        assert (claim(store).id, store.get("running").attempts) == ("running", 2)
+    db = sqlite3.connect(tmp_path / "jobs.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert "lease_expires_at" in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    db.close()
+
+
+def test_a_database_of_an_earlier_schema_gains_the_lease(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock) as store:
+        job = store.submit(new_job())
+    raw(location, "ALTER TABLE jobs DROP COLUMN lease_expires_at")
+    set_schema_version(location, 2)
+    with JobStore(location, clock=clock, lease_s=30) as store, JobStore(location, clock=clock, lease_s=30) as other:
+        claimed = claim(store)
+        assert other.claim_next(max_attempts=2) is None
+        clock.now += 31
+        assert other.claim_next(max_attempts=2) == store.get(job.id)
+        assert not store.renew(job.id, claimed.attempts)
+    with JobStore(location) as reopened:  # upgraded once: opening again changes nothing
+        assert reopened.get(job.id).attempts == 2
+
+
+def test_a_database_of_a_newer_schema_is_refused(location: Location) -> None:
+    with JobStore(location) as store:
+        store.submit(new_job())
+    set_schema_version(location, SCHEMA_VERSION + 1)
+    with pytest.raises(RuntimeError, match=f"newer whisper-serve \\(schema {SCHEMA_VERSION + 1}\\); upgrade this one"):
+        JobStore(location)
+
+
+def test_two_replicas_claim_50_jobs_concurrently_each_exactly_once(location: Location) -> None:
+    with JobStore(location) as first, JobStore(location) as second:
+        submitted = {job.id for job in submit(first, *(f"job{i}" for i in range(50)))}
+        claimed: dict[str, list[str]] = {"first": [], "second": []}
+        lock = threading.Lock()
+        start = threading.Barrier(8)
+        errors: list[BaseException] = []
+
+        def worker(replica: str, store: JobStore) -> None:
+            try:
+                start.wait()
+                while (job := store.claim_next(max_attempts=3)) is not None:
+                    with lock:
+                        claimed[replica].append(job.id)
+                    time.sleep(0.002)  # the work, during which the other replica claims
+                    assert store.complete(job.id, "text", [], 0.1, attempt=job.attempts) is not None
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=replica) for replica in [("first", first), ("second", second)] * 4]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        every = claimed["first"] + claimed["second"]
+        assert sorted(every) == sorted(submitted)  # each job once: no job missed, none twice
+        assert first.stats() == second.stats() == {"Queued": 0, "Running": 0, "Processed": 50}
+        assert {job.attempts for job in first.listing(finished=50)} == {1}
+
+
+def test_a_claim_skips_a_row_another_transaction_holds(postgres) -> None:
+    """On PostgreSQL a claim neither waits for nor takes a row that another replica has locked."""
+    url = postgres.fresh_url()
+    with JobStore(url) as store:
+        held, free = submit(store, "held", "free")
+        with psycopg.connect(url) as other:  # a transaction, as a claim of another replica would hold
+            other.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (held.id,))
+            started = time.monotonic()
+            assert claim(store).id == free.id
+            assert store.claim_next() is None
+            assert time.monotonic() - started < 5
+        assert claim(store).id == held.id
+
+
+DROP_CONNECTIONS = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'whisper-serve'"
+
+
+def test_a_store_reconnects_after_the_server_dropped_its_connection(postgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serve_app.jobs.store import _Postgres
+
+    url = postgres.fresh_url()
+    with JobStore(url) as store:
+        (job,) = submit(store, "a")
+        raw(url, DROP_CONNECTIONS)
+        with pytest.raises(psycopg.OperationalError):
+            store.get(job.id)  # in use a moment ago: the call that finds the connection gone fails
+        assert store.get(job.id).status == JobStatus.QUEUED  # the next one opens another
+        monkeypatch.setattr(_Postgres, "CHECK_AFTER_IDLE_S", 0.0)
+        raw(url, DROP_CONNECTIONS)
+        assert claim(store).id == job.id  # idle (long enough): checked first, no call fails
+    with pytest.raises(psycopg.OperationalError):
+        store.get(job.id)  # closed on purpose: not opened again
+
+
+# Leases: a replica that stops renewing loses its job to another.
+
+
+def test_a_lapsed_lease_is_taken_back_by_another_replica(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock, lease_s=60) as dead, JobStore(location, clock=clock, lease_s=60) as alive:
+        job, later = submit(dead, "a", "b")
+        first = claim(dead)
+        assert first.id == job.id
+        clock.now += 40
+        assert dead.renew(job.id, first.attempts)  # the heartbeat
+        clock.now += 40
+        assert dead.set_progress(job.id, 30, attempt=first.attempts)  # progress renews too
+        clock.now += 40
+        assert claim(alive).id == later.id  # the lease holds: the other job is next
+        alive.complete(later.id, "text", [], 1.0)
+        assert alive.claim_next(max_attempts=3) is None
+        clock.now += 61  # no heartbeat for longer than the lease: the replica died
+
+        recovery = Recovery()
+        taken = alive.claim_next(max_attempts=3, recovery=recovery)
+        assert taken is not None
+        assert (taken.id, taken.status, taken.attempts, taken.progress) == (job.id, JobStatus.RUNNING, 2, 0)
+        assert ([j.id for j in recovery.requeued], recovery.failed) == ([job.id], [])
+        assert "stopped renewing its lease" in recovery.requeued[0].error
+        # The first replica, back from the dead, can neither renew nor finish the job.
+        assert not dead.renew(job.id, first.attempts)
+        assert not dead.set_progress(job.id, 90, attempt=first.attempts)
+        assert dead.complete(job.id, "stale", [], 1.0, attempt=first.attempts) is None
+        done = alive.complete(job.id, "fresh", [], 1.0, attempt=taken.attempts)
+        assert done is not None and (done.result, done.error) == ("fresh", "")
+        assert not alive.renew(job.id, taken.attempts)  # finished: nothing to renew
+
+
+def test_a_lapsed_job_goes_back_to_its_place_in_the_queue(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock, lease_s=10) as store:
+        (urgent,) = submit(store, "urgent", priority=5)
+        assert claim(store).id == urgent.id
+        submit(store, "low")
+        submit(store, "high", priority=5)
+        clock.now += 11
+        assert names(store.listing()) == ["high", "low", "urgent"]
+        taken = [store.claim_next(max_attempts=3) for _ in range(3)]
+        assert names([job for job in taken if job is not None]) == ["urgent", "high", "low"]
+
+
+def test_a_claim_without_max_attempts_leaves_lapsed_jobs_alone(store: JobStore, clock: Clock) -> None:
+    (job,) = submit(store, "a")
+    claim(store)
+    clock.now += store.lease_s * 10
+    assert store.claim_next() is None
+    assert store.get(job.id).status == JobStatus.RUNNING
+
+
+def test_a_job_whose_lease_keeps_lapsing_fails_after_max_attempts(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock, lease_s=5) as one, JobStore(location, clock=clock, lease_s=5) as two:
+        (job,) = submit(one, "a")
+        assert claim(one).attempts == 1
+        clock.now += 6
+        assert two.claim_next(max_attempts=2) == two.get(job.id)
+        clock.now += 6
+        (waiting,) = submit(two, "b")
+        recovery = Recovery()
+        assert one.claim_next(max_attempts=2, recovery=recovery) == one.get(waiting.id)
+        (failed,) = recovery.failed
+        assert recovery.requeued == []
+        assert (failed.id, failed.status, failed.attempts) == (job.id, JobStatus.FAILED, 2)
+        assert failed.error.endswith("stopped renewing its lease (it died, hung or lost the database); gave up after 2 tries")
+        assert failed.finished_at is not None and two.get(job.id) == failed
+        assert one.stats() == {"Queued": 0, "Running": 1, "Processed": 1}
+
+
+def test_renew_holds_only_for_the_running_attempt(store: JobStore) -> None:
+    (job,) = submit(store, "a")
+    assert not store.renew(job.id, 0)  # queued
+    assert not store.renew("no-such-job")
+    claimed = claim(store)
+    assert store.renew(job.id, claimed.attempts) and store.renew(job.id)
+    assert not store.renew(job.id, claimed.attempts + 1)
+    store.fail(job.id, "broken", 1.0, attempt=claimed.attempts)
+    assert not store.renew(job.id, claimed.attempts)
+
+
+def test_the_lease_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="lease_s"):
+        JobStore(tmp_path, lease_s=0)

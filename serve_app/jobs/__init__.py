@@ -13,6 +13,7 @@ from serve_app.jobs.callbacks import (
     verify_signature,
 )
 from serve_app.jobs.job import JOB_FORMATS, OUTPUT_FORMATS, Job, JobStatus, check_callback_url, parse_submission
+from serve_app.jobs.lease import keep_lease
 from serve_app.jobs.outputs import output_names, write_outputs
 from serve_app.jobs.paths import JobFolders
 from serve_app.jobs.scheduler import JobScheduler
@@ -38,6 +39,7 @@ __all__ = [
     "callback_client",
     "check_callback",
     "check_callback_url",
+    "keep_lease",
     "output_names",
     "parse_submission",
     "send_callback",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from serve_app.errors import BadRequest, ServiceError
 from serve_app.jobs.callbacks import CallbackSettings, call_back
 from serve_app.jobs.job import Job
+from serve_app.jobs.lease import keep_lease
 from serve_app.jobs.outputs import write_outputs
 from serve_app.jobs.paths import JobFolders
 from serve_app.jobs.store import JobStore, Recovery
@@ -83,7 +84,9 @@ class JobScheduler:
     def start(self) -> Recovery:
         """Put back the jobs a dead process left RUNNING, call back those that used up their
         tries, and start the claim loop. Call it once, in the event loop, before any claim."""
-        recovery = self.store.recover_after_restart(self.max_attempts)
+        # A store of this process alone: what it ran before it restarted is orphaned. On a shared
+        # store (PostgreSQL) other replicas are running their jobs: leases bring back a dead one's.
+        recovery = Recovery() if self.store.shared else self.store.recover_after_restart(self.max_attempts)
         if recovery.requeued or recovery.failed:
             logger.info(
                 "jobs left running by the last run: %d queued again, %d failed", len(recovery.requeued), len(recovery.failed)
@@ -120,10 +123,21 @@ class JobScheduler:
         while True:
             try:
                 capacity = await self.capacity()
-                while len(self._running) < capacity and (job := await asyncio.to_thread(self.store.claim_next)) is not None:
-                    task = asyncio.create_task(self.run(job))
-                    self._running.add(task)
-                    task.add_done_callback(self._running.discard)
+                taken_back = Recovery()  # jobs whose lease lapsed: their replica died or hung
+                try:
+                    while len(self._running) < capacity and (job := await self._claim(taken_back)) is not None:
+                        task = asyncio.create_task(self.run(job))
+                        self._running.add(task)
+                        task.add_done_callback(self._running.discard)
+                finally:
+                    if taken_back.requeued or taken_back.failed:
+                        logger.warning(
+                            "jobs whose lease lapsed: %d queued again, %d failed",
+                            len(taken_back.requeued),
+                            len(taken_back.failed),
+                        )
+                    for failed in taken_back.failed:
+                        self._spawn(self._call_back(failed))
             except Exception:
                 logger.exception("the job queue could not take the next job")
             self._wake.clear()
@@ -135,19 +149,23 @@ class JobScheduler:
             except TimeoutError:
                 pass
 
+    async def _claim(self, taken_back: Recovery) -> Job | None:
+        return await asyncio.to_thread(self.store.claim_next, max_attempts=self.max_attempts, recovery=taken_back)
+
     async def run(self, job: Job) -> None:
         """Run one claimed job to its end in the store: COMPLETED with its outputs, FAILED with
         the reason, or QUEUED again when a replica died under it; then its callback."""
         store, started = self.store, time.monotonic()
         try:
-            transcript = await self.transcribe(job)
-            outputs = await asyncio.to_thread(
-                write_outputs,
-                transcript,
-                media_path=job.path,
-                output_dir=self.folders.output_dir(job.output_path),
-                job_format=job.format,
-            )
+            async with keep_lease(store, job):
+                transcript = await self.transcribe(job)
+                outputs = await asyncio.to_thread(
+                    write_outputs,
+                    transcript,
+                    media_path=job.path,
+                    output_dir=self.folders.output_dir(job.output_path),
+                    job_format=job.format,
+                )
             finished = await asyncio.to_thread(
                 store.complete, job.id, transcript.text, outputs, time.monotonic() - started, attempt=job.attempts
             )

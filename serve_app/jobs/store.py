@@ -1,46 +1,77 @@
-"""The durable job queue: one SQLite file, so that no job is lost and none completes twice.
+"""The durable job queue: one SQLite file, or a PostgreSQL database that several queues share,
+so that no job is lost and none completes twice.
 
-Every change is one transaction taken with `BEGIN IMMEDIATE` (the write lock first, so two
-claimers never read the same QUEUED row) and flushed to disk before the call returns
-(WAL, `synchronous=FULL`): a job whose submission returned survives a crash of the process
-or the machine. One connection serves every thread of the process behind a lock, and the
-SQLite locks keep a second process on the same file consistent too.
+Where the jobs live is a URL (AppSettings.job_store_url):
 
-The file needs a local disk: WAL mode relies on shared memory, which network file systems
-(NFS, SMB) do not give. On a cluster, run the queue where that folder persists.
+- `sqlite:///path/to/jobs.sqlite3` (four slashes for an absolute path), or a folder, which
+  holds `jobs.sqlite3`: embedded, for one node. Every change is one transaction taken with
+  `BEGIN IMMEDIATE` (the write lock first, so two claimers never read the same QUEUED row)
+  and flushed to disk before the call returns (WAL, `synchronous=FULL`). The file needs a
+  local disk: WAL mode relies on shared memory, which network file systems (NFS, SMB) do not
+  give.
+- `postgresql://user@host:port/database` (libpq's URL: `?sslmode=require`, the password from
+  PGPASSWORD or ~/.pgpass, `?options=-csearch_path%3Dname` for a schema of its own): for a
+  cluster, where JobQueue replicas on several nodes share one queue. A claim takes its row
+  with `SELECT ... FOR UPDATE SKIP LOCKED`, so two replicas never claim one job and neither
+  waits for the other.
+
+Both hold the same tables and run the same statements, but for the few words in which the
+two dialects differ (_SQLite, _Postgres). A job whose submission returned survives a crash of
+the process or the machine. One connection serves every thread of a JobStore behind a lock.
 
 A job moves QUEUED -> RUNNING (claim_next) -> COMPLETED or FAILED, or back to QUEUED when
-the process that ran it died (recover_after_restart, requeue). Every move out of RUNNING is
-a guarded UPDATE: it happens only if the job is still RUNNING (and, given `attempt`, still
-in that attempt), and the caller learns whether it did, so a late result of a run that was
-given up never overwrites the run that replaced it.
+the process that ran it died (recover_after_restart, requeue, or its lease lapsing). Every
+move out of RUNNING is a guarded UPDATE: it happens only if the job is still RUNNING (and,
+given `attempt`, still in that attempt), and the caller learns whether it did, so a late
+result of a run that was given up never overwrites the run that replaced it.
+
+A claim holds a lease of `lease_s` seconds, which the replica running the job keeps renewing
+(renew, set_progress; serve_app/jobs/lease.py does it while a job runs). A replica that dies
+or hangs stops renewing; once the lease has lapsed, claim_next(max_attempts=...) on any
+replica puts the job back in its place in the queue (counted as an attempt when claimed
+again), or fails it once it has had `max_attempts` tries. Leases are read against each
+replica's clock: keep the nodes' clocks in step (NTP), far closer than `lease_s`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 from serve_app.errors import Conflict, NotFound
 from serve_app.jobs.job import Job, JobStatus
 
-__all__ = ["DATABASE_NAME", "FINISHED_IN_LISTING", "SCHEMA", "JobStore", "Recovery"]
+__all__ = [
+    "DATABASE_NAME",
+    "DEFAULT_LEASE_S",
+    "FINISHED_IN_LISTING",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "JobStore",
+    "Recovery",
+    "sqlite_url",
+]
 
 DATABASE_NAME = "jobs.sqlite3"
 FINISHED_IN_LISTING = 10
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+DEFAULT_LEASE_S = 60.0
 
-SCHEMA = """
+# One schema, in each dialect's words for the key, a float and a large integer.
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order, never reused
+    seq         {key},                              -- submission order, never reused
     id          TEXT    NOT NULL UNIQUE,
     path        TEXT    NOT NULL,
     language    TEXT    NOT NULL DEFAULT '',
@@ -54,27 +85,42 @@ CREATE TABLE IF NOT EXISTS jobs (
     result      TEXT    NOT NULL DEFAULT '',
     error       TEXT    NOT NULL DEFAULT '',
     outputs     TEXT    NOT NULL DEFAULT '[]',      -- JSON array of the paths written
-    duration    REAL    NOT NULL DEFAULT 0,         -- seconds the job ran
+    duration    {real}  NOT NULL DEFAULT 0,         -- seconds the job ran
     attempts    INTEGER NOT NULL DEFAULT 0,         -- times it was claimed
-    created_at  REAL    NOT NULL,                   -- Unix seconds
-    started_at  REAL,
-    finished_at REAL,
-    callback_error TEXT NOT NULL DEFAULT ''             -- why the callback was not delivered
+    created_at  {real}  NOT NULL,                   -- Unix seconds
+    started_at  {real},
+    finished_at {real},
+    callback_error TEXT NOT NULL DEFAULT '',        -- why the callback was not delivered
+    lease_expires_at {real}                         -- RUNNING: taken back after this (Unix seconds)
 );
 CREATE INDEX IF NOT EXISTS jobs_in_queue_order ON jobs (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
 -- Finished jobs ever, purged ones included: GET /stats's Processed.
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters (name, value) VALUES ('processed', 0);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value {big} NOT NULL);
+INSERT INTO counters (name, value) VALUES ('processed', 0) ON CONFLICT DO NOTHING
 """
+
+# The columns later schemas added, for ALTER TABLE on a database of an earlier one:
+# callback_error came with schema 2, the lease with schema 3.
+_ADDED_COLUMNS = {"callback_error": "TEXT NOT NULL DEFAULT ''", "lease_expires_at": "{real}"}
+
+SCHEMA = _SCHEMA.format(key="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", big="INTEGER")
+"""The schema in SQLite's words."""
 
 _COLUMNS = (
     "id, path, language, format, output_path, callback, model, priority, status, progress, result,"
     " error, outputs, duration, attempts, created_at, started_at, finished_at, callback_error"
 )
 
+_LAPSED = "the replica that ran the job stopped renewing its lease (it died, hung or lost the database)"
 
-def _job(row: sqlite3.Row) -> Job:
+
+def sqlite_url(folder: str | os.PathLike[str]) -> str:
+    """The URL of the SQLite file a JobStore keeps in `folder`."""
+    return "sqlite:///" + quote(str(Path(folder) / DATABASE_NAME))
+
+
+def _job(row: Any) -> Job:
     return Job(
         id=row["id"],
         path=row["path"],
@@ -104,42 +150,198 @@ def _attempt_guard(attempt: int | None) -> tuple[str, dict[str, Any]]:
 
 @dataclass(slots=True)
 class Recovery:
-    """What recover_after_restart did: the jobs queued again, and those that ran out of tries
-    (FAILED now: their callbacks are due)."""
+    """What recover_after_restart (or a claim that took back lapsed leases) did: the jobs
+    queued again, and those that ran out of tries (FAILED now: their callbacks are due)."""
 
     requeued: list[Job] = field(default_factory=list)
     failed: list[Job] = field(default_factory=list)
 
 
-class JobStore:
-    """The jobs, in `folder`/jobs.sqlite3 (the folder is created if missing).
+# The two dialects. Statements are written once, with `:name` parameters; each backend runs
+# them on its connection and says how it spells what differs.
 
-    Finished jobs stay readable by id for `retention_days` after they finished (None: for
-    ever); purge_expired drops older ones, at open and on every submit. `clock` gives the
-    time in Unix seconds (tests move it).
-    """
 
-    def __init__(
-        self,
-        folder: str | os.PathLike[str],
-        *,
-        retention_days: float | None = 30,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if retention_days is not None and retention_days < 0:
-            raise ValueError(f"retention_days must be 0 or more, not {retention_days}")
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self.path = Path(folder) / DATABASE_NAME
-        self.retention_days = retention_days
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+class _SQLite:
+    shared = False  # one node: the queue that opens the file owns every job in it
+    greatest = "MAX"
+    lock_rows = ""  # BEGIN IMMEDIATE has the whole database already
+    skip_locked = ""
+    integrity_errors: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.location = str(path)
+        self.schema = SCHEMA
+        self.real = "REAL"
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode != "wal":
             self._db.close()
-            raise RuntimeError(f"{self.path}: SQLite cannot use WAL mode there ({mode}); put the job store on a local disk")
+            raise RuntimeError(f"{path}: SQLite cannot use WAL mode there ({mode}); put the job store on a local disk")
         self._db.execute("PRAGMA synchronous = FULL")
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        return self._db.execute(sql, params or {})
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN DEFERRED")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def schema_version(self) -> int:
+        return self.execute("PRAGMA user_version").fetchone()[0]
+
+    def set_schema_version(self, version: int) -> None:
+        self.execute(f"PRAGMA user_version = {int(version)}")
+
+    def columns(self) -> set[str]:
+        return {row["name"] for row in self.execute("PRAGMA table_info(jobs)")}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@cache
+def _pyformat(sql: str) -> str:
+    """`:name` parameters as psycopg's `%(name)s` (and a literal % doubled)."""
+    return re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", r"%(\1)s", sql.replace("%", "%%"))
+
+
+class _Postgres:
+    shared = True  # other replicas may be running the jobs they claimed
+    greatest = "GREATEST"
+    lock_rows = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+    # Serializes the schema's creation and upgrade by replicas starting at once.
+    _SCHEMA_LOCK = 0x77685F6A6F6273  # "wh_jobs"
+    # A connection idle this long is checked before it is used: the server may have restarted.
+    CHECK_AFTER_IDLE_S = 10.0
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+        from psycopg.rows import dict_row
+
+        self._psycopg = psycopg
+        self.integrity_errors: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
+        self.path = None
+        self.url = url
+        self.location = _without_password(url)
+        self.schema = _SCHEMA.format(key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", real="DOUBLE PRECISION", big="BIGINT")
+        self.real = "DOUBLE PRECISION"
+        given = conninfo_to_dict(url)
+        self._options: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+        self._options |= {
+            name: value for name, value in (("connect_timeout", 10), ("application_name", "whisper-serve")) if name not in given
+        }
+        self._db = psycopg.connect(url, **self._options)
+        self._used = time.monotonic()
+
+    def _connection(self) -> Any:
+        """The connection, opened again if it broke (the server restarted, the network cut it).
+        One idle for a while is checked first, so that a restart while the queue was quiet
+        fails no call; one that breaks in use fails that call, and the next goes through."""
+        if not self._db.broken and time.monotonic() - self._used > self.CHECK_AFTER_IDLE_S:
+            try:
+                self._db.execute("SELECT 1")
+            except self._psycopg.OperationalError:
+                pass  # now broken
+        if self._db.broken:
+            self._db.close()
+            self._db = self._psycopg.connect(self.url, **self._options)
+        self._used = time.monotonic()
+        return self._db
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        return self._db.execute(_pyformat(sql), params) if params else self._db.execute(sql)
+
+    @contextmanager
+    def transaction(self, write: bool) -> Iterator[None]:
+        with self._connection().transaction():
+            if not write:  # the listing's three reads see one moment
+                self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    def schema_version(self) -> int:
+        self.execute("SELECT pg_advisory_xact_lock(:key)", {"key": self._SCHEMA_LOCK})
+        self.execute("CREATE TABLE IF NOT EXISTS job_store_schema (version INTEGER NOT NULL)")
+        row = self.execute("SELECT MAX(version) AS version FROM job_store_schema").fetchone()
+        return row["version"] or 0
+
+    def set_schema_version(self, version: int) -> None:
+        self.execute("DELETE FROM job_store_schema")
+        self.execute("INSERT INTO job_store_schema (version) VALUES (:version)", {"version": version})
+
+    def columns(self) -> set[str]:
+        rows = self.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'jobs'"
+        )
+        return {row["column_name"] for row in rows}
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is not None:
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{parts.netloc.rsplit('@', 1)[1]}")
+    return re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.geturl())
+
+
+def _backend(location: str | os.PathLike[str]) -> _SQLite | _Postgres:
+    text = os.fspath(location)
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    if scheme in ("postgresql", "postgres"):
+        return _Postgres(text)
+    if scheme == "sqlite":
+        path = unquote(urlsplit(text).path)
+        if not text.startswith("sqlite:///") or path in ("/", ""):
+            raise ValueError(f"a SQLite job store URL names its file: sqlite:////absolute/path/{DATABASE_NAME}, not {text!r}")
+        return _SQLite(Path(path[1:]).expanduser())  # sqlite:///relative, sqlite:////absolute
+    if scheme:
+        raise ValueError(f"the job store must be a sqlite:/// or postgresql:// URL, or a folder, not {scheme}://...")
+    return _SQLite(Path(text) / DATABASE_NAME)
+
+
+class JobStore:
+    """The jobs, at `location`: a `sqlite:///` or `postgresql://` URL, or a folder that holds
+    jobs.sqlite3 (created if missing); see the module's doc.
+
+    Finished jobs stay readable by id for `retention_days` after they finished (None: for
+    ever); purge_expired drops older ones, at open and on every submit. A claim holds its job
+    for `lease_s` seconds unless renewed. `clock` gives the time in Unix seconds (tests move it).
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str],
+        *,
+        retention_days: float | None = 30,
+        clock: Callable[[], float] = time.time,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> None:
+        if retention_days is not None and retention_days < 0:
+            raise ValueError(f"retention_days must be 0 or more, not {retention_days}")
+        if not lease_s > 0:
+            raise ValueError(f"lease_s must be more than 0, not {lease_s}")
+        self.retention_days = retention_days
+        self.lease_s = lease_s
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = _backend(location)
+        self.path: Path | None = self._db.path
+        """The SQLite file; None on PostgreSQL."""
+        self.location = self._db.location
+        """Where the jobs are, to show (a PostgreSQL URL without its password)."""
         try:
             self._create_schema()
             self.purge_expired()
@@ -147,18 +349,28 @@ class JobStore:
             self._db.close()
             raise
 
+    @property
+    def shared(self) -> bool:
+        """Whether other queues may use this store at once (PostgreSQL): then a queue that
+        starts must not call recover_after_restart, and leases bring back the jobs of the
+        replicas that died."""
+        return self._db.shared
+
     def _create_schema(self) -> None:
         with self._transaction() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+            version = db.schema_version()
             if version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path} was written by a newer whisper-serve (schema {version}); upgrade this one")
-            for statement in SCHEMA.split(";"):
+                raise RuntimeError(
+                    f"the job store {self.location} was written by a newer whisper-serve (schema {version}); upgrade this one"
+                )
+            for statement in db.schema.split(";"):
                 if statement.strip():
                     db.execute(statement)
-            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
-            if "callback_error" not in columns:  # a file of schema 1
-                db.execute("ALTER TABLE jobs ADD COLUMN callback_error TEXT NOT NULL DEFAULT ''")
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            missing = _ADDED_COLUMNS.keys() - db.columns()
+            for name in sorted(missing):  # a database of an earlier schema
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {_ADDED_COLUMNS[name].format(real=db.real)}")
+            if version != SCHEMA_VERSION:
+                db.set_schema_version(SCHEMA_VERSION)
 
     def close(self) -> None:
         with self._lock:
@@ -171,20 +383,13 @@ class JobStore:
         self.close()
 
     @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute(f"BEGIN {mode}")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
+    def _transaction(self, write: bool = True) -> Iterator[_SQLite | _Postgres]:
+        with self._lock, self._db.transaction(write):
+            yield self._db
 
-    def _count_finished(self, db: sqlite3.Connection, rows: Sequence[sqlite3.Row]) -> list[Job]:
+    def _count_finished(self, db: _SQLite | _Postgres, rows: Sequence[Any]) -> list[Job]:
         if rows:
-            db.execute("UPDATE counters SET value = value + ? WHERE name = 'processed'", (len(rows),))
+            db.execute("UPDATE counters SET value = value + :count WHERE name = 'processed'", {"count": len(rows)})
         return [_job(row) for row in rows]
 
     # The queue's life: submit, claim, progress, finish.
@@ -207,43 +412,82 @@ class JobStore:
             with self._transaction() as db:
                 db.execute(
                     "INSERT INTO jobs (id, path, language, format, output_path, callback, model, priority, status, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'QUEUED', ?)",
-                    (
-                        stored.id,
-                        stored.path,
-                        stored.language,
-                        stored.format,
-                        stored.output_path,
-                        stored.callback,
-                        stored.model,
-                        stored.priority,
-                        stored.created_at,
-                    ),
+                    " VALUES (:id, :path, :language, :format, :output_path, :callback, :model, :priority, 'QUEUED', :created_at)",
+                    {
+                        "id": stored.id,
+                        "path": stored.path,
+                        "language": stored.language,
+                        "format": stored.format,
+                        "output_path": stored.output_path,
+                        "callback": stored.callback,
+                        "model": stored.model,
+                        "priority": stored.priority,
+                        "created_at": stored.created_at,
+                    },
                 )
-        except sqlite3.IntegrityError:
+        except self._db.integrity_errors:
             raise Conflict(f"a job with id {job.id} exists already") from None
         return stored
 
-    def claim_next(self) -> Job | None:
+    def claim_next(self, *, max_attempts: int | None = None, recovery: Recovery | None = None) -> Job | None:
         """The next QUEUED job (highest priority, then first submitted), now RUNNING with one
-        more attempt; None when the queue is empty. Never hands one job to two callers."""
+        more attempt and a lease of `lease_s` seconds; None when the queue is empty. Never
+        hands one job to two callers, of this store or of any other on the same database.
+
+        Given `max_attempts`, it first takes back the RUNNING jobs whose lease lapsed: they go
+        back to their place in the queue, or end FAILED once tried `max_attempts` times. Pass
+        a `recovery` to learn which: its `failed` jobs' callbacks are due.
+        """
+        now, taken_back = self._clock(), Recovery()
         with self._transaction() as db:
+            if max_attempts is not None:
+                taken_back = self._release_in(
+                    db,
+                    "(lease_expires_at IS NULL OR lease_expires_at < :lapsed_before)",
+                    {"lapsed_before": now},
+                    _LAPSED,
+                    max_attempts,
+                    0.0,
+                    lock=db.skip_locked,  # a row being renewed right now is not lapsed
+                )
             rows = db.execute(
-                "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, started_at = ?, progress = 0"
-                " WHERE seq = (SELECT seq FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq LIMIT 1)"
-                f" RETURNING {_COLUMNS}",
-                (self._clock(),),
+                "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, started_at = :now, progress = 0,"
+                " lease_expires_at = :until"
+                " WHERE seq = (SELECT seq FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq LIMIT 1"
+                f"{db.skip_locked}) RETURNING {_COLUMNS}",
+                {"now": now, "until": now + self.lease_s},
             ).fetchall()
+        if recovery is not None:  # once committed: a claim that failed took nothing back
+            recovery.requeued += taken_back.requeued
+            recovery.failed += taken_back.failed
         return _job(rows[0]) if rows else None
 
-    def set_progress(self, job_id: str, percent: float, *, attempt: int | None = None) -> bool:
-        """Record how far a RUNNING job is (clamped to 0-100, never going back); False when
-        the job is not RUNNING (in that attempt)."""
+    def renew(self, job_id: str, attempt: int | None = None) -> bool:
+        """Extend a RUNNING job's lease to `lease_s` seconds from now: the heartbeat of the
+        replica running it. False when the job is no longer RUNNING (in that attempt): it
+        finished, or its lease lapsed and another replica took it back."""
         guard, params = _attempt_guard(attempt)
         with self._transaction() as db:
             cursor = db.execute(
-                f"UPDATE jobs SET progress = MAX(progress, :progress) WHERE id = :id AND status = 'RUNNING'{guard}",
-                {"id": job_id, "progress": max(0, min(100, int(percent))), **params},
+                f"UPDATE jobs SET lease_expires_at = :until WHERE id = :id AND status = 'RUNNING'{guard}",
+                {"id": job_id, "until": self._clock() + self.lease_s, **params},
+            )
+        return cursor.rowcount == 1
+
+    def set_progress(self, job_id: str, percent: float, *, attempt: int | None = None) -> bool:
+        """Record how far a RUNNING job is (clamped to 0-100, never going back), renewing its
+        lease; False when the job is not RUNNING (in that attempt)."""
+        guard, params = _attempt_guard(attempt)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET progress = {db.greatest}(progress, :progress), lease_expires_at = :until"
+                f" WHERE id = :id AND status = 'RUNNING'{guard}",
+                {
+                    "id": job_id,
+                    "progress": max(0, min(100, int(percent))),
+                    "until": self._clock() + self.lease_s,
+                    **params,
+                },
             )
         return cursor.rowcount == 1
 
@@ -256,7 +500,7 @@ class JobStore:
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE jobs SET status = 'COMPLETED', progress = 100, result = :result, outputs = :outputs,"
-                " error = '', duration = :duration, finished_at = :now"
+                " error = '', duration = :duration, finished_at = :now, lease_expires_at = NULL"
                 f" WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
                 {
                     "id": job_id,
@@ -275,8 +519,8 @@ class JobStore:
         guard, params = _attempt_guard(attempt)
         with self._transaction() as db:
             rows = db.execute(
-                "UPDATE jobs SET status = 'FAILED', error = :reason, duration = :duration, finished_at = :now"
-                f" WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
+                "UPDATE jobs SET status = 'FAILED', error = :reason, duration = :duration, finished_at = :now,"
+                f" lease_expires_at = NULL WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
                 {"id": job_id, "reason": reason, "duration": duration, "now": self._clock(), **params},
             ).fetchall()
             finished = self._count_finished(db, rows)
@@ -287,7 +531,8 @@ class JobStore:
         when it was. False when the job is unknown or not finished."""
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE jobs SET callback_error = ? WHERE id = ? AND status IN ('COMPLETED', 'FAILED')", (error, job_id)
+                "UPDATE jobs SET callback_error = :error WHERE id = :id AND status IN ('COMPLETED', 'FAILED')",
+                {"error": error, "id": job_id},
             )
         return cursor.rowcount == 1
 
@@ -306,35 +551,51 @@ class JobStore:
         """Put back the jobs left RUNNING by a process that died: QUEUED again in their old
         place, or FAILED with the reason once tried `max_attempts` times.
 
-        Call it once when the queue starts, before any job is claimed: it takes every
-        RUNNING job of this file as orphaned.
+        Call it once when the queue starts, before any job is claimed, and only on a store that
+        this queue alone uses (not `shared`): it takes every RUNNING job as orphaned. On a
+        shared store, claim_next(max_attempts=...) takes back the jobs whose lease lapsed.
         """
-        return self._release("1", {}, "the service stopped while the job ran", max_attempts, 0.0)
+        return self._release("1 = 1", {}, "the service stopped while the job ran", max_attempts, 0.0)
 
     def _release(self, where: str, params: dict[str, Any], reason: str, max_attempts: int, duration: float) -> Recovery:
+        with self._transaction() as db:
+            return self._release_in(db, where, params, reason, max_attempts, duration, lock=db.lock_rows)
+
+    def _release_in(
+        self,
+        db: _SQLite | _Postgres,
+        where: str,
+        params: dict[str, Any],
+        reason: str,
+        max_attempts: int,
+        duration: float,
+        *,
+        lock: str,
+    ) -> Recovery:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be 1 or more, not {max_attempts}")
-        params |= {"reason": reason, "max_attempts": max_attempts, "duration": duration, "now": self._clock()}
-        with self._transaction() as db:
-            requeued = db.execute(
-                "UPDATE jobs SET status = 'QUEUED', progress = 0, started_at = NULL, error = :reason"
-                f" WHERE status = 'RUNNING' AND attempts < :max_attempts AND {where} RETURNING {_COLUMNS}",
-                params,
-            ).fetchall()
-            failed = db.execute(
-                "UPDATE jobs SET status = 'FAILED', duration = :duration, finished_at = :now,"
-                " error = :reason || '; gave up after ' || attempts || (CASE attempts WHEN 1 THEN ' try' ELSE ' tries' END)"
-                f" WHERE status = 'RUNNING' AND attempts >= :max_attempts AND {where} RETURNING {_COLUMNS}",
-                params,
-            ).fetchall()
-            return Recovery(requeued=[_job(row) for row in requeued], failed=self._count_finished(db, failed))
+        params = params | {"reason": reason, "max_attempts": max_attempts, "duration": duration, "now": self._clock()}
+        chosen = f"seq IN (SELECT seq FROM jobs WHERE status = 'RUNNING' AND {where}{lock})"
+        requeued = db.execute(
+            "UPDATE jobs SET status = 'QUEUED', progress = 0, started_at = NULL, lease_expires_at = NULL, error = :reason"
+            f" WHERE {chosen} AND attempts < :max_attempts RETURNING {_COLUMNS}",
+            params,
+        ).fetchall()
+        failed = db.execute(
+            "UPDATE jobs SET status = 'FAILED', duration = :duration, finished_at = :now, lease_expires_at = NULL,"
+            " error = CAST(:reason AS TEXT) || '; gave up after ' || CAST(attempts AS TEXT)"
+            " || (CASE attempts WHEN 1 THEN ' try' ELSE ' tries' END)"
+            f" WHERE {chosen} AND attempts >= :max_attempts RETURNING {_COLUMNS}",
+            params,
+        ).fetchall()
+        return Recovery(requeued=[_job(row) for row in requeued], failed=self._count_finished(db, failed))
 
     # What users ask for: one job, the list, the counts; and removal.
 
     def get(self, job_id: str) -> Job:
         """The job, or NotFound."""
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._transaction(write=False) as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = :id", {"id": job_id}).fetchone()
         if row is None:
             raise NotFound(self._not_found(job_id))
         return _job(row)
@@ -346,36 +607,37 @@ class JobStore:
     def delete_queued(self, job_id: str) -> Job:
         """Remove a QUEUED job and return it; Conflict when it is RUNNING or finished, NotFound when unknown."""
         with self._transaction() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = :id{db.lock_rows}", {"id": job_id}).fetchone()
             if row is None:
                 raise NotFound(self._not_found(job_id))
             if row["status"] != JobStatus.QUEUED:
                 raise Conflict(f"job {job_id} is {row['status']}: only queued jobs can be deleted")
-            db.execute("DELETE FROM jobs WHERE id = ? AND status = 'QUEUED'", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = :id AND status = 'QUEUED'", {"id": job_id})
         return _job(row)
 
     def listing(self, finished: int = FINISHED_IN_LISTING) -> list[Job]:
         """GET /transcription/jobs: the queued jobs in the order they will run, then the
         running ones (longest running first), then the last `finished` finished ones, newest first."""
-        with self._transaction("DEFERRED") as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq").fetchall()
             rows += db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE status = 'RUNNING' ORDER BY started_at, seq").fetchall()
             rows += db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE status IN ('COMPLETED', 'FAILED')"
-                " ORDER BY finished_at DESC, seq DESC LIMIT ?",
-                (finished,),
+                " ORDER BY finished_at DESC, seq DESC LIMIT :finished",
+                {"finished": finished},
             ).fetchall()
         return [_job(row) for row in rows]
 
     def stats(self) -> dict[str, int]:
         """GET /stats: jobs queued, running, and finished (COMPLETED or FAILED) since the
         store was created, purged ones included."""
-        with self._transaction("DEFERRED") as db:
-            queued, running = db.execute(
-                "SELECT COALESCE(SUM(status = 'QUEUED'), 0), COALESCE(SUM(status = 'RUNNING'), 0) FROM jobs"
+        with self._transaction(write=False) as db:
+            counts = db.execute(
+                "SELECT COALESCE(SUM(CASE WHEN status = 'QUEUED' THEN 1 ELSE 0 END), 0) AS queued,"
+                " COALESCE(SUM(CASE WHEN status = 'RUNNING' THEN 1 ELSE 0 END), 0) AS running FROM jobs"
             ).fetchone()
-            (processed,) = db.execute("SELECT value FROM counters WHERE name = 'processed'").fetchone()
-        return {"Queued": queued, "Running": running, "Processed": processed}
+            processed = db.execute("SELECT value FROM counters WHERE name = 'processed'").fetchone()
+        return {"Queued": int(counts["queued"]), "Running": int(counts["running"]), "Processed": int(processed["value"])}
 
     def purge_expired(self) -> int:
         """Drop the jobs that finished more than `retention_days` ago; how many were dropped."""
@@ -383,7 +645,7 @@ class JobStore:
             return 0
         with self._transaction() as db:
             cursor = db.execute(
-                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?",
-                (self._clock() - self.retention_days * 86400,),
+                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < :cutoff",
+                {"cutoff": self._clock() - self.retention_days * 86400},
             )
         return cursor.rowcount
