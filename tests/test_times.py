@@ -17,7 +17,7 @@ from media import SAMPLE_STM, SAMPLE_WAV, speak
 from subtitles import parse_srt
 
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
-from serve_app.engine.decoding import DecodeKey, cut_head, decode_batch
+from serve_app.engine.decoding import DecodeKey, SpeechClock, cut_head, decode_batch
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.models.catalogue import ModelInfo
 from serve_app.models.embedded import package_file
@@ -140,6 +140,19 @@ def test_segments_are_numbered_in_order_and_keep_their_words(transcript: Transcr
             continue
         assert "".join(w.word for w in segment.words) == segment.text
         assert segment.start == segment.words[0].start and segment.end == segment.words[-1].end
+
+
+def test_a_time_at_a_cut_maps_to_the_speech_beside_it() -> None:
+    """A start at a cut is the start of the speech after it, an end there the end of the speech
+    before it: neither lands on the silence between, whatever the float's last bit."""
+    clock = SpeechClock()
+    clock.extend([{"start": 0, "end": 38_431}, {"start": 100_000, "end": 116_000}, {"start": 116_000, "end": 160_000}])
+    cut = 38_431 / SAMPLE_RATE
+    assert clock.start(cut) == pytest.approx(100_000 / SAMPLE_RATE, abs=0.01)
+    assert clock.end(cut) == pytest.approx(38_431 / SAMPLE_RATE, abs=0.01)
+    # A hair under the cut, as a sum of offsets in floats can be: int() made it the sample before.
+    nearly = float(np.nextafter(cut, 0.0))
+    assert clock.start(nearly) == pytest.approx(100_000 / SAMPLE_RATE, abs=0.01)
 
 
 # A sentence with a pause of a second in it: the VAD cuts 0.2 s of it out, and tiny.en writes

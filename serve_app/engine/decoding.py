@@ -80,10 +80,18 @@ class SpeechClock:
         self._map = SpeechTimestampsMap(self._speech, SAMPLE_RATE) if self._speech else None
 
     def start(self, seconds: float) -> float:
-        return float(self._map.get_original_time(seconds) if self._map else seconds)
+        """A start at a region's end is the next region's start: the speech after the cut."""
+        if self._map is None:
+            return float(seconds)
+        region = min(bisect.bisect(self._map.chunk_end_sample, round(seconds * SAMPLE_RATE)), len(self._speech) - 1)
+        return float(self._map.get_original_time(seconds, region))
 
     def end(self, seconds: float) -> float:
-        return float(self._map.get_original_time(seconds, is_end=True) if self._map else seconds)
+        """An end at a region's end is that region's: the speech before the cut."""
+        if self._map is None:
+            return float(seconds)
+        region = min(bisect.bisect_left(self._map.chunk_end_sample, round(seconds * SAMPLE_RATE)), len(self._speech) - 1)
+        return float(self._map.get_original_time(seconds, region))
 
     def word(self, start: float, end: float) -> tuple[float, float]:
         if self._map is None:
