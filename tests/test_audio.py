@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -15,17 +16,22 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import av
+import httpx
+import hypothesis
 import numpy as np
 import pytest
-from fakes import FakeHandle
+from fakes import FakeHandle, InProcess
+from hypothesis import strategies as st
 from media import SAMPLE_WAV, claim_duration, flac_bomb, transcode
 
 from serve_app import pipeline
-from serve_app.engine.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio
+from serve_app.engine import lengths
+from serve_app.engine.audio import MEDIA_DEMUXERS, SAMPLE_RATE, decode_audio, open_media
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 from serve_app.options import DecodeOptions
 
 REFUSED_FORMAT = "file is not audio or video in a format this service reads"
+_W64 = b"riff\x2e\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00"
 
 
 @pytest.mark.parametrize(
@@ -61,6 +67,133 @@ def test_a_file_cut_short_is_refused(tmp_path: Path) -> None:
     mp3 = transcode(SAMPLE_WAV, tmp_path / "sample.mp3", codec="mp3").read_bytes()
     with pytest.raises(BadRequest, match="cut short: its header declares 30.0 s"):
         decode_audio(io.BytesIO(mp3[: len(mp3) // 2]))
+
+
+def wav_holding(seconds: float) -> bytes:
+    """The sample's WAV, its header unchanged (30 s), holding only the first `seconds` of data."""
+    wav = SAMPLE_WAV.read_bytes()
+    data = wav.index(b"data") + 8
+    return wav[: data + int(seconds * SAMPLE_RATE) * 2]
+
+
+def test_a_wav_holding_less_than_its_header_declares_is_refused() -> None:
+    # FFmpeg takes a WAV's length from the bytes there are: its data chunk's size tells.
+    with pytest.raises(BadRequest, match=r"^the file is cut short: its header declares 30.0 s of audio but only 1.5 s decode"):
+        decode_audio(io.BytesIO(wav_holding(1.5)))
+    assert len(decode_audio(io.BytesIO(wav_holding(29.5)))) == 29.5 * SAMPLE_RATE  # under a second short: whole enough
+
+
+@pytest.mark.parametrize("unset", [0xFFFFFFFF, 0x7FFFFFFF, 0], ids=["ffmpeg", "arecord", "zero"])
+def test_a_streamed_wav_whose_sizes_are_unset_decodes_whole(unset: int) -> None:
+    """Writers to a pipe cannot go back to write the sizes; what they leave declares nothing."""
+    wav = bytearray(SAMPLE_WAV.read_bytes())
+    data = wav.index(b"data")
+    struct.pack_into("<I", wav, 4, unset)
+    struct.pack_into("<I", wav, data + 4, unset)
+    assert len(decode_audio(io.BytesIO(bytes(wav)))) == 30 * SAMPLE_RATE
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "rate", "video"),
+    [
+        (".wav", "pcm_s16le", 16000, False),
+        (".mp3", "mp3", 16000, False),
+        (".flac", "flac", 16000, False),
+        (".ogg", "libopus", 48000, False),
+        (".oga", "flac", 16000, False),  # FLAC in Ogg
+        (".m4a", "aac", 44100, False),
+        (".mp4", "aac", 16000, True),
+        (".3gp", "aac", 16000, False),
+        (".webm", "libopus", 48000, False),
+        (".mkv", "libopus", 48000, True),
+        (".avi", "pcm_s16le", 16000, True),
+        (".caf", "pcm_s16le", 16000, False),
+        (".w64", "pcm_s16le", 16000, False),
+        (".aif", "pcm_s16be", 16000, False),
+        (".wv", "wavpack", 16000, False),
+        (".flv", "aac", 16000, False),
+    ],
+)
+def test_every_container_cut_at_half_is_refused(tmp_path: Path, suffix: str, codec: str, rate: int, video: bool) -> None:
+    whole = transcode(SAMPLE_WAV, tmp_path / f"sample{suffix}", codec=codec, rate=rate, video=video).read_bytes()
+    assert abs(len(decode_audio(io.BytesIO(whole))) - 30 * SAMPLE_RATE) < 0.1 * SAMPLE_RATE
+    with pytest.raises(BadRequest, match=r"^the file is cut short: .*; send the whole file$"):
+        decode_audio(io.BytesIO(whole[: len(whole) // 2]))
+
+
+def test_an_mp4_cut_before_its_index_is_cut_short_not_unreadable(tmp_path: Path) -> None:
+    """PyAV writes the index (moov) last: FFmpeg cannot open the first half at all."""
+    whole = transcode(SAMPLE_WAV, tmp_path / "sample.m4a", codec="aac").read_bytes()
+    assert whole.index(b"moov") > len(whole) // 2
+    with pytest.raises(BadRequest, match=r"the file is cut short: its boxes declare [\d,]+ bytes but it holds [\d,]+"):
+        decode_audio(io.BytesIO(whole[: len(whole) // 2]))
+
+
+def test_an_adts_aac_file_is_not_taken_for_one_cut_short(tmp_path: Path) -> None:
+    """A bare AAC stream declares no length: FFmpeg's guess from the bit rate (34.5 s for these
+    30 s) is not held against it."""
+    whole = transcode(SAMPLE_WAV, tmp_path / "sample.aac", codec="aac").read_bytes()
+    assert abs(len(decode_audio(io.BytesIO(whole))) - 30 * SAMPLE_RATE) < 0.2 * SAMPLE_RATE
+    with open_media(io.BytesIO(whole)) as container:
+        guessed = container.duration / av.time_base
+    assert guessed > 31, "FFmpeg now guesses this stream's length right: the test shows nothing"
+
+
+def mp3_at(bit_rate: int) -> bytes:
+    """The sample as a constant-bit-rate MP3, without its ID3 tag, its Info header made an
+    ordinary frame: nothing in it counts its frames."""
+    out_file = io.BytesIO()
+    with av.open(out_file, "w", format="mp3") as out, open(SAMPLE_WAV, "rb") as media, open_media(media) as source:
+        stream = out.add_stream("mp3", rate=16000)
+        stream.layout, stream.bit_rate = "mono", bit_rate
+        resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono", rate=16000)
+        for frame in source.decode(audio=0):
+            for converted in resampler.resample(frame):
+                out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    mp3 = out_file.getvalue()
+    if mp3[:3] == b"ID3":
+        mp3 = mp3[10 + (mp3[6] << 21 | mp3[7] << 14 | mp3[8] << 7 | mp3[9]) :]
+    return mp3.replace(b"Info", b"None", 1).replace(b"Xing", b"None", 1)
+
+
+def test_an_mp3_of_variable_bit_rate_without_a_frame_count_is_not_taken_for_one_cut_short() -> None:
+    """Without a Xing, Info or VBRI header an MP3's length is FFmpeg's guess from its first
+    frame's bit rate: 8 kb/s here, then 64 kb/s, and the guess is four minutes for one."""
+    mp3 = mp3_at(8_000) + mp3_at(64_000)
+    with open_media(io.BytesIO(mp3)) as container:
+        assert container.duration / av.time_base > 120, "FFmpeg no longer guesses from the first frame"
+    assert abs(len(decode_audio(io.BytesIO(mp3))) - 60 * SAMPLE_RATE) < 0.5 * SAMPLE_RATE
+
+
+def test_a_cut_short_upload_answers_400(tmp_path: Path) -> None:
+    """Through the HTTP app in-process: the reason goes back to the client."""
+
+    async def post() -> httpx.Response:
+        async with InProcess(tmp_path).client() as http:
+            return await http.post(
+                "/v1/audio/transcriptions", files={"file": ("call.wav", wav_holding(1.5))}, data={"model": "tiny.en"}
+            )
+
+    response = asyncio.run(post())
+    assert response.status_code == 400, response.text
+    assert "the file is cut short: its header declares 30.0 s of audio but only 1.5 s decode" in response.json()["reason"]
+
+
+@hypothesis.settings(max_examples=300, deadline=None, database=None)
+@hypothesis.given(
+    magic=st.sampled_from([b"RIFF", b"RF64", b"caff", b"OggS", b"ID3\x04", b"\x00\x00\x00\x20ftyp", _W64]),
+    form=st.sampled_from([b"", b"WAVE", b"AVI "]),
+    rest=st.binary(max_size=300),
+)
+def test_reading_the_sizes_of_any_bytes_neither_fails_nor_moves_the_file(magic: bytes, form: bytes, rest: bytes) -> None:
+    data = magic + (rest[:4] + form if len(magic) == 4 else b"") + rest[4:]
+    source = io.BytesIO(b"junk" + data)
+    source.seek(4)
+    declared = lengths.declared_by_sizes(source)
+    assert declared is None or declared.present >= 0
+    assert isinstance(lengths.ogg_is_finished(source), bool) and isinstance(lengths.mp3_counts_frames(source), bool)
+    assert source.tell() == 4
 
 
 def test_media_over_the_duration_limit_is_refused(tmp_path: Path) -> None:

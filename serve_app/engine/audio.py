@@ -8,13 +8,19 @@ from typing import BinaryIO
 import av
 import numpy as np
 
+from serve_app.engine.lengths import Declared, declared_by_sizes, mp3_counts_frames, ogg_is_finished
 from serve_app.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
 
 __all__ = ["MEDIA_DEMUXERS", "SAMPLE_RATE", "decode_audio", "open_media"]
 
 SAMPLE_RATE = 16_000
 TRUNCATED_SHARE = 0.9
-"""Less than this share of the declared duration decoding means the file was cut short."""
+"""Less than this share of the declared duration decoding (and a second or more missing)
+means the file was cut short."""
+NO_LENGTH_IN_HEADER = ("aac", "ac3", "eac3", "dts", "amr")
+"""Demuxers of bare codec streams, whose header declares no length: FFmpeg estimates one from
+the first frames' bit rate and the file's size, which a stream of variable bit rate (AAC in
+ADTS) does not keep to. An MP3 declares its length only in a Xing, Info or VBRI header."""
 
 MEDIA_DEMUXERS = (
     "wav",
@@ -131,7 +137,13 @@ def _is_empty(source: BinaryIO) -> bool:
     return empty
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream, *, frames_counted: bool
+) -> float | None:
+    """The length the media's header declares (None: it declares none, and FFmpeg's estimate
+    from the bit rate is no declaration)."""
+    if container.format.name in NO_LENGTH_IN_HEADER or (container.format.name == "mp3" and not frames_counted):
+        return None
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -157,16 +169,31 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_second
     Raises BadRequest for an empty file, UnsupportedMedia for a format outside MEDIA_DEMUXERS,
     bytes FFmpeg cannot read or media without audio, and PayloadTooLarge for media over
     `max_seconds` (by its header, or as soon as that much has decoded: decoding holds at most
-    `max_seconds` of samples). A file cut short (less audio than its header declares) raises
-    BadRequest: a transcript of half an upload is rarely what anyone wanted.
+    `max_seconds` of samples). A file cut short (less audio than its header declares, by
+    FFmpeg or by the container's sizes: serve_app/engine/lengths.py; an Ogg stream without its
+    last page) raises BadRequest: a transcript of half an upload is rarely what anyone wanted.
+    Bare codec streams (ADTS AAC, AC-3, AMR; an MP3 without a Xing or VBRI header) declare no
+    length, so nothing tells them cut short.
     """
     if _is_empty(source):
         raise BadRequest("file is empty: send the bytes of an audio or video file")
-    with open_media(source) as container:
+    # The container's own sizes, read before FFmpeg moves the file's position.
+    sizes = declared_by_sizes(source)
+    magic = _peek(source, 4)
+    ogg_finished = ogg_is_finished(source) if magic == b"OggS" else True
+    frames_counted = mp3_counts_frames(source)
+    try:
+        container = open_media(source)
+    except UnsupportedMedia:
+        if sizes is not None and sizes.container == "mp4" and sizes.cut:
+            # An MP4 whose index (moov) comes after its media: cut short, FFmpeg cannot open it.
+            raise BadRequest(_cut_short_bytes(sizes)) from None
+        raise
+    with container:
         stream = container.streams.best("audio")
         if stream is None:
             raise UnsupportedMedia("file has no audio stream")
-        declared = _declared_seconds(container, stream)
+        declared = _declared_seconds(container, stream, frames_counted=frames_counted)
         if max_seconds is not None and declared is not None and declared > max_seconds:
             raise _too_long(declared, max_seconds, declared=True)
         samples = _Samples(sample_rate=sample_rate, max_seconds=max_seconds)
@@ -182,9 +209,35 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_second
         raise BadRequest("file has an audio stream but no audio in it")
     audio = samples.take()
     seconds = audio.size / sample_rate
-    if declared is not None and seconds < TRUNCATED_SHARE * declared and declared - seconds > 1.0:
+    if sizes is not None and sizes.seconds is not None:
+        # A WAV's or CAF's data chunk: FFmpeg takes their length from the bytes that are there.
+        declared = max(declared or 0.0, sizes.seconds)
+    if declared is not None and _short(seconds, declared):
         raise BadRequest(
             f"the file is cut short: its header declares {declared:.1f} s of audio but only {seconds:.1f} s decode; "
             "send the whole file"
         )
+    if sizes is not None and sizes.container == "avi" and sizes.cut and _short(seconds, seconds * sizes.declared / sizes.present):
+        # FFmpeg takes an AVI's length from the index it finds; its RIFF chunks' sizes tell
+        # how much of it there was (the audio in proportion).
+        raise BadRequest(_cut_short_bytes(sizes))
+    if not ogg_finished:
+        raise BadRequest(
+            f"the file is cut short: its Ogg stream ends without its last page ({seconds:.1f} s decode); send the whole file"
+        )
     return audio
+
+
+def _short(seconds: float, declared: float) -> bool:
+    return seconds < TRUNCATED_SHARE * declared and declared - seconds > 1.0
+
+
+def _cut_short_bytes(sizes: Declared) -> str:
+    return f"the file is cut short: {sizes.what} {sizes.declared:,} bytes but it holds {sizes.present:,}; send the whole file"
+
+
+def _peek(source: BinaryIO, count: int) -> bytes:
+    position = source.tell()
+    head = source.read(count)
+    source.seek(position)
+    return head

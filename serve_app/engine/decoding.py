@@ -5,10 +5,16 @@ the chunks of several requests: cutting the audio at silences (its Silero VAD), 
 batch (its batched generate), and putting the times back on the audio's own clock. Every
 chunk of a batch is decoded as it would be alone, so a request's transcript does not depend
 on what it was batched with.
+
+The VAD cuts out pauses, so a chunk is speech laid end to end: a segment Whisper writes across
+a pause it never heard would start before it on the audio's clock (a cue shown seconds early)
+or end after it. Such a segment is split where the pause was, by the timings of its words
+(`_split_at_gaps`); a chunk with no such segment costs nothing more.
 """
 
 from __future__ import annotations
 
+import bisect
 import inspect
 from dataclasses import dataclass
 from math import ceil
@@ -27,6 +33,9 @@ __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "
 
 CHUNK_SECONDS = 30
 HEAD_SECONDS = 60
+GAP_SAMPLES = SAMPLE_RATE // 100
+"""A removed silence shorter than this (10 ms) is no gap: the VAD splits a pause too short to
+remove between its neighbours, and an odd sample can fall between the halves."""
 FIRST_CHUNK_SECONDS = 10
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
@@ -47,10 +56,12 @@ class DecodeKey:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Speech of at most 30 s, silences cut out; `offset`: where it starts on the speech-only clock."""
+    """Speech of at most 30 s, silences cut out; `offset`: where it starts on the speech-only
+    clock; `gaps`: where, on that clock, the VAD cut a silence out of it."""
 
     audio: np.ndarray
     offset: float
+    gaps: tuple[float, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -70,10 +81,18 @@ class SpeechClock:
         self._map = SpeechTimestampsMap(self._speech, SAMPLE_RATE) if self._speech else None
 
     def start(self, seconds: float) -> float:
-        return float(self._map.get_original_time(seconds) if self._map else seconds)
+        """A start at a region's end is the next region's start: the speech after the cut."""
+        if self._map is None:
+            return float(seconds)
+        region = min(bisect.bisect(self._map.chunk_end_sample, round(seconds * SAMPLE_RATE)), len(self._speech) - 1)
+        return float(self._map.get_original_time(seconds, region))
 
     def end(self, seconds: float) -> float:
-        return float(self._map.get_original_time(seconds, is_end=True) if self._map else seconds)
+        """An end at a region's end is that region's: the speech before the cut."""
+        if self._map is None:
+            return float(seconds)
+        region = min(bisect.bisect_left(self._map.chunk_end_sample, round(seconds * SAMPLE_RATE)), len(self._speech) - 1)
+        return float(self._map.get_original_time(seconds, region))
 
     def word(self, start: float, end: float) -> tuple[float, float]:
         if self._map is None:
@@ -104,7 +123,19 @@ def _chunks(audio: np.ndarray, speech: list[dict], offset: float) -> Cut:
     if not speech:
         return Cut([], [])
     pieces, metadata = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS)
-    return Cut([Chunk(piece, offset + meta["offset"]) for piece, meta in zip(pieces, metadata) if len(piece)], speech)
+    # Where silence was cut out, in samples of speech before it (as SpeechTimestampsMap counts).
+    gaps, before = [], 0
+    for region, following in zip(speech, speech[1:]):
+        before += region["end"] - region["start"]
+        if following["start"] - region["end"] >= GAP_SAMPLES:
+            gaps.append(before)
+    chunks = []
+    for piece, meta in zip(pieces, metadata):
+        if len(piece):
+            first = round(meta["offset"] * SAMPLE_RATE)
+            inside = tuple(offset + gap / SAMPLE_RATE for gap in gaps if first < gap < first + len(piece))
+            chunks.append(Chunk(piece, offset + meta["offset"], inside))
+    return Cut(chunks, speech)
 
 
 def cut_head(audio: np.ndarray) -> tuple[Cut, int | None]:
@@ -204,12 +235,13 @@ def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
             segment_duration=chunk.seconds,
             seek=0,
         )
+        end = chunk.offset + chunk.seconds  # Whisper's timestamp tokens can point past the chunk
         segments = [
             {
                 "text": tokenizer.decode(piece["tokens"]),
                 "tokens": piece["tokens"],
-                "start": piece["start"],
-                "end": piece["end"],
+                "start": min(piece["start"], end),
+                "end": min(piece["end"], end),
                 "seek": int(chunk.offset * whisper.frames_per_second),
                 "avg_logprob": output["avg_logprob"],
                 "no_speech_prob": output["no_speech_prob"],
@@ -217,7 +249,8 @@ def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
             }
             for piece in pieces
         ]
-        if key.word_timestamps and segments:
+        spanning = any(_spans_gap(segment, chunk.gaps) for segment in segments)
+        if segments and (key.word_timestamps or spanning):
             # One chunk at a time: faster-whisper carries the last word's end from one segment
             # to the next, which would make a chunk's words depend on its neighbours in the batch.
             whisper.add_word_timestamps(
@@ -229,8 +262,79 @@ def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
                 options.append_punctuations,
                 last_speech_timestamp=chunk.offset,
             )
+            _within_stretches(segments, chunk)
+        if spanning:
+            segments = [piece for segment in segments for piece in _split_at_gaps(segment, chunk.gaps, tokenizer)]
         decoded.append(segments)
     return decoded
+
+
+def _within_stretches(segments: list[dict], chunk: Chunk) -> None:
+    """Each word within the chunk's stretch of speech its middle is in (the alignment can stretch
+    a word over a cut, or past the chunk's end), each segment from its first word's start to its
+    last word's end."""
+    bounds = (chunk.offset, *chunk.gaps, chunk.offset + chunk.seconds)
+    for segment in segments:
+        for word in segment["words"]:
+            at = bisect.bisect(chunk.gaps, (word["start"] + word["end"]) / 2)
+            low, high = bounds[at], bounds[at + 1]
+            word["start"], word["end"] = min(max(word["start"], low), high), min(max(word["end"], low), high)
+        if segment["words"]:
+            segment["start"], segment["end"] = segment["words"][0]["start"], segment["words"][-1]["end"]
+
+
+def _spans_gap(segment: dict, gaps: tuple[float, ...]) -> bool:
+    return any(segment["start"] < gap < segment["end"] for gap in gaps)
+
+
+def _split_at_gaps(segment: dict, gaps: tuple[float, ...], tokenizer: Tokenizer) -> list[dict]:
+    """The segment in pieces, one for each stretch of speech between the gaps its words fall
+    in (a word where its middle is), each with its words and its share of the text and tokens:
+    the pieces' texts joined are the segment's. A segment whose words do not spell out its
+    text stays whole; one without words over a gap has no text to place, and goes."""
+    words = segment.get("words") or []
+    if not words:
+        return [segment] if segment["text"].strip() or not _spans_gap(segment, gaps) else []
+    groups: list[list[dict]] = []
+    stretch = None
+    for word in words:
+        at = bisect.bisect(gaps, (word["start"] + word["end"]) / 2)
+        if at != stretch:
+            groups.append([])
+            stretch = at
+        groups[-1].append(word)
+    if len(groups) == 1:
+        return [segment]  # its times are its words' (`to_segment`), on one side of every gap
+    texts = ["".join(word["word"] for word in group) for group in groups]
+    tokens = _share_tokens(segment["tokens"], texts, tokenizer) if "".join(texts) == segment["text"] else None
+    if tokens is None:
+        return [segment]
+    return [
+        segment
+        | {
+            "text": text,
+            "tokens": piece,
+            "start": group[0]["start"],
+            "end": group[-1]["end"],
+            "words": group,
+            "compression_ratio": get_compression_ratio(text),
+        }
+        for text, piece, group in zip(texts, tokens, groups)
+    ]
+
+
+def _share_tokens(tokens: list[int], texts: list[str], tokenizer: Tokenizer) -> list[list[int]] | None:
+    """`tokens` cut where they decode to each of `texts` in turn (None: nowhere)."""
+    shares, start = [], 0
+    for text in texts[:-1]:
+        end = start
+        while tokenizer.decode(tokens[start:end]) != text:
+            end += 1
+            if end > len(tokens):
+                return None
+        shares.append(tokens[start:end])
+        start = end
+    return [*shares, tokens[start:]]
 
 
 def _row(encoder_output: ctranslate2.StorageView, row: int, rows: int) -> ctranslate2.StorageView:
@@ -244,20 +348,23 @@ def _row(encoder_output: ctranslate2.StorageView, row: int, rows: int) -> ctrans
     return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoder_output)[row : row + 1]))
 
 
-def to_segment(number: int, raw: dict, clock: SpeechClock, duration: float, temperature: float) -> Segment:
+def to_segment(number: int, raw: dict, clock: SpeechClock, duration: float, key: DecodeKey) -> Segment:
     """A decoded segment on the audio's clock; no time past the audio's end (Whisper's timestamp
-    tokens can point past it)."""
+    tokens can point past it). Where its words were timed, its times are theirs, and its words
+    are kept where the request asked for them."""
 
     def clamp(seconds: float) -> float:
         return min(seconds, duration)
 
     words = None
-    if "words" in raw:
+    if raw.get("words"):
         words = []
         for word in raw["words"]:
             start, end = clock.word(word["start"], word["end"])
             words.append(Word(clamp(start), clamp(end), word["word"], float(word["probability"])))
     start, end = (words[0].start, words[-1].end) if words else (clamp(clock.start(raw["start"])), clamp(clock.end(raw["end"])))
+    if key.word_timestamps and words is None:
+        words = []
     return Segment(
         id=number,
         start=start,
@@ -265,9 +372,9 @@ def to_segment(number: int, raw: dict, clock: SpeechClock, duration: float, temp
         text=raw["text"],
         seek=raw["seek"],
         tokens=list(raw["tokens"]),
-        temperature=temperature,
+        temperature=key.temperature,
         avg_logprob=float(raw["avg_logprob"]),
         compression_ratio=float(raw["compression_ratio"]),
         no_speech_prob=float(raw["no_speech_prob"]),
-        words=words,
+        words=words if key.word_timestamps else None,
     )

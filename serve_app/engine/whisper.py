@@ -80,9 +80,7 @@ class Decoding:
 
     def segments(self, decoded: list[dict]) -> list[Segment]:
         info, key = self._prepared.info, self._prepared.key
-        segments = [
-            to_segment(self._numbered + n, raw, self._clock, info.duration, key.temperature) for n, raw in enumerate(decoded)
-        ]
+        segments = [to_segment(self._numbered + n, raw, self._clock, info.duration, key) for n, raw in enumerate(decoded)]
         self._numbered += len(segments)
         self._engine._count(segments=len(segments))
         return segments
