@@ -77,7 +77,7 @@ def doubled() -> np.ndarray:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["segments", "words"])
 def transcript(request: pytest.FixtureRequest, engine: WhisperEngine, tiny_en: ModelInfo, doubled: np.ndarray) -> Transcript:
-    return engine.transcribe(doubled, tiny_en, DecodeOptions(word_timestamps=request.param))
+    return engine.transcribe(doubled, engine.load(tiny_en.path), DecodeOptions(word_timestamps=request.param))
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,7 @@ def test_a_segment_across_a_cut_is_split_there(tiny_en: ModelInfo, paused: np.nd
     [chunk] = cut.chunks
     [gap] = chunk.gaps
     whisper = WhisperModel(tiny_en.path, device="cpu", compute_type="int8", cpu_threads=1)
-    with_words = DecodeKey(tiny_en.path, "transcribe", "en", None, 0.0, True, 5)
+    with_words = DecodeKey(whisper, "transcribe", "en", None, 0.0, True, 5)
     [whole] = decode_batch(whisper, with_words, [replace(chunk, gaps=())])  # as if nothing were cut out
     assert any(s["start"] < gap < s["end"] for s in whole), "tiny.en no longer writes a segment across the cut"
     [split] = decode_batch(whisper, replace(with_words, word_timestamps=words), [chunk])
@@ -194,7 +194,7 @@ def test_a_segment_across_a_cut_is_split_there(tiny_en: ModelInfo, paused: np.nd
 def test_the_engine_gives_the_pieces_numbered_in_order(
     engine: WhisperEngine, tiny_en: ModelInfo, paused: np.ndarray, words: bool
 ) -> None:
-    transcript = engine.transcribe(paused, tiny_en, DecodeOptions(word_timestamps=words))
+    transcript = engine.transcribe(paused, engine.load(tiny_en.path), DecodeOptions(word_timestamps=words))
     [before, after] = cut_head(paused)[0].speech
     cut_out = (before["end"] / SAMPLE_RATE, after["start"] / SAMPLE_RATE)
     segments = transcript.segments
