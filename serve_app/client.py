@@ -21,7 +21,7 @@ sends them all before waiting for any, and the Transcriber's replicas share them
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import ray
 from ray import serve
@@ -71,7 +71,8 @@ class WhisperClient:
     def _call(
         self, media: Media, task: str, model: str, language: str | None, response_format: str, fields: dict[str, Any]
     ) -> DeploymentResponse:
-        return self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
+        response = self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
+        return cast(DeploymentResponse, response)  # not a stream: no stream=True in the handle's options
 
     def transcribe(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
@@ -45,7 +45,7 @@ def _render(transcript: Transcript, options: RequestOptions) -> Response:
     return PlainTextResponse(body, media_type=RESPONSE_FORMATS[options.response_format].media_type)
 
 
-async def _sse(events: AsyncIterator[TranscriptInfo | Segment], options: RequestOptions) -> AsyncIterator[ServerSentEvent]:
+async def _sse(events: AsyncGenerator[TranscriptInfo | Segment, None], options: RequestOptions) -> AsyncIterator[ServerSentEvent]:
     """The stream's events; a failure after the stream began ends it with an `error` event."""
     try:
         async for event in transcript_events(
