@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -99,7 +100,9 @@ class V1Routes:
             speakers = None
             if options.speakers is not None:
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
-            prepared = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
+            upload = form["file"]
+            assert isinstance(upload, UploadFile)  # parse_request_options validated the file part
+            prepared = await self.pipeline.prepare(upload.file, options.model, options.decode)
         if options.stream:
             if speakers is None:
                 events = self.pipeline.stream(prepared, options.decode)
