@@ -28,6 +28,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.errors import as_service_error
+from serve_app.options import SpeechTask
 
 __all__ = ["APP_NAME", "Media", "WhisperClient"]
 
@@ -69,7 +70,7 @@ class WhisperClient:
         self._ingress: DeploymentHandle = serve.get_app_handle(app_name)
 
     def _call(
-        self, media: Media, task: str, model: str, language: str | None, response_format: str, fields: dict[str, Any]
+        self, media: Media, task: SpeechTask, model: str, language: str | None, response_format: str, fields: dict[str, Any]
     ) -> DeploymentResponse:
         response = self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
         return cast(DeploymentResponse, response)  # not a stream: no stream=True in the handle's options
@@ -81,7 +82,7 @@ class WhisperClient:
         model: str,
         language: str | None = None,
         response_format: str = "json",
-        task: str = "transcribe",
+        task: SpeechTask = "transcribe",
         timeout_s: float | None = None,
         **fields: Any,
     ) -> dict[str, Any] | str:
@@ -104,7 +105,7 @@ class WhisperClient:
         model: str,
         language: str | None = None,
         response_format: str = "json",
-        task: str = "transcribe",
+        task: SpeechTask = "transcribe",
         **fields: Any,
     ) -> dict[str, Any] | str:
         """`transcribe`, to await from asyncio code (where the blocking one must not be called)."""
