@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from deployments.diarizer import Diarizer
 from deployments.ingress import Ingress
@@ -28,6 +28,12 @@ def check_keys(settings: AppSettings) -> None:
     )
 
 
+def _deployment(decorated: type) -> Deployment:
+    """What @serve.deployment made of the class: mypy types a decorated class as the class
+    itself, not as what its decorator returns, and so finds no `bind` on it."""
+    return cast(Deployment, decorated)
+
+
 def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
     """Validate the app's `args` (see AppSettings), then bind the graph.
 
@@ -38,8 +44,10 @@ def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
     """
     settings = args if isinstance(args, AppSettings) else AppSettings.model_validate(args or {})
     check_keys(settings)
-    model_store = ModelStore.bind(settings)
-    transcriber = Transcriber.bind(settings)
-    diarizer = Diarizer.bind(settings)
-    job_queue = JobQueue.bind(settings, model_store=model_store, transcriber=transcriber)
-    return Ingress.bind(settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, job_queue=job_queue)
+    model_store = _deployment(ModelStore).bind(settings)
+    transcriber = _deployment(Transcriber).bind(settings)
+    diarizer = _deployment(Diarizer).bind(settings)
+    job_queue = _deployment(JobQueue).bind(settings, model_store=model_store, transcriber=transcriber)
+    return _deployment(Ingress).bind(
+        settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, job_queue=job_queue
+    )

@@ -15,6 +15,7 @@ from serve_app.api.options import parse_request_options
 from serve_app.api.readiness import Readiness
 from serve_app.errors import BadRequest
 from serve_app.formats import render
+from serve_app.options import SpeechTask
 from serve_app.pipeline import Pipeline
 from serve_app.settings import AppSettings
 
@@ -42,13 +43,13 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> ASGIApp:
         return http_app(self.settings, all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue))
 
-    async def transcribe(self, media: bytes, fields: dict[str, str], task: str = "transcribe") -> dict | str:
+    async def transcribe(self, media: bytes, fields: dict[str, str], task: SpeechTask = "transcribe") -> dict | str:
         """`POST /v1/audio/transcriptions` (or translations) without HTTP, for Ray drivers on the
         cluster (serve_app.client.WhisperClient): the form's fields and the file's bytes go
         through the route's own parsing, pipeline and renderer, so the body is the one HTTP
         sends, a dict for the JSON formats and text for the others. A refusal raises the
         ServiceError the route answers with. The whole body comes back at once: no stream."""
-        if task not in ("transcribe", "translate"):
+        if task not in ("transcribe", "translate"):  # a Ray caller's task is not type-checked
             raise BadRequest(f"task must be transcribe or translate, not {task!r}")
         await self.readiness.require(NEEDS[task])
         upload = UploadFile(io.BytesIO(media), filename="media")

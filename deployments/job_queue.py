@@ -16,6 +16,7 @@ from typing import Any
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
+from ray.serve.schema import ReplicaState
 
 from serve_app.errors import Forbidden
 from serve_app.jobs import CallbackSettings, JobFolders, JobScheduler, JobStore, admit_submission
@@ -28,7 +29,10 @@ OFF = "the job API is off: name job_media_folders and job_output_folders in the 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1)
 class JobQueue:
-    async def __init__(self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle) -> None:
+    # Async: Serve awaits it on the replica's event loop, where the scheduler starts its tasks.
+    async def __init__(  # type: ignore[misc]  # mypy wants __init__ to return None, not a coroutine
+        self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle
+    ) -> None:
         self.settings = settings
         self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
         self.folders = JobFolders(settings.job_media_folders, settings.job_output_folders)
@@ -76,6 +80,7 @@ class JobQueue:
         )
         check_model_fits(await self.pipeline.model(job.model), decode_options(job))
         job = await asyncio.to_thread(store.submit, job)
+        assert self.scheduler is not None  # set with the store _open found
         self.scheduler.wake()
         return job.to_json()
 
@@ -99,4 +104,4 @@ class JobQueue:
         app = serve.get_replica_context().app_name
         status = await asyncio.to_thread(serve.status)
         transcriber = status.applications[app].deployments.get("Transcriber")
-        return max(1, transcriber.replica_states.get("RUNNING", 0) if transcriber else 1)
+        return max(1, transcriber.replica_states.get(ReplicaState.RUNNING, 0) if transcriber else 1)

@@ -3,7 +3,7 @@ Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 
 import numpy as np
@@ -72,7 +72,7 @@ class Transcriber:
             assert isinstance(info, TranscriptInfo)
             return Transcript(info=info, segments=[segment async for segment in events])  # type: ignore[misc]
 
-    async def stream(self, audio: np.ndarray, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def stream(self, audio: np.ndarray, options: DecodeOptions) -> AsyncGenerator[TranscriptInfo | Segment, None]:
         """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks
         of the other requests in flight for the same model and options. The model is the one
         the request names, as `transcribe`. Async, so that Serve cancels it when the caller

@@ -21,13 +21,14 @@ sends them all before waiting for any, and the Transcriber's replicas share them
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from serve_app.errors import as_service_error
+from serve_app.options import SpeechTask
 
 __all__ = ["APP_NAME", "Media", "WhisperClient"]
 
@@ -69,9 +70,10 @@ class WhisperClient:
         self._ingress: DeploymentHandle = serve.get_app_handle(app_name)
 
     def _call(
-        self, media: Media, task: str, model: str, language: str | None, response_format: str, fields: dict[str, Any]
+        self, media: Media, task: SpeechTask, model: str, language: str | None, response_format: str, fields: dict[str, Any]
     ) -> DeploymentResponse:
-        return self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
+        response = self._ingress.transcribe.remote(_bytes(media), _fields(model, language, response_format, fields), task)
+        return cast(DeploymentResponse, response)  # not a stream: no stream=True in the handle's options
 
     def transcribe(
         self,
@@ -80,7 +82,7 @@ class WhisperClient:
         model: str,
         language: str | None = None,
         response_format: str = "json",
-        task: str = "transcribe",
+        task: SpeechTask = "transcribe",
         timeout_s: float | None = None,
         **fields: Any,
     ) -> dict[str, Any] | str:
@@ -103,7 +105,7 @@ class WhisperClient:
         model: str,
         language: str | None = None,
         response_format: str = "json",
-        task: str = "transcribe",
+        task: SpeechTask = "transcribe",
         **fields: Any,
     ) -> dict[str, Any] | str:
         """`transcribe`, to await from asyncio code (where the blocking one must not be called)."""

@@ -6,16 +6,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DecodeOptions", "SpeakerOptions", "Task"]
+__all__ = ["DecodeOptions", "SpeakerOptions", "SpeechTask", "Task"]
 
 Task = Literal["transcribe", "translate", "diarize"]
+SpeechTask = Literal["transcribe", "translate"]
+"""The tasks of Whisper itself, and of the Transcriber."""
 
 
 @dataclass(frozen=True, slots=True)
 class DecodeOptions:
     """What the Transcriber needs to decode, beside the audio and the model."""
 
-    task: Literal["transcribe", "translate"] = "transcribe"
+    task: SpeechTask = "transcribe"
     language: str | None = None
     prompt: str | None = None
     temperature: float | None = None

@@ -7,14 +7,14 @@ that holds that model (deployments/multiplexing.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import numpy as np
-from ray.serve.handle import DeploymentHandle, DeploymentResponse
+from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from serve_app.diarization.speakers import SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
@@ -183,11 +183,13 @@ class Pipeline:
 
     def _diarize(self, audio: np.ndarray, speakers: tuple[ModelInfo, SpeakerOptions]) -> DeploymentResponse:
         model, options = speakers
-        return self.diarizer.options(multiplexed_model_id=model.version).diarize.remote(audio, options)
+        assert self.diarizer is not None, "only the Ingress's Pipeline diarizes, and it has a Diarizer"
+        diarizer = self.diarizer.options(multiplexed_model_id=model.version)
+        return cast(DeploymentResponse, diarizer.diarize.remote(audio, options))  # not a stream
 
     async def stream_with_speakers(
         self, prepared: Prepared, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
-    ) -> AsyncIterator[TranscriptInfo | Segment]:
+    ) -> AsyncGenerator[TranscriptInfo | Segment, None]:
         """As `stream`, each segment with its speaker: segments decoded before the speaker turns
         are known wait for them; those after go out as they come. Where the Diarizer heard
         nobody at all, no segment goes out (see `transcribe`)."""
@@ -216,11 +218,13 @@ class Pipeline:
             if not turns.done():
                 diarizing.cancel()
 
-    async def stream(self, prepared: Prepared, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
+    async def stream(self, prepared: Prepared, options: DecodeOptions) -> AsyncGenerator[TranscriptInfo | Segment, None]:
         """The TranscriptInfo, then each segment as the Transcriber decodes it. Closing this
         iterator early (a client gone) cancels the decoding on the replica."""
         transcriber = self.transcriber.options(stream=True, multiplexed_model_id=prepared.model.version)
-        response = transcriber.stream.remote(prepared.audio, options)
+        response = cast(
+            "DeploymentResponseGenerator[TranscriptInfo | Segment]", transcriber.stream.remote(prepared.audio, options)
+        )
         try:
             async for event in response:
                 yield event

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -73,6 +73,15 @@ def _shown(value: Any) -> str:
 
 def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_Bound = TypeVar("_Bound", Ge, Le)
+
+
+def _bound(field: FieldInfo, kind: type[_Bound]) -> _Bound | None:
+    """The field's last mark of type `kind` (its Ge or its Le), or None."""
+    marks = [mark for mark in field.metadata if type(mark) is kind]
+    return marks[-1] if marks else None
 
 
 def _choices(annotation: Any) -> tuple[Any, ...]:
@@ -142,8 +151,7 @@ class RequestModel(BaseModel):
         field = cls.input_fields().get(name)
         if kind == "extra_forbidden" or field is None:
             return f"unknown field {name!r}: {cls.body_name} takes {', '.join(cls.input_fields())}"
-        bounds = {type(mark): mark for mark in field.metadata if isinstance(mark, Ge | Le)}
-        low, high = bounds.get(Ge), bounds.get(Le)
+        low, high = _bound(field, Ge), _bound(field, Le)
         match kind:
             case "missing":
                 marks = [mark for mark in field.metadata if isinstance(mark, Required)]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -45,7 +46,7 @@ def _render(transcript: Transcript, options: RequestOptions) -> Response:
     return PlainTextResponse(body, media_type=RESPONSE_FORMATS[options.response_format].media_type)
 
 
-async def _sse(events: AsyncIterator[TranscriptInfo | Segment], options: RequestOptions) -> AsyncIterator[ServerSentEvent]:
+async def _sse(events: AsyncGenerator[TranscriptInfo | Segment, None], options: RequestOptions) -> AsyncIterator[ServerSentEvent]:
     """The stream's events; a failure after the stream began ends it with an `error` event."""
     try:
         async for event in transcript_events(
@@ -99,7 +100,9 @@ class V1Routes:
             speakers = None
             if options.speakers is not None:
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
-            prepared = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
+            upload = form["file"]
+            assert isinstance(upload, UploadFile)  # parse_request_options validated the file part
+            prepared = await self.pipeline.prepare(upload.file, options.model, options.decode)
         if options.stream:
             if speakers is None:
                 events = self.pipeline.stream(prepared, options.decode)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from ray.exceptions import RayActorError, RayTaskError, TaskCancelledError
@@ -47,7 +47,7 @@ a deployment handle (whose pickling recurses as deep)."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def error_response(status: int, reason: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, reason: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(status, reason), status_code=status, headers=headers)
 
 

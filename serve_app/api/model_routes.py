@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -86,7 +86,8 @@ class ModelRoutes:
         if not wants_stream(request):
             model, created = await self.model_store.add.remote(path)
             return JSONResponse(model.to_json(), status_code=201 if created else 200)
-        events = self.model_store.options(stream=True).add_streaming.remote(path)
+        model_store = self.model_store.options(stream=True)
+        events = cast("DeploymentResponseGenerator[dict[str, Any]]", model_store.add_streaming.remote(path))
         # The first event is awaited here, so a refusal known at once (a bad path, an unknown
         # repository) is an HTTP status rather than an `error` event.
         first = await events.__anext__()

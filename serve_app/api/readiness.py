@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import ray
 from ray import serve
+from ray.serve.schema import ReplicaState
 
 from serve_app.errors import Unavailable
 
@@ -46,7 +47,7 @@ def _reason(app_name: str, deployments: Iterable[str]) -> str | None:
     statuses = serve.status().applications[app_name].deployments
     for name in deployments:
         status = statuses.get(name)
-        if status is not None and status.replica_states.get("RUNNING", 0) > 0:
+        if status is not None and status.replica_states.get(ReplicaState.RUNNING, 0) > 0:
             continue
         try:
             required = _never_schedulable(app_name, name)

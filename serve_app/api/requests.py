@@ -11,7 +11,7 @@ alone, since OpenAI's SDK sends some we do not use.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
@@ -77,7 +77,10 @@ Upload = Annotated[
     Required(FILE_REQUIRED),
     Field(description="audio or video: wav, mp3, m4a, mp4, webm, ogg, flac and the other containers the service reads"),
 ]
-ResponseFormatName = Literal[tuple(RESPONSE_FORMATS)]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    ResponseFormatName = str  # a key of RESPONSE_FORMATS: the Literal below is built at run time
+else:
+    ResponseFormatName = Literal[tuple(RESPONSE_FORMATS)]
 Granularity = Literal[GRANULARITIES]  # type: ignore[valid-type]
 # The bounds before the validator: after it, pydantic still enforces them but writes them into
 # the JSON schema as ge/le, which no OpenAPI tool reads (tests/test_openapi.py checks this).

@@ -70,7 +70,7 @@ def _language(value: str | None, where: str) -> str | None:
 def find_media(folder: Path, extensions: Iterable[str] = MEDIA_EXTENSIONS) -> list[tuple[Path, str | None]]:
     """The media files under `folder`, sorted, by extension (hidden files and folders left out)."""
     wanted = {extension.lower() for extension in extensions}
-    found = []
+    found: list[tuple[Path, str | None]] = []
     for root, folders, files in os.walk(folder):
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in sorted(files):

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from serve_app.errors import ServiceError
 from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript
+
+if TYPE_CHECKING:  # pyannote (and torch) load in the actors that diarize, not here
+    from pyannote.audio.pipelines import SpeakerDiarization
 
 __all__ = ["Transcribe", "connect", "decode_media", "transcripts"]
 
@@ -54,7 +57,7 @@ class Transcribe:
 
         self.engine = WhisperEngine(**engine)
         self.whisper = self.engine.load(model.path)  # now: a model that cannot load stops the batch at once
-        self.diarizer = None
+        self.diarizer: SpeakerDiarization | None = None
         if diarization_path is not None:
             import torch
 
@@ -63,11 +66,11 @@ class Transcribe:
             torch.set_num_threads(engine["cpu_threads"])
             self.diarizer = load_pipeline(diarization_path, device=engine["device"])
 
-    def _label_speakers(self, transcript: Transcript, audio: np.ndarray) -> None:
+    def _label_speakers(self, diarizer: SpeakerDiarization, transcript: Transcript, audio: np.ndarray) -> None:
         from serve_app.diarization.pipeline import diarize
         from serve_app.diarization.speakers import assign_speakers
 
-        assign_speakers(transcript.segments, diarize(self.diarizer, audio, exclusive=True))
+        assign_speakers(transcript.segments, diarize(diarizer, audio, exclusive=True))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         transcripts, errors = [], []
@@ -78,7 +81,7 @@ class Transcribe:
                     audio = np.asarray(audio)
                     transcript = self.engine.transcribe(audio, self.whisper, DecodeOptions(language=language or None))
                     if self.diarizer is not None:
-                        self._label_speakers(transcript, audio)
+                        self._label_speakers(self.diarizer, transcript, audio)
                 except ServiceError as failure:
                     error = failure.reason
                 except Exception as failure:  # one file's fault must not stop the others
@@ -118,7 +121,7 @@ def connect(address: str | None) -> None:
 
 def transcripts(
     files: list[MediaFile], model: ModelInfo, pool: ActorPool, settings: BatchSettings, diarization_path: str | None = None
-) -> Iterator[dict[str, Any]]:
+) -> Iterable[dict[str, Any]]:
     """The Ray Data pipeline over `files`: rows of {path, duration, transcript, error}, in the
     order they finish."""
     import ray.data

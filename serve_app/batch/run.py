@@ -42,6 +42,7 @@ def run_batch(settings: BatchSettings, *, address: str | None = None) -> BatchSu
     if pool is not None:
         started = time.monotonic()  # the pipeline's time: Ray's own start left out
         diarization_path = plan.diarization.path if plan.diarization else None
+        assert plan.model is not None  # a plan with runnable files has its model
         _transcribe(plan.runnable, plan.model, pool, settings, plan.output, report, diarization_path)
     report.summary.wall_seconds = time.monotonic() - started
     return report.summary

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import av
 import numpy as np
@@ -108,13 +108,16 @@ class _Samples:
         for frame in frames:
             end = self.size + frame.samples
             if self.limit is not None and end > self.limit:
+                assert self.max_seconds is not None  # the limit is set from it
                 self._let_go()
                 raise _too_long(self.max_seconds, self.max_seconds, declared=False)
             if end > self.buffer.size:
                 grown = max(end, min(int(_GROWTH * self.buffer.size), self.buffer.size + _GROWTH_AT_MOST))
                 # realloc: a large buffer is mmap'ed and grows by mremap, without a copy.
                 self.buffer.resize(grown if self.limit is None else min(grown, self.limit), refcheck=False)
-            self.buffer[self.size : end] = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)
+            # An AudioPlane has the buffer protocol; numpy's stubs before Python 3.12 take only bytes,
+            # arrays and the like (3.12's collections.abc.Buffer would take it).
+            self.buffer[self.size : end] = np.frombuffer(frame.planes[0], dtype=np.float32, count=frame.samples)  # type: ignore[call-overload]
             self.size = end
 
     def _let_go(self) -> None:
@@ -190,7 +193,8 @@ def decode_audio(source: BinaryIO, *, sample_rate: int = SAMPLE_RATE, max_second
             raise BadRequest(_cut_short_bytes(sizes)) from None
         raise
     with container:
-        stream = container.streams.best("audio")
+        # PyAV types best() as any Stream; best("audio") is an audio stream or None.
+        stream = cast("av.audio.stream.AudioStream | None", container.streams.best("audio"))
         if stream is None:
             raise UnsupportedMedia("file has no audio stream")
         declared = _declared_seconds(container, stream, frames_counted=frames_counted)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Hashable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,7 @@ class Decoding:
                 rest.result()  # a failure to cut is the request's failure
                 return
             else:
+                assert rest is not None  # set once the first chunk is read (or when there is none)
                 await asyncio.wait([rest])
 
     def close(self) -> None:
@@ -217,7 +218,7 @@ class WhisperEngine:
 
     async def astream(
         self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions
-    ) -> AsyncIterator[TranscriptInfo | Segment]:
+    ) -> AsyncGenerator[TranscriptInfo | Segment, None]:
         """`stream`, without blocking the event loop: the cutting runs in threads, the decoding
         in the batcher's workers. Closing it early drops the chunks not decoding yet."""
         prepared = await asyncio.to_thread(self.prepare, audio, whisper, options)

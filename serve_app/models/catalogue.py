@@ -128,7 +128,7 @@ class ModelCatalogue:
     def add(
         self,
         model_id: str,
-        write: Callable[[Path], None],
+        write: Callable[[Path], object],
         *,
         kind: str = "transcription",
         source: str = "local",
