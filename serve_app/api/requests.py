@@ -165,10 +165,16 @@ class TranscriptionForm(RequestModel):
         description="OpenAI's way to ask for a stream, which gets OpenAI's events (transcript.text.delta, then "
         "transcript.text.done); the query parameter stream=true and Accept: text/event-stream get go-whisper's",
     )
-    chunking_strategy: Annotated[Literal["auto"] | ServerVad | None, BeforeValidator(_chunking)] = Field(
+    chunking_strategy: Annotated[
+        Literal["auto"] | ServerVad | None,
+        BeforeValidator(_chunking),
+        # As a form field: a string, or the object's fields one a part, as OpenAI's SDK sends them.
+        WithJsonSchema({"type": "string"}),
+    ] = Field(
         None,
-        description="OpenAI's chunking: accepted; the service always cuts the audio at speech with its own VAD, "
-        "whose settings a server_vad object does not change",
+        description="OpenAI's chunking: auto, or a server_vad object as JSON or as the fields chunking_strategy[type], "
+        "chunking_strategy[threshold], chunking_strategy[prefix_padding_ms], chunking_strategy[silence_duration_ms]. "
+        "Accepted; the service always cuts the audio at speech with its own VAD, whose settings these do not change",
     )
     include: Annotated[list[str], BeforeValidator(_comma_separated)] = Field(
         [],
