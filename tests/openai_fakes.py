@@ -89,12 +89,27 @@ class _Remote:
         self.remote = call
 
 
+class StoreHandle(FakeHandle):
+    """The ModelStore's handle, with `options(stream=True)` for the download's progress stream."""
+
+    def options(self, *, stream: bool = False, **_: Any) -> Any:
+        if not stream:
+            return self
+        target = self._target
+
+        class Streaming:
+            def __getattr__(self, name: str) -> Any:
+                return _Remote(getattr(target, name))
+
+        return Streaming()
+
+
 class Transcribing(InProcess):
     """InProcess, whose audio routes reach `transcriber`."""
 
     def __init__(self, tmp_path: Path, transcriber: FakeTranscriber | None = None, **args: Any) -> None:
         super().__init__(tmp_path, **args)
         self.transcriber = transcriber or FakeTranscriber()
-        pipeline = Pipeline.from_settings(self.settings, model_store=FakeHandle(self.models), transcriber=self.transcriber)
+        pipeline = Pipeline.from_settings(self.settings, model_store=StoreHandle(self.models), transcriber=self.transcriber)
         routes = all_routes(pipeline=pipeline, readiness=Ready(), job_queue=FakeHandle(self.jobs))
         self.app = http_app(self.settings, routes)
