@@ -28,7 +28,10 @@ class ModelStore:
         self.catalogue = ModelCatalogue(settings.model_dir)
         self.catalogue.clean_partials()
         if settings.embedded_models:
-            self.catalogue.seed(EMBEDDED_MODELS, required=(settings.default_model, settings.diarization_model))
+            self.catalogue.seed(
+                EMBEDDED_MODELS,
+                required=(settings.default_model, settings.openai_model_alias, settings.diarization_model),
+            )
         self.downloads = DownloadManager(self.catalogue)
         self.leases: dict[str, tuple[str, float]] = {}
         """lease id: (model id, when it lapses on the monotonic clock)"""
@@ -38,7 +41,7 @@ class ModelStore:
 
     def get(self, name: str) -> ModelInfo | None:
         if name == WHISPER_1:
-            name = self.settings.default_model
+            name = self.settings.openai_model_alias
         return self.catalogue.find(name)
 
     def checkout(self, name: str, lease_s: float) -> tuple[ModelInfo | None, str]:
@@ -85,7 +88,7 @@ class ModelStore:
         model = self.catalogue.find(name)
         if model is None:
             raise NotFound("model not found")
-        for setting in ("default_model", "diarization_model"):
+        for setting in ("default_model", "openai_model_alias", "diarization_model"):
             if model.answers_to(getattr(self.settings, setting)):
                 raise Conflict(
                     f"model {model.id} is the configured {setting}; set another {setting} in the app's args before deleting it"

@@ -34,6 +34,7 @@ __all__ = [
     "segment_json",
     "srt_cue",
     "text_line",
+    "usage_json",
     "vtt_cue",
     "word_json",
 ]
@@ -153,6 +154,11 @@ def segment_json(segment: Segment, *, verbose: bool = False) -> dict[str, Any]:
     return body
 
 
+def usage_json(duration: float) -> dict[str, Any]:
+    """OpenAI's `usage` of a transcription billed by the audio's length (its `UsageDuration`)."""
+    return {"type": "duration", "seconds": _seconds(duration)}
+
+
 def render_json(transcript: Transcript, *, verbose: bool = False, words: bool = False) -> dict[str, Any]:
     info = transcript.info
     body: dict[str, Any] = {
@@ -161,6 +167,7 @@ def render_json(transcript: Transcript, *, verbose: bool = False, words: bool = 
         "duration": _seconds(info.duration),
         "text": transcript.text,
         "segments": [segment_json(segment, verbose=verbose) for segment in transcript.segments],
+        "usage": usage_json(info.duration),
     }
     if verbose and words:
         body["words"] = [word_json(word) for word in transcript.words]

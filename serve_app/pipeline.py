@@ -20,6 +20,7 @@ from serve_app.diarization.speakers import SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
 from serve_app.errors import BadRequest, GatewayTimeout, NotFound
 from serve_app.models.catalogue import ModelInfo
+from serve_app.models.ids import WHISPER_1
 from serve_app.options import DecodeOptions, SpeakerOptions
 from serve_app.settings import AppSettings
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
@@ -65,11 +66,13 @@ class Pipeline:
         diarizer: DeploymentHandle | None = None,
         diarization_model: str | None = None,
         default_model: str | None = None,
+        openai_model_alias: str | None = None,
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
         decode_threads: int = 2,
     ) -> None:
         self.default_model = default_model
+        self.openai_model_alias = openai_model_alias
         self.model_store = model_store
         self.transcriber = transcriber
         self.diarizer = diarizer
@@ -93,6 +96,7 @@ class Pipeline:
             diarizer=diarizer,
             diarization_model=settings.diarization_model,
             default_model=settings.default_model,
+            openai_model_alias=settings.openai_model_alias,
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
             decode_threads=settings.decode_threads,
@@ -102,8 +106,16 @@ class Pipeline:
         """The model `name` finds, without a lease: for checks before any work is queued."""
         model = await self.model_store.get.remote(name)
         if model is None:
-            raise NotFound(f"model not found: {name!r} is not among the models GET /v1/models lists")
+            raise self._not_found(name)
         return model
+
+    def _not_found(self, name: str) -> NotFound:
+        if name == WHISPER_1 and self.openai_model_alias is not None:
+            return NotFound(
+                f"model not found: whisper-1 stands for the openai_model_alias {self.openai_model_alias!r}, which is not "
+                "in the model folder; download it with POST /v1/models or configure another openai_model_alias"
+            )
+        return NotFound(f"model not found: {name!r} is not among the models GET /v1/models lists")
 
     async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> Prepared:
         """Everything that can refuse the request, before any decoding starts: the model, what
@@ -113,7 +125,7 @@ class Pipeline:
         lease_s = (self.timeout_s or 3600.0) + LEASE_MARGIN_S
         model, lease = await self.model_store.checkout.remote(model_name, lease_s)
         if model is None:
-            raise NotFound(f"model not found: {model_name!r} is not among the models GET /v1/models lists")
+            raise self._not_found(model_name)
         try:
             check_model_fits(model, options)
             decode = partial(decode_audio, media, max_seconds=self.max_audio_seconds)

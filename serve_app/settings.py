@@ -27,7 +27,12 @@ class AppSettings(BaseModel):
     multilingual base assembled from its two parts), so a fresh install works offline."""
 
     default_model: str = "tiny.en"
-    """The model that `whisper-1` (the OpenAI SDK's model name) and jobs without a model use."""
+    """The model that jobs without a model use, and the one /v1/health requires."""
+
+    openai_model_alias: str = "base"
+    """The model that `whisper-1`, the model name OpenAI's SDK and its examples send, stands
+    for: a multilingual one (by default the embedded base), so that OpenAI's clients can both
+    transcribe and translate with it."""
 
     diarization_model: str = "pyannote-campplus"
     """The diarization pipeline /v1/audio/diarize uses unless a request names another

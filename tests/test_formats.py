@@ -72,7 +72,14 @@ def test_an_empty_transcript_renders_valid_empty_files() -> None:
     assert render(empty, "text") == ""
     assert parse_srt(render(empty, "srt")) == []
     assert parse_vtt(render(empty, "vtt")) == []
-    assert render(empty, "json") == {"task": "transcribe", "language": "en", "duration": 3725.5, "text": "", "segments": []}
+    assert render(empty, "json") == {
+        "task": "transcribe",
+        "language": "en",
+        "duration": 3725.5,
+        "text": "",
+        "segments": [],
+        "usage": {"type": "duration", "seconds": 3725.5},
+    }
 
 
 def test_json_and_verbose_json() -> None:
@@ -95,12 +102,14 @@ def test_json_and_verbose_json() -> None:
         "duration": 3725.5,
         "text": "Hello there.",
         "segments": [{"id": 0, "start": 0.0, "end": 1.5, "text": " Hello there."}],
+        "usage": {"type": "duration", "seconds": 3725.5},
     }
     verbose = render(spoken, "verbose_json", words=True)
     assert verbose["segments"][0]["tokens"] == [1, 2]
     assert verbose["segments"][0]["avg_logprob"] == -0.25
     assert [w["word"] for w in verbose["words"]] == [" Hello", " there."]
     assert "words" not in render(spoken, "verbose_json")
+    assert verbose["usage"] == {"type": "duration", "seconds": 3725.5}
 
 
 def test_speakers_show_in_every_format() -> None:

@@ -102,6 +102,10 @@ def test_sizes_and_repositories(path: str, repo_id: str, revision: str | None, m
         ("ggml-tiny.en.bin", "ggml-tiny.en", "Systran/faster-whisper-tiny.en"),
         ("ggml-tiny.en", "ggml-tiny.en", "Systran/faster-whisper-tiny.en"),
         ("GGML-Base.bin", "ggml-base", "Systran/faster-whisper-base"),
+        # go-whisper's tinydiarize models: the weights of that size (speakers come from the Diarizer)
+        ("ggml-small.en-tdrz.bin", "ggml-small.en-tdrz", "Systran/faster-whisper-small.en"),
+        ("ggml-small.en-tdrz", "ggml-small.en-tdrz", "Systran/faster-whisper-small.en"),
+        ("ggml-base-tdrz-q5_0.bin", "ggml-base-tdrz-q5_0", "Systran/faster-whisper-base"),
     ],
 )
 def test_go_whisper_file_names_map_to_their_ctranslate2_model(path: str, model_id: str, repo_id: str) -> None:
@@ -237,6 +241,32 @@ def test_an_unreachable_hub_is_a_bad_gateway() -> None:
     with pytest.raises(BadGateway) as failed:
         hub.inspect(hub.resolve("tiny.en"), endpoint=endpoint)
     assert endpoint in failed.value.reason
+
+
+def test_a_hub_that_cannot_be_reached_names_hf_endpoint_and_hf_hub_offline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local hub started, then stopped: its port is closed. Both the look-up and a download
+    of a listing made while it ran say which setting to change, not that a download broke off."""
+    with HubServer({TINY_EN: whisper_repo()}) as running:
+        endpoint = running.url
+        listing = hub.inspect(hub.resolve("tiny.en"), endpoint=endpoint)
+    monkeypatch.setattr("huggingface_hub.utils._http.time.sleep", lambda _seconds: None)  # its retries' waits
+    for attempt in (
+        lambda: hub.inspect(hub.resolve("tiny.en"), endpoint=endpoint),
+        lambda: hub.download(listing, tmp_path, progress=ignore, endpoint=endpoint),
+    ):
+        with pytest.raises(BadGateway) as failed:
+            attempt()
+        reason = failed.value.reason
+        assert f"cannot reach the hub at {endpoint} (HF_ENDPOINT)" in reason
+        assert "HF_HUB_OFFLINE=1" in reason and "broke off" not in reason
+
+
+def test_a_hub_of_no_such_host_cannot_be_reached() -> None:
+    with pytest.raises(BadGateway) as failed:
+        hub.inspect(hub.resolve("tiny.en"), endpoint="http://hub.invalid")
+    assert "cannot reach the hub at http://hub.invalid (HF_ENDPOINT)" in failed.value.reason
 
 
 def test_offline_mode_turns_downloads_off(server: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,7 +45,7 @@ def test_base_is_its_two_parts_joined(service) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "model_id"), [("tiny.en", "tiny.en"), ("Systran/faster-whisper-base", "base"), ("whisper-1", "tiny.en")]
+    ("name", "model_id"), [("tiny.en", "tiny.en"), ("Systran/faster-whisper-base", "base"), ("whisper-1", "base")]
 )
 def test_a_model_is_found_by_id_or_alias(client: httpx.Client, name: str, model_id: str) -> None:
     response = client.get(f"/v1/models/{name}")

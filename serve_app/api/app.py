@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app.api.audio_routes import V1Routes
 from serve_app.api.auth import ApiKeys, load_keys
-from serve_app.api.http import EXCEPTION_HANDLERS, BodyGuard, CatchAll, OriginCheck
+from serve_app.api.http import EXCEPTION_HANDLERS, ApiAlias, BodyGuard, CatchAll, OriginCheck
 from serve_app.api.job_routes import JobRoutes
 from serve_app.api.model_routes import ModelRoutes
 from serve_app.api.openapi import openapi_document
@@ -35,8 +35,8 @@ def all_routes(*, pipeline: Pipeline, readiness: Readiness, job_queue: Deploymen
 
 
 def http_app(settings: AppSettings, routes: list[Route]) -> ASGIApp:
-    """The routes behind the edge's checks, outermost first: CORS, the net for our bugs, the
-    origin of changes, API keys, and the body's size and pace."""
+    """The routes behind the edge's checks, outermost first: the /api/v1 alias of /v1, CORS, the
+    net for our bugs, the origin of changes, API keys, and the body's size and pace."""
     middleware = [
         Middleware(CatchAll),
         Middleware(OriginCheck, allowed=settings.cors_origins),
@@ -59,7 +59,8 @@ def http_app(settings: AppSettings, routes: list[Route]) -> ASGIApp:
             ),
         )
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
-    return KeepOurErrorAnswers(app)
+    # Outermost: every layer sees a request under /api/v1 as the /v1 one it stands for.
+    return KeepOurErrorAnswers(ApiAlias(app))
 
 
 class KeepOurErrorAnswers:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from serve_app.api import openai_events
 from serve_app.api.options import RequestOptions, parse_request_options
 from serve_app.api.readiness import Readiness
 from serve_app.api.sse import PING_SECONDS, error_event, ping_event, transcript_events
@@ -62,6 +63,23 @@ async def _sse(events: AsyncGenerator[TranscriptInfo | Segment, None], options: 
         await events.aclose()
 
 
+async def _openai_sse(events: AsyncGenerator[TranscriptInfo | Segment], *, segments: bool) -> AsyncIterator[ServerSentEvent]:
+    """OpenAI's events (api/openai_events.py); a failure after the stream began ends it with
+    an `error` event, which the SDK raises."""
+    try:
+        async for event in openai_events.openai_events(events, segments=segments):
+            yield event
+    except Exception as exc:
+        error = as_service_error(exc)
+        if error is None:
+            logger.exception("transcription stream failed", exc_info=exc)
+            yield openai_events.error_event(f"internal error ({type(exc).__name__})")
+        else:
+            yield openai_events.error_event(error.reason, status=error.status)
+    finally:
+        await events.aclose()
+
+
 class V1Routes:
     def __init__(self, *, pipeline: Pipeline, readiness: Readiness) -> None:
         self.pipeline = pipeline
@@ -108,6 +126,14 @@ class V1Routes:
                 events = self.pipeline.stream(prepared, options.decode)
             else:
                 events = self.pipeline.stream_with_speakers(prepared, options.decode, speakers)
+            if options.openai_stream:
+                # Segment events where the segments carry speakers (the hook of diarized output).
+                return EventSourceResponse(
+                    _openai_sse(events, segments=speakers is not None),
+                    ping=PING_SECONDS,
+                    ping_message_factory=openai_events.keepalive,
+                    headers={"Cache-Control": "no-cache"},
+                )
             return EventSourceResponse(
                 _sse(events, options), ping=PING_SECONDS, ping_message_factory=ping_event, headers={"Cache-Control": "no-cache"}
             )

@@ -29,8 +29,10 @@ from serve_app.errors import (
 )
 
 __all__ = [
+    "API_ALIAS",
     "EXCEPTION_HANDLERS",
     "MAX_JSON_DEPTH",
+    "ApiAlias",
     "BodyGuard",
     "CatchAll",
     "OriginCheck",
@@ -231,3 +233,26 @@ class OriginCheck:
             f"requests from web pages at {origin} may not change anything here; an operator can allow the origin in cors_origins"
         )
         await error_response(403, reason)(scope, receive, send)
+
+
+API_ALIAS = "/api"
+"""go-whisper's server and client put the API under /api/v1: every /v1 path answers there too."""
+
+
+class ApiAlias:
+    """Every `/v1/...` path also answers as `/api/v1/...`, go-whisper's default base.
+
+    The prefix moves from the path into the scope's `root_path`, as a Starlette Mount would do:
+    what the app reads as the path (the routes, the API keys' open paths and admin paths, every
+    check of the edge) is `/v1/...` whichever way it was asked, so that no check can be passed
+    by the other name, while the request's URL stays the one the client sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            root_path = scope.get("root_path", "")
+            if scope["path"].startswith(f"{root_path}{API_ALIAS}/v1/"):
+                scope = {**scope, "root_path": root_path + API_ALIAS}
+        await self.app(scope, receive, send)

@@ -17,8 +17,12 @@ from serve_app.api.http import parse_json, require_content_type
 from serve_app.api.requests import PATH_EXAMPLE, ModelDownload, form_input
 from serve_app.api.sse import PING_SECONDS, error_event, ping_event
 from serve_app.errors import NotFound, as_service_error
+from serve_app.models.catalogue import ModelInfo
 
-__all__ = ["ModelRoutes"]
+__all__ = ["OWNER", "ModelRoutes", "model_json", "owned_by"]
+
+OWNER = "whisper-serve"
+"""`owned_by` of the models that came with the service or were copied in by hand."""
 
 
 MODEL_BODY_TYPES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
@@ -37,10 +41,22 @@ async def _model_path(request: Request) -> str:
     return ModelDownload.from_body(body).path
 
 
+def owned_by(model: ModelInfo) -> str:
+    """OpenAI's `owned_by`: the hub organisation a model was downloaded from, else this service."""
+    if model.source.startswith("hub:") and "/" in model.source:
+        return model.source.removeprefix("hub:").split("/", 1)[0]
+    return OWNER
+
+
+def model_json(model: ModelInfo) -> dict[str, Any]:
+    """A model as both APIs show it: go-whisper's fields and OpenAI's (`owned_by`)."""
+    return model.to_json() | {"owned_by": owned_by(model)}
+
+
 def _event(item: dict[str, Any]) -> ServerSentEvent:
     if "progress" in item:
         return ServerSentEvent(event="progress", data=json.dumps(item["progress"]))
-    return ServerSentEvent(event="ok", data=json.dumps(item["model"].to_json()))
+    return ServerSentEvent(event="ok", data=json.dumps(model_json(item["model"])))
 
 
 async def _download_events(first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[ServerSentEvent]:
@@ -68,24 +84,25 @@ class ModelRoutes:
         ]
 
     async def list_models(self, request: Request) -> Response:
-        models = await self.model_store.list.remote()
-        return JSONResponse({"object": "list", "models": [model.to_json() for model in models]})
+        """go-whisper's list (`models`) and OpenAI's (`data`), of the same models."""
+        models = [model_json(model) for model in await self.model_store.list.remote()]
+        return JSONResponse({"object": "list", "models": models, "data": models})
 
     async def get_model(self, request: Request) -> Response:
         model = await self.model_store.get.remote(request.path_params["id"])
         if model is None:
             raise NotFound("model not found")
-        return JSONResponse(model.to_json())
+        return JSONResponse(model_json(model))
 
     async def delete_model(self, request: Request) -> Response:
         model = await self.model_store.delete.remote(request.path_params["id"])
-        return JSONResponse(model.to_json())
+        return JSONResponse(model_json(model))
 
     async def add_model(self, request: Request) -> Response:
         path = await _model_path(request)
         if not wants_stream(request):
             model, created = await self.model_store.add.remote(path)
-            return JSONResponse(model.to_json(), status_code=201 if created else 200)
+            return JSONResponse(model_json(model), status_code=201 if created else 200)
         model_store = self.model_store.options(stream=True)
         events = cast("DeploymentResponseGenerator[dict[str, Any]]", model_store.add_streaming.remote(path))
         # The first event is awaited here, so a refusal known at once (a bad path, an unknown

@@ -227,7 +227,8 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "whisper-serve",
             "version": "0.1.0",
-            "description": "go-whisper's /v1 API (a superset of OpenAI's audio API) and the job API",
+            "description": "go-whisper's /v1 API (a superset of OpenAI's audio API) and the job API; "
+            "every /v1 path also answers under /api/v1 (go-whisper's default base)",
         },
         "components": {
             "schemas": RESPONSE_SCHEMAS | bodies,

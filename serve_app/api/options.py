@@ -22,6 +22,9 @@ class RequestOptions:
     model: str
     response_format: str = "json"
     stream: bool = False
+    openai_stream: bool = False
+    """The stream was asked for by the `stream` form field alone, OpenAI's way: it gets OpenAI's
+    events (api/openai_events.py); the query or the Accept header get go-whisper's (api/sse.py)."""
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     speakers: SpeakerOptions | None = None
     """Set for task `diarize` only."""
@@ -31,7 +34,8 @@ def parse_request_options(fields: FormData, *, task: Task, stream: bool = False)
     """Validate the form of an audio request, its file part included (TranscriptionForm, or
     DiarizationForm for task `diarize`); BadRequest naming each field to fix.
 
-    `stream` is True when the query string or the Accept header already asked for a stream.
+    `stream` is True when the query string or the Accept header already asked for a stream
+    (go-whisper's events, whatever the form says); the form field alone asks for OpenAI's.
     """
     model = DiarizationForm if task == "diarize" else TranscriptionForm
     form = model.from_body(form_input(fields, model))
@@ -55,6 +59,7 @@ def parse_request_options(fields: FormData, *, task: Task, stream: bool = False)
         model=form.model,
         response_format=form.response_format,
         stream=stream or form.stream,
+        openai_stream=form.stream and not stream,
         decode=decode,
         speakers=speakers,
     )

@@ -5,15 +5,28 @@ OpenAPI document is generated from them (openapi.py).
 
 Forms arrive as multipart/form-data: every value is a string, a name may come more than once
 (the last one counts, except for a list such as `timestamp_granularities[]`, which may also
-come without the brackets and as comma-separated values), and fields we do not know are left
-alone, since OpenAI's SDK sends some we do not use.
+come without the brackets and as comma-separated values), an object comes as one field a key
+(`chunking_strategy[type]`, as OpenAI's SDK sends it) or as JSON, and fields we do not know are
+left alone, since OpenAI's SDK sends some we do not use.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_origin
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import FormData, UploadFile
 
@@ -30,6 +43,7 @@ __all__ = [
     "PATH_EXAMPLE",
     "DiarizationForm",
     "ModelDownload",
+    "ServerVad",
     "TranscriptionForm",
     "form_input",
 ]
@@ -68,6 +82,42 @@ def _comma_separated(value: Any) -> Any:
 
 def _yes(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() in TRUE)
+
+
+class ServerVad(BaseModel):
+    """OpenAI's `chunking_strategy` object: cut the audio where its VAD hears speech stop."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["server_vad"]
+    prefix_padding_ms: int | None = Field(None, ge=0, description="audio kept before speech starts, in ms")
+    silence_duration_ms: int | None = Field(None, ge=0, description="silence that ends speech, in ms")
+    threshold: float | None = Field(None, ge=0, le=1, description="the VAD's sensitivity, 0 to 1")
+
+
+CHUNKING_CHOICES = "auto, or an object with type server_vad"
+
+
+def _chunking(value: Any) -> Any:
+    """`auto`, `server_vad`, a JSON object, or the object's fields (`chunking_strategy[type]`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("auto", "server_vad"):
+            return text if text == "auto" else ServerVad.model_validate({"type": "server_vad"})
+        if not text.startswith("{"):
+            raise ValueError(f"chunking_strategy must be {CHUNKING_CHOICES}, not {text[:40]!r}")
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"chunking_strategy is not valid JSON; send {CHUNKING_CHOICES}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"chunking_strategy must be {CHUNKING_CHOICES}")
+    try:
+        return ServerVad.model_validate(value)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "type"
+        raise ValueError(f"chunking_strategy {where}: {first['msg']}; send {CHUNKING_CHOICES}") from None
 
 
 Upload = Annotated[
@@ -114,7 +164,25 @@ class TranscriptionForm(RequestModel):
         description="segment, word, or both; words need response_format verbose_json",
     )
     stream: Annotated[bool, BeforeValidator(_yes)] = Field(
-        False, description="OpenAI's way to ask for a stream; the query parameter stream and Accept: text/event-stream ask too"
+        False,
+        description="OpenAI's way to ask for a stream, which gets OpenAI's events (transcript.text.delta, then "
+        "transcript.text.done); the query parameter stream=true and Accept: text/event-stream get go-whisper's",
+    )
+    chunking_strategy: Annotated[
+        Literal["auto"] | ServerVad | None,
+        BeforeValidator(_chunking),
+        # As a form field: a string, or the object's fields one a part, as OpenAI's SDK sends them.
+        WithJsonSchema({"type": "string"}),
+    ] = Field(
+        None,
+        description="OpenAI's chunking: auto, or a server_vad object as JSON or as the fields chunking_strategy[type], "
+        "chunking_strategy[threshold], chunking_strategy[prefix_padding_ms], chunking_strategy[silence_duration_ms]. "
+        "Accepted; the service always cuts the audio at speech with its own VAD, whose settings these do not change",
+    )
+    include: Annotated[list[str], BeforeValidator(_comma_separated)] = Field(
+        [],
+        alias="include[]",
+        description="OpenAI's extras, such as logprobs: accepted; none is returned (verbose_json has each segment's avg_logprob)",
     )
 
     @model_validator(mode="after")
@@ -151,15 +219,25 @@ class ModelDownload(RequestModel):
     )
 
 
+_OBJECT_KEY = re.compile(r"(?P<name>[a-z_]+)\[(?P<key>[a-z_]+)\]")
+
+
 def form_input(form: FormData, model: type[RequestModel]) -> dict[str, Any]:
-    """A form's fields as `model` takes them: the last value of each name, and every value of
-    a list field, which may be named with or without `[]`."""
-    lists = {name for name, field in model.input_fields().items() if get_origin(field.annotation) is list}
+    """A form's fields as `model` takes them: the last value of each name, every value of
+    a list field, which may be named with or without `[]`, and an object's fields sent one a
+    key (`chunking_strategy[type]`) gathered into the object."""
+    fields = model.input_fields()
+    lists = {name for name, field in fields.items() if get_origin(field.annotation) is list}
     data: dict[str, Any] = {}
     for key, value in form.multi_items():
         name = next((name for name in (key, f"{key}[]") if name in lists), None)
-        if name is None:
-            data[key] = value
-        else:
+        member = _OBJECT_KEY.fullmatch(key)
+        if name is not None:
             data.setdefault(name, []).append(value)
+        elif member is not None and member["name"] in fields and member["name"] not in lists:
+            if not isinstance(data.get(member["name"]), dict):
+                data[member["name"]] = {}
+            data[member["name"]][member["key"]] = value
+        else:
+            data[key] = value
     return data

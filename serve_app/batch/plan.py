@@ -67,14 +67,14 @@ def is_done(file: MediaFile, output_dir: Path, job_format: str) -> bool:
 
 
 def find_model(
-    model_dir: Path, name: str, *, kind: str = "transcription", default_model: str = AppSettings().default_model
+    model_dir: Path, name: str, *, kind: str = "transcription", openai_model_alias: str = AppSettings().openai_model_alias
 ) -> ModelInfo:
-    """The model as the service finds it (`whisper-1` is the default model), once the embedded
+    """The model as the service finds it (`whisper-1` is the `openai_model_alias`), once the embedded
     models are in the folder as the ModelStore puts them there: each written once, and one a
     user deleted not brought back."""
     catalogue = ModelCatalogue(Path(model_dir).expanduser())
     catalogue.seed(EMBEDDED_MODELS)
-    model = catalogue.find(default_model if name == WHISPER_1 else name)
+    model = catalogue.find(openai_model_alias if name == WHISPER_1 else name)
     if model is None:
         listed = ", ".join(model.id for model in catalogue.models()) or "none"
         raise BatchError(f"model {name!r} is not in {catalogue.root} (there: {listed}); download it with POST /v1/models")

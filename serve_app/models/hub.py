@@ -7,7 +7,8 @@ HF_HUB_OFFLINE mean what users of the hub expect.
     download(listing, folder)    -> HubListing   those files into `folder`, with progress
 
 Every failure of the hub or of the transfer leaves here as a ServiceError whose reason says what
-to do (404 no such repository, 401/403 set HF_TOKEN, 502 the hub failed or broke off), never as
+to do (404 no such repository, 401/403 set HF_TOKEN, 502 the hub cannot be reached (naming
+HF_ENDPOINT and HF_HUB_OFFLINE), failed or broke off), never as
 one of huggingface_hub's or httpx's exceptions.
 """
 
@@ -73,7 +74,12 @@ PROGRESS_INTERVAL = 0.25
 """Seconds between progress reports within a file; a file's start and end are always reported."""
 
 _PIPELINE_SKIPPED = ("*.md", "*.png", "*.jpg", "*.jpeg", "*.gif", "*.svg")  # docs and pictures
-_GGML = re.compile(r"ggml-(?P<size>.+?)(?:-q\d(?:_[0-9a-z]+)?)?(?:\.bin)?")  # quantization suffix: -q5_0, -q8_0
+# go-whisper's file names: a quantization suffix (-q5_0, -q8_0) and tinydiarize's -tdrz
+# (ggml-small.en-tdrz.bin) name the weights of that size; speakers come from the Diarizer.
+_GGML = re.compile(r"ggml-(?P<size>.+?)(?:-tdrz)?(?:-q\d(?:_[0-9a-z]+)?)?(?:\.bin)?")
+_UNREACHABLE = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.UnsupportedProtocol)
+"""What httpx raises when no connection to the hub could be made at all (refused, no route, no
+such host, a timeout while connecting, an HF_ENDPOINT that is no http(s) URL)."""
 _REVISION = re.compile(r"[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")  # branches, tags, commits, refs/pr/1
 _WHAT_TO_SEND = (
     "send a faster-whisper size (tiny.en, base, large-v3, turbo, ...), a hub repository id "
@@ -361,7 +367,9 @@ def _hub_errors(source: HubSource, endpoint: str | None, *, filename: str | None
         raise BadGateway(f"the hub at {hub} answered {status} for {repo}: try again later") from error
     except LocalEntryNotFoundError as error:
         # huggingface_hub's word for "the HEAD call failed and nothing is cached": the cause says why.
-        raise BadGateway(f"cannot reach the hub at {hub} to download {repo}: {_first_line(error.__cause__ or error)}") from error
+        raise BadGateway(_unreachable_reason(hub, repo, error.__cause__ or error)) from error
+    except _UNREACHABLE as error:
+        raise BadGateway(_unreachable_reason(hub, repo, error)) from error
     except (httpx2.HTTPError, XetDownloadError) as error:
         raise BadGateway(f"the download of {repo} from {hub} broke off: {_first_line(error)}") from error
     except OSError as error:
@@ -372,6 +380,14 @@ def _hub_errors(source: HubSource, endpoint: str | None, *, filename: str | None
         if error.errno is None:  # huggingface_hub's own checks, such as a file shorter than announced
             raise BadGateway(f"the download of {repo} from {hub} broke off: {_first_line(error)}") from error
         raise ServiceError(f"could not write {repo} into the model folder: {error}") from error
+
+
+def _unreachable_reason(hub: str, repo: str, cause: BaseException) -> str:
+    return (
+        f"cannot reach the hub at {hub} (HF_ENDPOINT) to download {repo}: {_first_line(cause)}. "
+        "Let this server reach it, set HF_ENDPOINT to a hub or mirror it can reach, or, on a server "
+        "meant to stay offline, set HF_HUB_OFFLINE=1 and copy the model into the model folder"
+    )
 
 
 def _first_line(error: BaseException) -> str:

@@ -8,7 +8,7 @@ import re
 __all__ = ["WHISPER_1", "is_folder_safe", "model_id_for_file", "model_id_for_repo"]
 
 WHISPER_1 = "whisper-1"
-"""The model name the OpenAI SDK sends; it stands for the app's configured default model."""
+"""The model name the OpenAI SDK sends; it stands for the app's `openai_model_alias`."""
 
 _OUTSIDE_ID_CHARS = re.compile(r"[^a-z0-9.-]")
 _FOLDER_SAFE_ID = re.compile(r"[a-z0-9_-][a-z0-9._-]*")
