@@ -140,7 +140,7 @@ def test_an_undelivered_callback_says_why_on_the_job(client: httpx.Client, media
 
 
 def test_a_job_naming_a_model_not_present_downloads_it_first(client: httpx.Client, media: Path, out: Path) -> None:
-    assert "tiny" not in {model["id"] for model in client.get("/v1/models").json()["data"]}
+    assert "tiny" not in {model["id"] for model in client.get("/v1/models").json()["models"]}
     call = shutil.copy(SAMPLE_WAV, media / "download.wav")
     response = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "model": "tiny"})
     assert response.status_code == 202, response.text
@@ -155,7 +155,7 @@ def test_a_job_naming_a_model_not_present_downloads_it_first(client: httpx.Clien
     assert (job["status"], job["model"], job["stage"]) == ("COMPLETED", "tiny", ""), job
     assert "Chicago" in job["result"]
     assert job["language"] == "en"  # detected, and recorded
-    assert "tiny" in {model["id"] for model in client.get("/v1/models").json()["data"]}
+    assert "tiny" in {model["id"] for model in client.get("/v1/models").json()["models"]}
 
 
 def test_a_job_whose_model_the_hub_cannot_give_fails_with_the_reason(client: httpx.Client, media: Path, out: Path) -> None:
