@@ -3,7 +3,8 @@
 The routes' calls (submit, get, delete, listing, stats) and a JobScheduler
 (serve_app/jobs/scheduler.py) that runs the jobs through the same Pipeline as the HTTP routes
 (model look-up, decode, the Transcriber's stream), as many at once as the Transcriber has
-running replicas (or `job_concurrency`). What is Ray's stays here: the handles, the
+running replicas (or `job_concurrency`), downloading through the ModelStore the models they
+name that are not in the model folder, and delivers their callbacks. What is Ray's stays here: the handles, the
 replica count from `serve.status`, and RayActorError as a replica's death.
 """
 
@@ -19,8 +20,10 @@ from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ReplicaState
 
 from serve_app.errors import Forbidden
-from serve_app.jobs import CallbackSettings, JobFolders, JobScheduler, JobStore, admit_submission
+from serve_app.jobs import CallbackSettings, HandleModels, JobFolders, JobScheduler, JobStore, admit_submission
+from serve_app.jobs.models import download_path
 from serve_app.jobs.scheduler import decode_options
+from serve_app.models.catalogue import ModelInfo
 from serve_app.pipeline import Pipeline, check_model_fits
 from serve_app.settings import AppSettings
 
@@ -45,6 +48,7 @@ class JobQueue:
             self.store,
             self.pipeline,
             self.folders,
+            models=HandleModels(model_store),
             capacity=self._capacity,
             callbacks=CallbackSettings(
                 secret=os.environ.get("WHISPER_SERVE_CALLBACK_SECRET") or settings.callback_secret,
@@ -66,9 +70,15 @@ class JobQueue:
 
     async def submit(self, body: Any) -> dict:
         store = self._open()
+        present: dict[str, ModelInfo] = {}
 
         def model_exists(name: str) -> bool:
-            return self.pipeline.model_store.get.remote(name).result() is not None
+            for candidate in dict.fromkeys((name, download_path(name))):
+                model = self.pipeline.model_store.get.remote(candidate).result()
+                if model is not None:
+                    present[name] = model
+                    return True
+            return False  # a name that can be downloaded is queued, and downloads it when it runs
 
         job = await asyncio.to_thread(
             admit_submission,
@@ -78,7 +88,8 @@ class JobQueue:
             model_exists=model_exists,
             callback_hosts=self.settings.callback_hosts,
         )
-        check_model_fits(await self.pipeline.model(job.model), decode_options(job))
+        if job.model in present:
+            check_model_fits(present[job.model], decode_options(job))
         job = await asyncio.to_thread(store.submit, job)
         assert self.scheduler is not None  # set with the store _open found
         self.scheduler.wake()

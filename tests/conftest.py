@@ -93,6 +93,8 @@ HUB_COPY = "test-org/whisper-tiny-copy"  # tiny.en's files under a repository id
 HUB_SLOW = "test-org/whisper-tiny-slow"  # the same, sent slowly enough to watch progress
 HUB_HELD = "test-org/whisper-tiny-held"  # bodies wait until the test releases them
 HUB_BROKEN = "test-org/whisper-tiny-broken"  # every transfer breaks half way
+HUB_TINY = "Systran/faster-whisper-tiny"  # where the size name `tiny` downloads from (tiny.en's files here)
+HUB_DOWN = "Systran/faster-whisper-small.en"  # where `small.en` downloads from: the hub answers 503
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +111,8 @@ def hub(pickle_marker: Path) -> Iterator[HubServer]:
         HUB_SLOW: whisper_repo(bytes_per_second=20_000_000),
         HUB_HELD: whisper_repo(hold=threading.Event()),
         HUB_BROKEN: whisper_repo(cut_at=30_000_000),
+        HUB_TINY: whisper_repo(bytes_per_second=20_000_000),
+        HUB_DOWN: whisper_repo(status=503),
         PIPELINE: pipeline_repo(),
         CRAFTED: crafted_repo(pickle_marker),
     }

@@ -29,9 +29,9 @@ from serve_app.jobs import (
     JobStatus,
     JobStore,
     admit_submission,
-    call_back,
     callback_client,
     check_callback,
+    deliver_pending,
     send_callback,
     targets,
     verify_signature,
@@ -216,11 +216,13 @@ def test_a_name_that_resolves_to_loopback_fails_the_delivery_with_the_reason_on_
     with JobStore(tmp_path) as store:
         job = store.submit(finished_job(f"http://{NAME}:{port_of(receiver)}/hooks/job"))
         store.claim_next()
-        finished = store.complete(job.id, "Hello.", [], 1.0)
-        delivery = call_back(finished, ANYWHERE, store, resolve=resolve, sleep=lambda _: None)
+        store.complete(job.id, "Hello.", [], 1.0)
+        (pending,) = store.claim_callbacks(1, hold_s=60)
+        attempt = deliver_pending(pending, ANYWHERE, store, resolve=resolve)
         shown = store.get(job.id).to_json()
+        assert store.pending_callbacks() == []  # over after one try
     reason = f"callback host '{NAME}' resolves to 127.0.0.1, which is a loopback address: {ONLY_PUBLIC}"
-    assert (delivery.delivered, delivery.reason) == (False, reason)
+    assert (attempt.delivered, attempt.final, attempt.reason) == (False, True, reason)
     assert (shown["status"], shown["callback_error"]) == ("COMPLETED", reason)
     assert resolve.calls == [NAME], "a refusal is final: not asked again"
     assert (receiver.received, receiver.connections) == ([], 0)

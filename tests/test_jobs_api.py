@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -136,6 +137,51 @@ def test_an_undelivered_callback_says_why_on_the_job(client: httpx.Client, media
         time.sleep(0.1)
     assert (job["status"], job["callback_error"]) == ("COMPLETED", "the receiver answered 404")
     assert len(receiver.received) == 1
+
+
+def test_a_job_naming_a_model_not_present_downloads_it_first(client: httpx.Client, media: Path, out: Path) -> None:
+    assert "tiny" not in {model["id"] for model in client.get("/v1/models").json()["models"]}
+    call = shutil.copy(SAMPLE_WAV, media / "download.wav")
+    response = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "model": "tiny"})
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    seen = set()
+    deadline = time.monotonic() + 300
+    while (job := client.get(f"/transcription/job/{job_id}").json())["status"] not in FINISHED:
+        seen.add((job["status"], job["stage"]))
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert ("RUNNING", "downloading model") in seen, seen
+    assert (job["status"], job["model"], job["stage"]) == ("COMPLETED", "tiny", ""), job
+    assert "Chicago" in job["result"]
+    assert job["language"] == "en"  # detected, and recorded
+    assert "tiny" in {model["id"] for model in client.get("/v1/models").json()["models"]}
+
+
+def test_a_job_whose_model_the_hub_cannot_give_fails_with_the_reason(client: httpx.Client, media: Path, out: Path) -> None:
+    call = shutil.copy(SAMPLE_WAV, media / "hub-down.wav")
+    response = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "model": "small.en"})
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"])
+    assert job["status"] == "FAILED"
+    assert "answered 503 for Systran/faster-whisper-small.en: try again later" in job["error"], job
+    assert list(out.iterdir()) == []
+
+
+def test_a_receiver_that_does_not_answer_does_not_delay_the_next_job(
+    client: httpx.Client, media: Path, out: Path, receiver: Receiver
+) -> None:
+    receiver.statuses = [None] * 10  # every try held unanswered
+    call = shutil.copy(SAMPLE_WAV, media / "held-hook.wav")
+    hooked = client.post(
+        "/transcription/job", json={"path": str(call), "output_path": str(out), "callback": receiver.url}
+    ).json()["id"]
+    after = client.post("/transcription/job", json={"path": str(call), "output_path": str(out)}).json()["id"]
+    first, second = wait_for(client, hooked), wait_for(client, after)
+    assert (first["status"], second["status"]) == ("COMPLETED", "COMPLETED")
+    assert receiver.received, "the callback was not tried"
+    gap = datetime.fromisoformat(second["started_at"]) - datetime.fromisoformat(first["finished_at"])
+    assert gap.total_seconds() < 1, f"the next job started {gap.total_seconds():.1f} s after the first ended"
 
 
 def test_delete(client: httpx.Client, media: Path, out: Path, long_english_wav: Path) -> None:

@@ -17,9 +17,9 @@ from serve_app.jobs import (
     Job,
     JobStatus,
     JobStore,
-    call_back,
     callback_body,
     check_callback,
+    deliver_pending,
     send_callback,
     sign,
     verify_signature,
@@ -163,13 +163,59 @@ def test_submission_checks_the_callback_host() -> None:
         check_callback("file:///etc/passwd", None)
 
 
-def test_the_outcome_is_recorded_on_the_job(receiver: Receiver, tmp_path: Path) -> None:
-    with JobStore(tmp_path) as store:
+def test_each_try_of_a_pending_callback_is_recorded_in_the_store(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.statuses = [503, None]  # a server error, then no answer in time
+    settings = CallbackSettings(secret=SECRET, allowed_hosts=LOCAL, tries=4, backoff=0.5, timeout=0.3)
+    clock = [1_700_000_000.0]
+    with JobStore(tmp_path, clock=lambda: clock[0]) as store:
         job = store.submit(finished_job(receiver.url))
         store.claim_next()
         finished = store.complete(job.id, "Hello there.", [], 1.0)
-        receiver.statuses = [404]
-        assert not call_back(finished, QUICK, store).delivered
+        assert finished is not None
+
+        def next_try() -> tuple[bool, str]:
+            (pending,) = store.claim_callbacks(1, hold_s=60)
+            attempt = deliver_pending(pending, settings, store)
+            return attempt.delivered, attempt.reason
+
+        assert next_try() == (False, "the receiver answered 503")
+        (pending,) = store.pending_callbacks()
+        assert (pending.tries, pending.next_try_at) == (1, clock[0] + 0.5)  # backoff
+        clock[0] += 0.5
+        delivered, reason = next_try()
+        assert not delivered and "Timeout" in reason
+        (pending,) = store.pending_callbacks()
+        assert (pending.tries, pending.next_try_at) == (2, clock[0] + 1.0)  # doubled
+        assert store.get(job.id).callback_error == ""  # still due
+        clock[0] += 1.0
+        assert next_try() == (True, "")
+        assert store.pending_callbacks() == [] and store.get(job.id).callback_error == ""
+    assert [request.body for request in receiver.received] == [callback_body(finished)] * 3
+    assert all(verify_signature(r.body, r.headers[SIGNATURE_HEADER], SECRET) for r in receiver.received)
+
+
+def test_a_pending_callback_is_given_up_after_its_tries_with_the_reason_on_the_job(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.statuses = [500] * 5
+    settings = CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0)
+    with JobStore(tmp_path) as store:
+        job = store.submit(finished_job(receiver.url))
+        store.claim_next()
+        store.complete(job.id, "Hello there.", [], 1.0)
+        for _ in range(2):
+            (pending,) = store.claim_callbacks(1, hold_s=60)
+            deliver_pending(pending, settings, store)
+        assert store.pending_callbacks() == []
+        assert store.get(job.id).callback_error == "the receiver answered 500"
+    assert len(receiver.received) == 2
+
+
+def test_a_refused_pending_callback_is_over_at_once(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.statuses = [404]
+    with JobStore(tmp_path) as store:
+        job = store.submit(finished_job(receiver.url))
+        store.claim_next()
+        store.complete(job.id, "Hello there.", [], 1.0)
+        (pending,) = store.claim_callbacks(1, hold_s=60)
+        assert deliver_pending(pending, QUICK, store).final
+        assert store.pending_callbacks() == []
         assert store.get(job.id).to_json()["callback_error"] == "the receiver answered 404"
-        assert call_back(finished, QUICK, store).delivered
-        assert store.get(job.id).callback_error == ""

@@ -36,7 +36,7 @@ def test_a_path_alone_takes_the_defaults() -> None:
         "tiny.en",
         "",
         "",
-        0,
+        1000,
     )
     assert (job.status, job.progress, job.attempts) == (JobStatus.QUEUED, 0, 0)
     assert submit({"path": "/data/media/a.mp3"}).id != job.id
@@ -66,7 +66,7 @@ def test_every_field_of_the_spec_example() -> None:
 
 def test_null_and_empty_optional_fields_take_their_defaults() -> None:
     job = submit({"path": "/m/a.mp3", "language": None, "format": "", "model": " ", "callback": None, "priority": None})
-    assert (job.language, job.format, job.model, job.callback, job.priority) == ("", "txt", "tiny.en", "", 0)
+    assert (job.language, job.format, job.model, job.callback, job.priority) == ("", "txt", "tiny.en", "", 1000)
 
 
 @pytest.mark.parametrize("language", ["", "auto", "AUTO"])
@@ -96,13 +96,30 @@ def test_an_unknown_format_is_refused_with_the_list() -> None:
     assert "'mp3'" in reason
 
 
-def test_a_model_not_in_the_catalogue_is_refused() -> None:
-    assert "model 'huge'" in refusal({"path": "/m/a.mp3", "model": "huge"})
+def test_a_model_that_no_download_could_give_is_refused() -> None:
+    reason = refusal({"path": "/m/a.mp3", "model": "huge"})
+    assert reason.startswith("model 'huge' is not in the model folder and cannot be downloaded: huge is not a model we can serve")
+    assert "faster-whisper size" in reason
+    assert "cannot be downloaded" in refusal({"path": "/m/a.mp3", "model": "https://example.com/model.bin"})
+    assert "cannot be downloaded" in refusal({"path": "/m/a.mp3", "model": "../../etc"})
+
+
+@pytest.mark.parametrize(
+    "model",
+    # Every name of the old API's list, and hub ids: queued, to be downloaded when the job runs.
+    [
+        *("tiny", "tiny.en", "base.en", "small", "small.en", "medium", "medium.en", "large", "large-v1", "large-v3"),
+        *("openai/whisper-large-v3", "openai/whisper-tiny.en", "Systran/faster-whisper-small", "ggml-base.bin"),
+    ],
+)
+def test_a_model_that_is_not_present_but_can_be_downloaded_is_queued(model: str) -> None:
+    assert submit({"path": "/m/a.mp3", "model": model}).model == model
 
 
 def test_the_default_model_is_checked_too() -> None:
     with pytest.raises(BadRequest, match="model 'gone'"):
         parse_submission({"path": "/m/a.mp3"}, default_model="gone", model_exists=MODELS.__contains__)
+    assert parse_submission({"path": "/m/a.mp3"}, default_model="large-v2", model_exists=set().__contains__).model == "large-v2"
 
 
 def test_without_a_catalogue_check_any_model_name_passes() -> None:
@@ -211,6 +228,7 @@ def test_the_json_has_the_old_servers_keys_in_order_then_ours() -> None:
         "priority",
         "attempts",
         "callback_error",
+        "stage",
     }
     assert body["status"] == "QUEUED"
     assert body["Duration"] == 12.346

@@ -1,6 +1,6 @@
 """The JobScheduler without Ray: a real JobStore and job folders, a stand-in for the Pipeline
-that holds each job until the test lets it go, so that the order, the capacity and the ends
-of the jobs can be watched."""
+that holds each job until the test lets it go, and one for the ModelStore, so that the order,
+the capacity, the model downloads, the ends of the jobs and their callbacks can be watched."""
 
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from receiver import Receiver
 
-from serve_app.errors import BadRequest
-from serve_app.jobs import CallbackSettings, Job, JobFolders, JobScheduler, JobStatus, JobStore
+from serve_app.errors import BadGateway, BadRequest
+from serve_app.jobs import (
+    SIGNATURE_HEADER,
+    CallbackSettings,
+    Job,
+    JobFolders,
+    JobScheduler,
+    JobStatus,
+    JobStore,
+    PendingCallback,
+    deliver_pending,
+    verify_signature,
+)
 from serve_app.jobs.scheduler import REPLICA_DIED
+from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Segment, TranscriptInfo
 
@@ -39,6 +52,8 @@ class Pipeline:
         self.gates: dict[str, asyncio.Event] = {}
         self.running = 0
         self.most_running = 0
+        self.models: dict[str, str] = {}
+        self.language = "en"  # what "detection" finds
 
     def gate(self, name: str) -> asyncio.Event:
         return self.gates.setdefault(name, asyncio.Event())
@@ -49,6 +64,7 @@ class Pipeline:
     async def prepare(self, media: BinaryIO, model_name: str, options: DecodeOptions) -> str:
         name = Path(media.name).name
         self.started.append(name)
+        self.models[name] = model_name
         self.options[name] = options
         if name in self.fail:
             raise self.fail[name]
@@ -58,12 +74,41 @@ class Pipeline:
 
     async def stream(self, prepared: str, options: DecodeOptions) -> AsyncIterator[TranscriptInfo | Segment]:
         try:
-            yield TranscriptInfo(task="transcribe", language=options.language or "en", duration=DURATION)
+            yield TranscriptInfo(task="transcribe", language=options.language or self.language, duration=DURATION)
             yield Segment(id=0, start=0.0, end=DURATION / 2, text=f" The first half of {prepared}.")
             await self.gate(prepared).wait()
             yield Segment(id=1, start=DURATION / 2, end=DURATION, text=" The end.")
         finally:
             self.running -= 1
+
+
+def model_info(model_id: str) -> ModelInfo:
+    return ModelInfo(id=model_id, path=f"/models/{model_id}", created=0)
+
+
+class Models:
+    """The ModelStore as JobModels: `present` models are found; a download of another waits
+    for `release(name)` (or raises `fail[name]`), then it is present."""
+
+    def __init__(self, *present: str) -> None:
+        self.present = {name: model_info(name) for name in present}
+        self.downloads: list[str] = []
+        self.released: dict[str, asyncio.Event] = {}
+        self.fail: dict[str, BaseException] = {}
+
+    def release(self, name: str) -> None:
+        self.released.setdefault(name, asyncio.Event()).set()
+
+    async def find(self, name: str) -> ModelInfo | None:
+        return self.present.get(name)
+
+    async def download(self, name: str) -> ModelInfo:
+        self.downloads.append(name)
+        await self.released.setdefault(name, asyncio.Event()).wait()
+        if name in self.fail:
+            raise self.fail[name]
+        self.present[name] = model_info(f"{name}-downloaded")
+        return self.present[name]
 
 
 class Setup:
@@ -74,23 +119,27 @@ class Setup:
         self.folders = JobFolders([self.media], [self.out])
         self.store = JobStore(tmp_path / "jobs")
         self.pipeline = Pipeline()
+        self.models = Models("tiny.en")
         self.capacity = 1
         self.asked = 0
-        self.delivered: list[Job] = []
+        self.delivered: list[dict[str, Any]] = []  # the bodies of the callbacks, as sent
 
     def job(self, name: str, **fields: Any) -> Job:
         (self.media / name).write_bytes(b"media")
-        return self.store.submit(Job(path=str(self.media / name), output_path=str(self.out), model="tiny.en", **fields))
+        fields = {"model": "tiny.en"} | fields
+        return self.store.submit(Job(path=str(self.media / name), output_path=str(self.out), **fields))
 
     def scheduler(self, **overrides: Any) -> JobScheduler:
         async def capacity() -> int:
             self.asked += 1
             return self.capacity
 
-        def deliver(job: Job, settings: CallbackSettings, store: JobStore) -> None:
-            self.delivered.append(job)
+        def deliver(pending: PendingCallback, settings: CallbackSettings, store: JobStore) -> None:
+            self.delivered.append(json.loads(pending.body))
+            store.callback_tried(pending.job_id, error="")
 
         arguments = {
+            "models": self.models,
             "capacity": capacity,
             "callbacks": CallbackSettings(),
             "max_attempts": 2,
@@ -123,7 +172,7 @@ async def until(condition: Callable[[], bool], what: str, *, timeout: float = 30
 
 def test_jobs_run_in_queue_order_and_write_their_outputs(setup: Setup) -> None:
     first, second = setup.job("first.wav"), setup.job("second.wav", language="de")
-    urgent = setup.job("urgent.wav", priority=5)
+    urgent = setup.job("urgent.wav", priority=2000)
 
     async def test() -> None:
         scheduler = setup.scheduler()
@@ -189,6 +238,7 @@ def test_a_failure_is_recorded_with_its_reason_and_called_back(setup: Setup) -> 
         await until(lambda: "after.wav" in setup.pipeline.started, "the job after the failures started")
         setup.pipeline.finish("after.wav")
         await until(lambda: setup.status(after) == JobStatus.COMPLETED, "the job after them done")
+        await until(lambda: len(setup.delivered) == 1, "the failure called back")
         await scheduler.stop()
 
     run(test)
@@ -196,9 +246,8 @@ def test_a_failure_is_recorded_with_its_reason_and_called_back(setup: Setup) -> 
     assert setup.store.get(broken.id).error == "internal error (RuntimeError: boom)"
     failed = setup.store.get(missing.id)
     assert failed.status == JobStatus.FAILED and "does not exist" in failed.error
-    assert [(job.id, job.status, job.error) for job in setup.delivered] == [
-        (refused.id, JobStatus.FAILED, "file has no audio stream")
-    ]
+    called_back = [(body["id"], body["status"], body["error"]) for body in setup.delivered]
+    assert called_back == [(refused.id, "FAILED", "file has no audio stream")]
     assert [path.name for path in setup.out.iterdir()] == ["after.txt"]  # a failed job writes nothing
 
 
@@ -217,7 +266,7 @@ def test_a_job_whose_replica_died_is_queued_again_then_given_up(setup: Setup) ->
     assert setup.pipeline.started == ["unlucky.wav", "unlucky.wav"]  # max_attempts
     failed = setup.store.get(job.id)
     assert (failed.attempts, failed.error) == (2, f"{REPLICA_DIED}; gave up after 2 tries")
-    assert [finished.id for finished in setup.delivered] == [job.id]  # once, when it failed for good
+    assert [body["id"] for body in setup.delivered] == [job.id]  # once, when it failed for good
 
 
 def test_the_start_puts_back_the_jobs_a_dead_process_left(setup: Setup) -> None:
@@ -241,7 +290,7 @@ def test_the_start_puts_back_the_jobs_a_dead_process_left(setup: Setup) -> None:
 
     run(test)
     assert setup.pipeline.started == ["again.wav"]
-    assert setup.delivered[0].id == spent.id and setup.delivered[0].status == JobStatus.FAILED
+    assert setup.delivered[0]["id"] == spent.id and setup.delivered[0]["status"] == "FAILED"
 
 
 def test_a_submission_wakes_the_loop_before_its_poll(setup: Setup) -> None:
@@ -258,6 +307,142 @@ def test_a_submission_wakes_the_loop_before_its_poll(setup: Setup) -> None:
         await scheduler.stop()
 
     run(test)
+
+
+def test_a_completed_job_shows_the_language_its_transcript_is_in(setup: Setup) -> None:
+    detected, named = setup.job("detected.wav"), setup.job("named.wav", language="fr")
+    setup.pipeline.language = "de"
+
+    async def test() -> None:
+        scheduler = setup.scheduler()
+        scheduler.start()
+        for name in ("detected.wav", "named.wav"):
+            await until(lambda name=name: name in setup.pipeline.started, f"{name} started")
+            setup.pipeline.finish(name)
+        await until(lambda: setup.status(named) == JobStatus.COMPLETED, "both done")
+        await scheduler.stop()
+
+    run(test)
+    assert (setup.store.get(detected.id).language, setup.store.get(named.id).language) == ("de", "fr")
+
+
+def test_a_job_downloads_its_missing_model_without_holding_a_slot(setup: Setup) -> None:
+    first, second = setup.job("first.wav", model="small"), setup.job("second.wav", model="small")
+    setup.job("other.wav")  # tiny.en, present
+
+    async def test() -> None:
+        scheduler = setup.scheduler()
+        scheduler.start()
+        # Both jobs wait for one download of their model; the slot runs the job behind them.
+        await until(lambda: setup.pipeline.started == ["other.wav"], "the job with a present model started")
+        for job in (first, second):
+            shown = setup.store.get(job.id).to_json()
+            assert (shown["status"], shown["stage"], shown["progress"]) == ("RUNNING", "downloading model", 0)
+        assert setup.models.downloads == ["small"]
+        assert scheduler.running == 3 and setup.pipeline.most_running == 1
+
+        setup.models.release("small")  # downloaded: the two wait for the slot
+        await asyncio.sleep(0.2)
+        assert setup.pipeline.started == ["other.wav"]
+        setup.pipeline.finish("other.wav")
+        await until(lambda: "first.wav" in setup.pipeline.started, "the first started once the slot was free")
+        assert setup.store.get(first.id).stage == "transcribing"
+        assert setup.pipeline.started == ["other.wav", "first.wav"]  # one slot: one at a time
+        setup.pipeline.finish("first.wav")
+        await until(lambda: "second.wav" in setup.pipeline.started, "the second started")
+        setup.pipeline.finish("second.wav")
+        await until(lambda: setup.status(second) == JobStatus.COMPLETED, "all done")
+        await scheduler.stop()
+
+    run(test)
+    assert setup.pipeline.most_running == 1
+    assert setup.pipeline.models == {"other.wav": "tiny.en", "first.wav": "small-downloaded", "second.wav": "small-downloaded"}
+    done = setup.store.get(first.id)
+    assert (done.status, done.stage, done.model) == (JobStatus.COMPLETED, "", "small")
+
+
+def test_a_download_that_fails_fails_its_job_with_the_reason(setup: Setup) -> None:
+    offline = "downloads from the hub are off on this server (HF_HUB_OFFLINE is set): unset it to download large-v2"
+    job = setup.job("big.wav", model="large-v2", callback="http://receiver.test/done")
+    setup.job("after.wav")
+    setup.models.fail["large-v2"] = BadGateway(offline)
+    setup.models.release("large-v2")
+
+    async def test() -> None:
+        scheduler = setup.scheduler()
+        scheduler.start()
+        await until(lambda: setup.status(job) == JobStatus.FAILED, "the job failed")
+        await until(lambda: "after.wav" in setup.pipeline.started, "the next job started")
+        setup.pipeline.finish("after.wav")
+        await until(lambda: len(setup.delivered) == 1, "called back")
+        await scheduler.stop()
+
+    run(test)
+    failed = setup.store.get(job.id)
+    assert (failed.error, failed.stage, failed.attempts) == (offline, "", 1)
+    assert setup.delivered[0]["error"] == offline
+    assert "big.wav" not in setup.pipeline.started
+
+
+SLOW_RECEIVER = CallbackSettings(allowed_hosts=["127.0.0.1"], timeout=2, tries=3, backoff=0.05)
+
+
+def test_a_receiver_that_does_not_answer_does_not_delay_the_next_job(setup: Setup, receiver: Receiver) -> None:
+    receiver.statuses = [None] * 10  # holds every POST unanswered
+    hooked = setup.job("hooked.wav", callback=receiver.url)
+    after = setup.job("after.wav")
+
+    async def test() -> None:
+        scheduler = setup.scheduler(deliver=deliver_pending, callbacks=SLOW_RECEIVER)
+        scheduler.start()
+        await until(lambda: "hooked.wav" in setup.pipeline.started, "the first started")
+        setup.pipeline.finish("hooked.wav")
+        await until(lambda: "after.wav" in setup.pipeline.started, "the next started")
+        await until(lambda: len(receiver.received) == 1, "the first try arrived")
+        setup.pipeline.finish("after.wav")
+        await until(lambda: setup.status(after) == JobStatus.COMPLETED, "the next done")
+        assert setup.store.pending_callbacks()[0].job_id == hooked.id  # still being tried
+        await scheduler.stop()
+
+    run(test)
+    finished, started = setup.store.get(hooked.id).finished_at, setup.store.get(after.id).started_at
+    assert finished is not None and started is not None
+    assert 0 <= started - finished < 1, f"the next job started {started - finished:.2f} s after the first ended"
+
+
+def test_a_pending_callback_is_delivered_by_the_scheduler_that_starts_after_a_restart(
+    setup: Setup, receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.statuses = [503]
+    settings = CallbackSettings(secret="s3cret", allowed_hosts=["127.0.0.1"], timeout=5, tries=3, backoff=1.0)
+    job = setup.job("hooked.wav", callback=receiver.url)
+
+    async def before_the_restart() -> None:
+        scheduler = setup.scheduler(deliver=deliver_pending, callbacks=settings)
+        scheduler.start()
+        await until(lambda: "hooked.wav" in setup.pipeline.started, "started")
+        setup.pipeline.finish("hooked.wav")
+        await until(lambda: [p.tries for p in setup.store.pending_callbacks()] == [1], "the first try failed")
+        await scheduler.stop()
+
+    run(before_the_restart)
+    setup.store.close()
+    assert len(receiver.received) == 1
+    setup.store = JobStore(tmp_path / "jobs")  # the process starts again
+
+    async def after_the_restart() -> None:
+        scheduler = setup.scheduler(deliver=deliver_pending, callbacks=settings)
+        scheduler.start()
+        await until(lambda: setup.store.pending_callbacks() == [], "delivered")
+        await scheduler.stop()
+
+    run(after_the_restart)
+    assert len(receiver.received) == 2
+    first, second = receiver.received
+    assert first.body == second.body and json.loads(second.body)["status"] == "COMPLETED"
+    assert verify_signature(second.body, second.headers[SIGNATURE_HEADER], "s3cret")
+    assert setup.store.get(job.id).callback_error == ""
+    assert setup.pipeline.started == ["hooked.wav"]  # the job itself did not run again
 
 
 def test_the_scheduler_and_the_job_core_import_without_ray() -> None:

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from serve_app.errors import Conflict, NotFound
-from serve_app.jobs import Job, JobStatus, JobStore, Recovery
+from serve_app.jobs import DEFAULT_PRIORITY, Job, JobStatus, JobStore, Recovery, callback_body
+from serve_app.jobs.models import DOWNLOADING, TRANSCRIBING
 from serve_app.jobs.store import SCHEMA_VERSION, sqlite_url
 
 
@@ -72,11 +73,11 @@ def set_schema_version(location: Location, version: int) -> None:
         raw(location, f"UPDATE job_store_schema SET version = {version}")
 
 
-def new_job(name: str = "a", *, priority: int = 0) -> Job:
-    return Job(path=f"/data/media/{name}.mp3", output_path="/data/out", model="tiny.en", priority=priority)
+def new_job(name: str = "a", *, priority: int = DEFAULT_PRIORITY, callback: str = "") -> Job:
+    return Job(path=f"/data/media/{name}.mp3", output_path="/data/out", model="tiny.en", priority=priority, callback=callback)
 
 
-def submit(store: JobStore, *names: str, priority: int = 0) -> list[Job]:
+def submit(store: JobStore, *names: str, priority: int = DEFAULT_PRIORITY) -> list[Job]:
     return [store.submit(new_job(name, priority=priority)) for name in names]
 
 
@@ -150,13 +151,15 @@ def test_jobs_run_in_submission_order(store: JobStore) -> None:
 
 
 def test_a_higher_priority_runs_first_then_submission_order(store: JobStore) -> None:
-    submit(store, "low1")
-    submit(store, "high1", priority=5)
-    submit(store, "low2")
-    submit(store, "urgent", priority=9)
-    submit(store, "high2", priority=5)
-    submit(store, "later", priority=-1)
-    expected = ["urgent", "high1", "high2", "low1", "low2", "later"]
+    # ai-api's rule: no priority is 1000, so an explicitly low one runs after the ordinary jobs.
+    submit(store, "ordinary1")
+    submit(store, "high1", priority=1005)
+    submit(store, "low", priority=100)
+    submit(store, "ordinary2")
+    submit(store, "urgent", priority=5000)
+    submit(store, "high2", priority=1005)
+    submit(store, "lowest", priority=1)
+    expected = ["urgent", "high1", "high2", "ordinary1", "ordinary2", "low", "lowest"]
     assert names(store.listing()) == expected
     assert names([claim(store) for _ in expected]) == expected
 
@@ -250,7 +253,7 @@ def test_the_listing_is_queued_then_running_then_the_last_ten_finished(store: Jo
     running = submit(store, "run1", "run2")
     assert [claim(store).id for _ in running] == [job.id for job in running]
     submit(store, "q1")
-    submit(store, "q2", priority=1)
+    submit(store, "q2", priority=1001)
     listing = store.listing()
     assert names(listing) == ["q2", "q1", "run1", "run2"] + [f"done{i:02d}" for i in range(11, 1, -1)]
     assert [job.status for job in listing[:4]] == ["QUEUED", "QUEUED", "RUNNING", "RUNNING"]
@@ -426,9 +429,11 @@ def test_a_file_of_schema_2_is_upgraded(tmp_path: Path) -> None:
         assert taken is not None and (taken.id, taken.attempts) == ("queued", 1)
         assert store.renew("queued", taken.attempts)
         assert (claim(store).id, store.get("running").attempts) == ("running", 2)
+        assert store.get("queued").priority == DEFAULT_PRIORITY  # its 0 was "no priority"
     db = sqlite3.connect(tmp_path / "jobs.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    assert "lease_expires_at" in {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert {"lease_expires_at", "stage"} <= {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    assert db.execute("SELECT COUNT(*) FROM callbacks").fetchone()[0] == 0
     db.close()
 
 
@@ -555,10 +560,10 @@ def test_a_lapsed_lease_is_taken_back_by_another_replica(location: Location, clo
 
 def test_a_lapsed_job_goes_back_to_its_place_in_the_queue(location: Location, clock: Clock) -> None:
     with JobStore(location, clock=clock, lease_s=10) as store:
-        (urgent,) = submit(store, "urgent", priority=5)
+        (urgent,) = submit(store, "urgent", priority=1005)
         assert claim(store).id == urgent.id
         submit(store, "low")
-        submit(store, "high", priority=5)
+        submit(store, "high", priority=1005)
         clock.now += 11
         assert names(store.listing()) == ["high", "low", "urgent"]
         taken = [store.claim_next(max_attempts=3) for _ in range(3)]
@@ -605,3 +610,150 @@ def test_renew_holds_only_for_the_running_attempt(store: JobStore) -> None:
 def test_the_lease_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="lease_s"):
         JobStore(tmp_path, lease_s=0)
+
+
+def test_a_database_of_schema_3_keeps_its_queue_order_beside_new_jobs(location: Location) -> None:
+    with JobStore(location) as store:
+        old = {
+            name: store.submit(new_job(name, priority=priority))
+            for name, priority in (("ordinary", 0), ("urgent", 5), ("low", -1))
+        }
+        done = store.submit(new_job("done", priority=10))
+        assert claim(store).id == done.id
+        store.complete(done.id, "text", [], 1.0)
+    # As schema 3 had it: no stage, no callbacks table, 0 for a job without priority.
+    raw(location, "ALTER TABLE jobs DROP COLUMN stage", "DROP TABLE callbacks")
+    set_schema_version(location, 3)
+    with JobStore(location) as store:
+        assert {name: store.get(job.id).priority for name, job in old.items()} == {"ordinary": 1000, "urgent": 1005, "low": 999}
+        assert store.get(done.id).priority == 1010  # finished jobs move too: one scale for all
+        (new,) = submit(store, "new")
+        submit(store, "lower", priority=500)
+        assert names(store.listing()[:5]) == ["urgent", "ordinary", "new", "low", "lower"]
+    with JobStore(location) as store:  # upgraded once: opening again moves nothing
+        assert store.get(old["urgent"].id).priority == 1005
+        assert store.get(new.id).priority == 1000
+
+
+def test_a_completed_job_records_the_language_of_its_transcript(store: JobStore) -> None:
+    detected, named = (
+        store.submit(new_job("detected")),
+        store.submit(Job(path="/m/b.mp3", output_path="/o", model="m", language="en")),
+    )
+    claim(store), claim(store)
+    assert store.complete(detected.id, "Hallo.", [], 1.0, language="de").language == "de"
+    assert store.get(detected.id).to_json()["language"] == "de"
+    assert store.complete(named.id, "Hello.", [], 1.0).language == "en"  # none given: the job's stays
+
+
+def test_the_stage_of_a_running_job(store: JobStore) -> None:
+    (job,) = submit(store, "a")
+    assert store.get(job.id).stage == ""
+    running = claim(store)
+    assert running.stage == TRANSCRIBING
+    assert store.set_stage(job.id, DOWNLOADING, attempt=running.attempts)
+    assert store.get(job.id).to_json()["stage"] == "downloading model"
+    assert not store.set_stage(job.id, DOWNLOADING, attempt=running.attempts + 1)
+    store.fail(job.id, "the hub is down", 1.0)
+    assert store.get(job.id).stage == ""
+    assert not store.set_stage(job.id, TRANSCRIBING)
+
+
+def finish_with_callback(store: JobStore, name: str = "a", *, fail: bool = False) -> Job:
+    job = store.submit(new_job(name, callback=f"http://hooks.example.com/{name}"))
+    assert claim(store).id == job.id
+    finished = store.fail(job.id, "broken", 1.0) if fail else store.complete(job.id, "text", [], 1.0, language="en")
+    assert finished is not None
+    return finished
+
+
+def test_a_job_that_ends_leaves_its_callback_pending(store: JobStore, clock: Clock) -> None:
+    (quiet,) = submit(store, "quiet")
+    claim(store)
+    store.complete(quiet.id, "text", [], 1.0)
+    assert store.pending_callbacks() == []  # no callback asked for
+
+    completed = finish_with_callback(store, "completed")
+    failed = finish_with_callback(store, "failed", fail=True)
+    pending = store.pending_callbacks()
+    assert [(p.job_id, p.url, p.tries) for p in pending] == [
+        (completed.id, "http://hooks.example.com/completed", 0),
+        (failed.id, "http://hooks.example.com/failed", 0),
+    ]
+    # The body is the job as it ended, byte for byte, whatever happens to the job after.
+    assert pending[0].body == callback_body(completed)
+    assert b'"status":"FAILED"' in pending[1].body and b'"error":"broken"' in pending[1].body
+    assert pending[0].next_try_at <= clock.now and store.next_callback_in() == 0
+
+
+def test_a_pending_callback_is_held_tried_again_then_over(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock) as store, JobStore(location, clock=clock) as other:
+        job = finish_with_callback(store)
+        (taken,) = store.claim_callbacks(10, hold_s=60)
+        assert (taken.job_id, taken.tries) == (job.id, 0)
+        assert other.claim_callbacks(10, hold_s=60) == [] and store.next_callback_in() is None  # held
+        store.callback_tried(job.id, error="the receiver answered 503", retry_in=30)
+        (waiting,) = store.pending_callbacks()
+        assert waiting.tries == 1 and 28 <= (store.next_callback_in() or 0) <= 30
+        assert other.claim_callbacks(10, hold_s=60) == []  # not due yet
+        clock.now += 30
+        (again,) = other.claim_callbacks(10, hold_s=60)
+        assert (again.job_id, again.tries, again.body) == (job.id, 1, taken.body)
+        other.callback_tried(job.id, error="")
+        assert store.pending_callbacks() == [] and store.get(job.id).callback_error == ""
+
+        given_up = finish_with_callback(store, "b")
+        store.claim_callbacks(10, hold_s=60)
+        store.callback_tried(given_up.id, error="the receiver answered 404")
+        assert store.pending_callbacks() == []
+        assert store.get(given_up.id).callback_error == "the receiver answered 404"
+
+
+def test_a_pending_callback_survives_a_restart(location: Location, clock: Clock) -> None:
+    store = JobStore(location, clock=clock)
+    job = finish_with_callback(store)
+    store.claim_callbacks(10, hold_s=600)
+    store.callback_tried(job.id, error="ConnectError: refused", retry_in=5)
+    (before,) = store.pending_callbacks()
+    store.claim_callbacks(10, hold_s=600)  # due again later: nothing taken yet
+    clock.now += 5
+    (held,) = store.claim_callbacks(10, hold_s=600)  # taken, and the process dies mid-try
+    del store
+
+    with JobStore(location, clock=clock) as reopened:
+        assert reopened.pending_callbacks() == [before]
+        assert reopened.claim_callbacks(10, hold_s=600) == []  # held by the dead sender...
+        assert reopened.release_callbacks() == 1  # ...until the queue that owns the store starts again
+        (after,) = reopened.claim_callbacks(10, hold_s=600)
+        assert (after.job_id, after.tries, after.body) == (job.id, 1, held.body)
+
+
+def test_a_callback_held_by_a_sender_that_died_is_taken_again_once_its_hold_lapses(location: Location, clock: Clock) -> None:
+    with JobStore(location, clock=clock) as store, JobStore(location, clock=clock) as other:
+        job = finish_with_callback(store)
+        assert [p.job_id for p in store.claim_callbacks(10, hold_s=60)] == [job.id]
+        clock.now += 61
+        assert [p.job_id for p in other.claim_callbacks(10, hold_s=60)] == [job.id]
+
+
+def test_a_job_given_up_by_a_restart_leaves_its_callback_pending(location: Location) -> None:
+    with JobStore(location) as store:
+        job = store.submit(new_job("a", callback="http://hooks.example.com/a"))
+        claim(store)
+    with JobStore(location) as store:
+        (failed,) = store.recover_after_restart(max_attempts=1).failed
+        (pending,) = store.pending_callbacks()
+        assert pending.job_id == job.id and pending.body == callback_body(failed)
+
+
+def test_claim_callbacks_takes_at_most_the_limit_earliest_first(store: JobStore) -> None:
+    jobs = [finish_with_callback(store, name) for name in "abc"]
+    assert [p.job_id for p in store.claim_callbacks(2, hold_s=60)] == [jobs[0].id, jobs[1].id]
+    assert [p.job_id for p in store.claim_callbacks(2, hold_s=60)] == [jobs[2].id]
+
+
+def test_a_purged_job_takes_its_pending_callback_with_it(store: JobStore, clock: Clock) -> None:
+    finish_with_callback(store)
+    clock.now += 8 * 86400
+    assert store.purge_expired() == 1
+    assert store.pending_callbacks() == []

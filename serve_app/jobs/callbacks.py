@@ -6,6 +6,12 @@ is tried again after a wait that doubles (`backoff`, 2x`backoff`, 4x`backoff`...
 refused, and asking again would not change its mind). It never raises: a receiver that is
 down must not fail a job that succeeded. Redirects are not followed.
 
+The job queue sends them outside the jobs' slots: a job that ends leaves a pending callback in
+the store (store.py), and the scheduler's delivery loop makes each try with `deliver_pending`,
+which records its outcome there (the next try's time, or the end), so that a slow or dead
+receiver never holds a Transcriber, and tries still due survive a restart. `send_callback`
+makes the whole bounded delivery at once, blocking, for callers without a store.
+
 Signature: with a secret configured, every POST carries
 
     X-Whisper-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes, keyed by the secret>
@@ -18,34 +24,35 @@ and `finished_at`, so a receiver can also drop a repeated delivery of the same e
 Where it may go (targets.py): to public addresses only, or, when the operator names hosts
 in `callback_hosts`, to those hosts only. What the URL shows is refused at submission
 (check_callback); an address the name resolves to is refused when sending, before anything
-is sent, and the reason is recorded on the job (`call_back`, the job's `callback_error`).
+is sent, and the reason is recorded on the job (`deliver_pending`, the job's `callback_error`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
 from serve_app.errors import Forbidden
-from serve_app.jobs.job import Job
-from serve_app.jobs.store import JobStore
+from serve_app.jobs.job import Job, callback_body
+from serve_app.jobs.store import JobStore, PendingCallback
 from serve_app.jobs.targets import Resolver, callback_client, check_callback
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "Attempt",
     "CallbackSettings",
     "Delivery",
-    "call_back",
+    "backoff",
     "callback_body",
     "check_callback",
+    "deliver_pending",
+    "post_callback",
     "send_callback",
     "sign",
     "verify_signature",
@@ -88,9 +95,15 @@ class Delivery:
     reason: str = ""
 
 
-def callback_body(job: Job) -> bytes:
-    """The bytes POSTed, and signed: the job's JSON, compact, in UTF-8."""
-    return json.dumps(job.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """How one POST went: delivered, or why not, and whether asking again could change that."""
+
+    delivered: bool
+    status: int | None = None
+    reason: str = ""
+    final: bool = False
+    """The receiver refused (3xx, 4xx but 429) or may not be called: no further try."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -105,6 +118,46 @@ def verify_signature(body: bytes, header: str | None, secret: str) -> bool:
 
 def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
+
+
+def backoff(settings: CallbackSettings, tries: int) -> float:
+    """Seconds to wait after the `tries`-th try failed: `backoff`, doubling, at most `max_backoff`."""
+    return min(settings.max_backoff, settings.backoff * 2 ** (tries - 1))
+
+
+def _headers(body: bytes, settings: CallbackSettings) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": "whisper-serve"}
+    if settings.secret:
+        headers[SIGNATURE_HEADER] = sign(body, settings.secret)
+    return headers
+
+
+def _post(http: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Attempt:
+    try:
+        response = http.post(url, content=body, headers=headers, timeout=timeout)
+    except httpx.TransportError as exc:
+        return Attempt(delivered=False, reason=f"{type(exc).__name__}: {exc}")
+    except Forbidden as exc:  # where the host resolves: asking again would not change it
+        return Attempt(delivered=False, reason=exc.reason, final=True)
+    status = response.status_code
+    if 200 <= status < 300:
+        return Attempt(delivered=True, status=status)
+    return Attempt(delivered=False, status=status, reason=f"the receiver answered {status}", final=not _retryable(status))
+
+
+def post_callback(url: str, body: bytes, settings: CallbackSettings, *, resolve: Resolver | None = None) -> Attempt:
+    """One try: POST `body` (signed, with a secret) to `url`, if `url` may be called. Blocking:
+    from async code, run it in a thread. Never raises."""
+    try:
+        check_callback(url, settings.allowed_hosts)
+    except Exception as exc:  # callback_hosts changed since the job was submitted
+        return Attempt(delivered=False, reason=str(exc), final=True)
+    try:
+        with callback_client(settings.allowed_hosts, timeout=settings.timeout, resolve=resolve) as http:
+            return _post(http, url, body, _headers(body, settings), settings.timeout)
+    except Exception as exc:  # anything else is our bug, but it must not fail the job
+        logger.exception("callback to %s broke off", url)
+        return Attempt(delivered=False, reason=f"{type(exc).__name__}: {exc}", final=True)
 
 
 def send_callback(
@@ -128,44 +181,50 @@ def send_callback(
         return Delivery(delivered=False, tries=0, reason=str(exc))
 
     body = callback_body(job)
-    headers = {"Content-Type": "application/json", "User-Agent": "whisper-serve"}
-    if settings.secret:
-        headers[SIGNATURE_HEADER] = sign(body, settings.secret)
-
+    headers = _headers(body, settings)
     http = callback_client(settings.allowed_hosts, timeout=settings.timeout, resolve=resolve)
-    status: int | None = None
-    reason = ""
+    attempt = Attempt(delivered=False)
     tries = 0
     try:
         for tries in range(1, max(1, settings.tries) + 1):
             if tries > 1:
-                sleep(min(settings.max_backoff, settings.backoff * 2 ** (tries - 2)))
-            try:
-                response = http.post(job.callback, content=body, headers=headers, timeout=settings.timeout)
-            except httpx.TransportError as exc:
-                status, reason = None, f"{type(exc).__name__}: {exc}"
-                continue
-            except Forbidden as exc:  # where the host resolves: asking again would not change it
-                status, reason = None, exc.reason
-                break
-            status = response.status_code
-            if 200 <= status < 300:
-                return Delivery(delivered=True, tries=tries, status=status)
-            reason = f"the receiver answered {status}"
-            if not _retryable(status):
+                sleep(backoff(settings, tries - 1))
+            attempt = _post(http, job.callback, body, headers, settings.timeout)
+            if attempt.delivered:
+                return Delivery(delivered=True, tries=tries, status=attempt.status)
+            if attempt.final:
                 break
     except Exception as exc:  # anything else is our bug, but it must not fail the job
-        reason = f"{type(exc).__name__}: {exc}"
+        attempt = Attempt(delivered=False, reason=f"{type(exc).__name__}: {exc}")
         logger.exception("job %s: callback to %s broke off", job.id, job.callback)
     finally:
         http.close()
-    logger.warning("job %s: callback to %s not delivered after %d tries: %s", job.id, job.callback, tries, reason)
-    return Delivery(delivered=False, tries=tries, status=status, reason=reason)
+    logger.warning("job %s: callback to %s not delivered after %d tries: %s", job.id, job.callback, tries, attempt.reason)
+    return Delivery(delivered=False, tries=tries, status=attempt.status, reason=attempt.reason)
 
 
-def call_back(job: Job, settings: CallbackSettings, store: JobStore, **send: Any) -> Delivery:
-    """send_callback, then its outcome on the job in `store`: `callback_error` holds why it
-    was not delivered, and is emptied when it was. `send`: send_callback's keywords."""
-    delivery = send_callback(job, settings, **send)
-    store.record_callback(job.id, "" if delivery.delivered else delivery.reason)
-    return delivery
+def deliver_pending(
+    pending: PendingCallback,
+    settings: CallbackSettings,
+    store: JobStore,
+    *,
+    post: Callable[..., Attempt] = post_callback,
+    resolve: Resolver | None = None,
+) -> Attempt:
+    """Make the next try of a pending callback and record it in `store` (callback_tried): over
+    when delivered, refused, or the `tries` are spent (the job's `callback_error` says why),
+    else due again after `backoff`. Tries already made count against `settings.tries` as it is
+    now. `post` stands in for post_callback. Blocking; never raises but for the store's errors
+    (the try stays pending, and is taken again once its hold lapses)."""
+    attempt = post(pending.url, pending.body, settings, resolve=resolve)
+    tries = pending.tries + 1
+    if not attempt.delivered and not attempt.final and tries < settings.tries:
+        logger.info("job %s: callback try %d failed (%s); trying again", pending.job_id, tries, attempt.reason)
+        store.callback_tried(pending.job_id, error=attempt.reason, retry_in=backoff(settings, tries))
+        return attempt
+    if not attempt.delivered:
+        logger.warning(
+            "job %s: callback to %s not delivered after %d tries: %s", pending.job_id, pending.url, tries, attempt.reason
+        )
+    store.callback_tried(pending.job_id, error="" if attempt.delivered else attempt.reason)
+    return attempt

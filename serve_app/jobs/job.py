@@ -2,7 +2,7 @@
 
 The JSON keeps the old "Whisper Api" server's job object key for key (`Duration` with its
 capital D included) so its clients read ours, with what they lacked beside it: `error`,
-the times, `outputs`, `priority` and `attempts`.
+the times, `outputs`, `priority`, `attempts` and `stage`.
 
 Pure: no Ray, no disk. Whether `path` and `output_path` may be used is paths.py's
 decision, whether the callback's host may be called is targets.py's, and submission.py
@@ -11,6 +11,7 @@ runs all three in order.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from serve_app.languages import normalise_language
 from serve_app.validation import RequestModel, Required
 
 __all__ = [
+    "DEFAULT_PRIORITY",
     "JOB_FORMATS",
     "MAX_PRIORITY",
     "MIN_PRIORITY",
@@ -35,6 +37,7 @@ __all__ = [
     "Job",
     "JobRequest",
     "JobStatus",
+    "callback_body",
     "check_callback_url",
     "parse_submission",
 ]
@@ -43,6 +46,9 @@ __all__ = [
 # The bounds of a 32-bit integer: any order a user needs, and never an overflow in SQLite.
 MIN_PRIORITY = -(2**31)
 MAX_PRIORITY = 2**31 - 1
+DEFAULT_PRIORITY = 1000
+"""A job's priority when it names none (ai-api's rule): higher runs first, so a job that asks
+for less (1-999) runs after the ordinary ones, and one that asks for more before them."""
 
 _PATH = "the absolute path of a media file in one of the job API's media folders"
 
@@ -79,7 +85,7 @@ class Job:
     language: str = ""
     format: str = "txt"
     callback: str = ""
-    priority: int = 0
+    priority: int = DEFAULT_PRIORITY
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     status: JobStatus = JobStatus.QUEUED
     progress: int = 0
@@ -93,6 +99,9 @@ class Job:
     finished_at: float | None = None
     callback_error: str = ""
     """Why the callback was not delivered; empty when it was, is still due, or there is none."""
+    stage: str = ""
+    """What a RUNNING job is doing: "downloading model" (its model is not in the model folder
+    yet) or "transcribing"; empty when it is not running."""
 
     def to_json(self) -> dict[str, Any]:
         """The job object of the API: the old server's keys in its order, then ours."""
@@ -116,7 +125,13 @@ class Job:
             "priority": self.priority,
             "attempts": self.attempts,
             "callback_error": self.callback_error,
+            "stage": self.stage,
         }
+
+
+def callback_body(job: Job) -> bytes:
+    """The bytes a callback POSTs, and signs: the job's JSON, compact, in UTF-8."""
+    return json.dumps(job.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def check_callback_url(url: str) -> None:
@@ -145,7 +160,7 @@ def _lower(value: Any) -> Any:
 
 class JobRequest(RequestModel):
     """The JSON body of `POST /transcription/job`. Absent, null and empty optional fields take
-    their defaults: language detected, format `txt`, the app's default model, priority 0."""
+    their defaults: language detected, format `txt`, the app's default model, priority 1000."""
 
     body_name: ClassVar[str] = "a job"
 
@@ -165,7 +180,8 @@ class JobRequest(RequestModel):
     )
     model: str | None = Field(None, description="a model id or alias of GET /v1/models; default: the app's")
     priority: Annotated[int, Field(strict=True, ge=MIN_PRIORITY, le=MAX_PRIORITY)] = Field(
-        0, description="higher runs first; equal ones in submission order"
+        DEFAULT_PRIORITY,
+        description="higher runs first, equal ones in submission order; absent: 1000, so a lower one runs after the ordinary jobs",
     )
 
 
@@ -181,14 +197,18 @@ def parse_submission(
     """A new QUEUED job from the parsed JSON body of `POST /transcription/job` (JobRequest), or
     BadRequest naming each field to fix.
 
-    `model_exists(name)` checks the model, the app's `default_model` when none is sent, against
-    the catalogue; without it the caller must. `output_path` is left empty when not sent:
-    JobFolders.admit fills in the default folder. JobStore.submit sets `created_at`.
+    `model_exists(name)` says whether the model, the app's `default_model` when none is sent,
+    is in the catalogue; one that is not is accepted when it can be downloaded (a faster-whisper
+    size, a hub id: the job downloads it before it runs, see models.py) and refused otherwise.
+    Without `model_exists` the caller checks the model. `output_path` is left empty when not
+    sent: JobFolders.admit fills in the default folder. JobStore.submit sets `created_at`.
     """
     request = JobRequest.from_body(body)
     model = request.model or default_model
     if model_exists is not None and not model_exists(model):
-        raise BadRequest(f"model {model!r} is not present: send one of the models GET /v1/models lists")
+        from serve_app.jobs.models import check_model_name  # the hub's name rules: heavier imports
+
+        check_model_name(model)
     return Job(
         path=request.path,
         output_path=request.output_path or "",

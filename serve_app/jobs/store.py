@@ -31,6 +31,18 @@ or hangs stops renewing; once the lease has lapsed, claim_next(max_attempts=...)
 replica puts the job back in its place in the queue (counted as an attempt when claimed
 again), or fails it once it has had `max_attempts` tries. Leases are read against each
 replica's clock: keep the nodes' clocks in step (NTP), far closer than `lease_s`.
+
+A job that ends with a callback to make leaves a pending callback in the same transaction (the
+`callbacks` table: the body to send, the tries made, when to try next). The scheduler's
+delivery loop takes the due ones (claim_callbacks, held for a while so that no other queue
+sends the same one meanwhile), sends each once and records the try (callback_tried): delivered
+or given up, the row goes and the job's `callback_error` says how it went; else it waits for
+its next try. So callbacks, and their retries, survive a restart as the jobs do.
+
+Schema 4 (callbacks, the job's `stage`, and priorities counted from 1000 when none is named):
+a database of an earlier schema is upgraded when opened, its priorities raised by 1000 so that
+the jobs it holds keep their order among themselves and beside new ones (its ordinary jobs had
+0, new ones have 1000).
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from serve_app.errors import Conflict, NotFound
-from serve_app.jobs.job import Job, JobStatus
+from serve_app.jobs.job import DEFAULT_PRIORITY, MAX_PRIORITY, Job, JobStatus, callback_body
 
 __all__ = [
     "DATABASE_NAME",
@@ -59,13 +71,14 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "JobStore",
+    "PendingCallback",
     "Recovery",
     "sqlite_url",
 ]
 
 DATABASE_NAME = "jobs.sqlite3"
 FINISHED_IN_LISTING = 10
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_LEASE_S = 60.0
 
 # One schema, in each dialect's words for the key, a float and a large integer.
@@ -79,7 +92,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     output_path TEXT    NOT NULL,
     callback    TEXT    NOT NULL DEFAULT '',
     model       TEXT    NOT NULL,
-    priority    INTEGER NOT NULL DEFAULT 0,
+    priority    INTEGER NOT NULL DEFAULT 1000,
     status      TEXT    NOT NULL CHECK (status IN ('QUEUED', 'RUNNING', 'COMPLETED', 'FAILED')),
     progress    INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
     result      TEXT    NOT NULL DEFAULT '',
@@ -91,25 +104,36 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at  {real},
     finished_at {real},
     callback_error TEXT NOT NULL DEFAULT '',        -- why the callback was not delivered
-    lease_expires_at {real}                         -- RUNNING: taken back after this (Unix seconds)
+    lease_expires_at {real},                        -- RUNNING: taken back after this (Unix seconds)
+    stage       TEXT    NOT NULL DEFAULT ''         -- RUNNING: 'downloading model' or 'transcribing'
 );
 CREATE INDEX IF NOT EXISTS jobs_in_queue_order ON jobs (status, priority DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_by_finish ON jobs (finished_at);
 -- Finished jobs ever, purged ones included: GET /stats's Processed.
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value {big} NOT NULL);
-INSERT INTO counters (name, value) VALUES ('processed', 0) ON CONFLICT DO NOTHING
+INSERT INTO counters (name, value) VALUES ('processed', 0) ON CONFLICT DO NOTHING;
+-- The callbacks still to deliver, one for each job that ended with a callback to make.
+CREATE TABLE IF NOT EXISTS callbacks (
+    job_id      TEXT    NOT NULL PRIMARY KEY,
+    url         TEXT    NOT NULL,
+    body        TEXT    NOT NULL,                   -- the job's JSON as it ended: every try sends it
+    tries       INTEGER NOT NULL DEFAULT 0,         -- tries made so far
+    next_try_at {real}  NOT NULL,                   -- Unix seconds
+    held_until  {real}                              -- a queue is sending it: free again after this
+);
+CREATE INDEX IF NOT EXISTS callbacks_by_next_try ON callbacks (next_try_at)
 """
 
 # The columns later schemas added, for ALTER TABLE on a database of an earlier one:
-# callback_error came with schema 2, the lease with schema 3.
-_ADDED_COLUMNS = {"callback_error": "TEXT NOT NULL DEFAULT ''", "lease_expires_at": "{real}"}
+# callback_error came with schema 2, the lease with schema 3, the stage with schema 4.
+_ADDED_COLUMNS = {"callback_error": "TEXT NOT NULL DEFAULT ''", "lease_expires_at": "{real}", "stage": "TEXT NOT NULL DEFAULT ''"}
 
 SCHEMA = _SCHEMA.format(key="INTEGER PRIMARY KEY AUTOINCREMENT", real="REAL", big="INTEGER")
 """The schema in SQLite's words."""
 
 _COLUMNS = (
     "id, path, language, format, output_path, callback, model, priority, status, progress, result,"
-    " error, outputs, duration, attempts, created_at, started_at, finished_at, callback_error"
+    " error, outputs, duration, attempts, created_at, started_at, finished_at, callback_error, stage"
 )
 
 _LAPSED = "the replica that ran the job stopped renewing its lease (it died, hung or lost the database)"
@@ -141,11 +165,23 @@ def _job(row: Any) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         callback_error=row["callback_error"],
+        stage=row["stage"],
     )
 
 
 def _attempt_guard(attempt: int | None) -> tuple[str, dict[str, Any]]:
     return ("", {}) if attempt is None else (" AND attempts = :attempt", {"attempt": attempt})
+
+
+@dataclass(frozen=True, slots=True)
+class PendingCallback:
+    """A callback still to deliver: where, the exact bytes, the tries made and when the next is due."""
+
+    job_id: str
+    url: str
+    body: bytes
+    tries: int
+    next_try_at: float
 
 
 @dataclass(slots=True)
@@ -363,12 +399,21 @@ class JobStore:
                 raise RuntimeError(
                     f"the job store {self.location} was written by a newer whisper-serve (schema {version}); upgrade this one"
                 )
+            existing = bool(db.columns())
             for statement in db.schema.split(";"):
                 if statement.strip():
                     db.execute(statement)
             missing = _ADDED_COLUMNS.keys() - db.columns()
             for name in sorted(missing):  # a database of an earlier schema
                 db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {_ADDED_COLUMNS[name].format(real=db.real)}")
+            if existing and version < 4:
+                # Up to schema 3 a job naming no priority had 0; since, it has 1000 (ai-api's rule).
+                # Every job moves up by as much: the queue keeps its order, and beside new jobs an
+                # old ordinary one is ordinary, an old urgent one (5) still urgent (1005).
+                db.execute(
+                    "UPDATE jobs SET priority = CASE WHEN priority > :top THEN :most ELSE priority + :shift END",
+                    {"top": MAX_PRIORITY - DEFAULT_PRIORITY, "most": MAX_PRIORITY, "shift": DEFAULT_PRIORITY},
+                )
             if version != SCHEMA_VERSION:
                 db.set_schema_version(SCHEMA_VERSION)
 
@@ -388,9 +433,19 @@ class JobStore:
             yield self._db
 
     def _count_finished(self, db: _SQLite | _Postgres, rows: Sequence[Any]) -> list[Job]:
+        """The jobs that have just ended, counted, their callbacks made pending, due now."""
         if rows:
             db.execute("UPDATE counters SET value = value + :count WHERE name = 'processed'", {"count": len(rows)})
-        return [_job(row) for row in rows]
+        finished = [_job(row) for row in rows]
+        now = self._clock()
+        for job in finished:
+            if job.callback:
+                db.execute(
+                    "INSERT INTO callbacks (job_id, url, body, next_try_at) VALUES (:id, :url, :body, :now)"
+                    " ON CONFLICT (job_id) DO NOTHING",
+                    {"id": job.id, "url": job.callback, "body": callback_body(job).decode(), "now": now},
+                )
+        return finished
 
     # The queue's life: submit, claim, progress, finish.
 
@@ -452,7 +507,7 @@ class JobStore:
                 )
             rows = db.execute(
                 "UPDATE jobs SET status = 'RUNNING', attempts = attempts + 1, started_at = :now, progress = 0,"
-                " lease_expires_at = :until"
+                " lease_expires_at = :until, stage = 'transcribing'"
                 " WHERE seq = (SELECT seq FROM jobs WHERE status = 'QUEUED' ORDER BY priority DESC, seq LIMIT 1"
                 f"{db.skip_locked}) RETURNING {_COLUMNS}",
                 {"now": now, "until": now + self.lease_s},
@@ -492,15 +547,25 @@ class JobStore:
         return cursor.rowcount == 1
 
     def complete(
-        self, job_id: str, result: str, outputs: Sequence[str | os.PathLike[str]], duration: float, *, attempt: int | None = None
+        self,
+        job_id: str,
+        result: str,
+        outputs: Sequence[str | os.PathLike[str]],
+        duration: float,
+        *,
+        attempt: int | None = None,
+        language: str = "",
     ) -> Job | None:
-        """Mark a RUNNING job COMPLETED with its text and files; the finished job (its callback
-        is due), or None when it was not RUNNING (in that attempt) and nothing was changed."""
+        """Mark a RUNNING job COMPLETED with its text and files, and the `language` its transcript
+        is in (the detected one, where the job named none; "" leaves the job's as it is); the
+        finished job (its callback is now pending), or None when it was not RUNNING (in that
+        attempt) and nothing was changed."""
         guard, params = _attempt_guard(attempt)
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE jobs SET status = 'COMPLETED', progress = 100, result = :result, outputs = :outputs,"
-                " error = '', duration = :duration, finished_at = :now, lease_expires_at = NULL"
+                " error = '', duration = :duration, finished_at = :now, lease_expires_at = NULL, stage = '',"
+                " language = CASE WHEN :language = '' THEN language ELSE :language END"
                 f" WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
                 {
                     "id": job_id,
@@ -508,6 +573,7 @@ class JobStore:
                     "outputs": json.dumps([os.fspath(p) for p in outputs]),
                     "duration": duration,
                     "now": self._clock(),
+                    "language": language,
                     **params,
                 },
             ).fetchall()
@@ -520,7 +586,7 @@ class JobStore:
         with self._transaction() as db:
             rows = db.execute(
                 "UPDATE jobs SET status = 'FAILED', error = :reason, duration = :duration, finished_at = :now,"
-                f" lease_expires_at = NULL WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
+                f" lease_expires_at = NULL, stage = '' WHERE id = :id AND status = 'RUNNING'{guard} RETURNING {_COLUMNS}",
                 {"id": job_id, "reason": reason, "duration": duration, "now": self._clock(), **params},
             ).fetchall()
             finished = self._count_finished(db, rows)
@@ -535,6 +601,79 @@ class JobStore:
                 {"error": error, "id": job_id},
             )
         return cursor.rowcount == 1
+
+    def set_stage(self, job_id: str, stage: str, *, attempt: int | None = None) -> bool:
+        """Record what a RUNNING job is doing (models.DOWNLOADING, models.TRANSCRIBING), renewing
+        its lease; False when the job is not RUNNING (in that attempt)."""
+        guard, params = _attempt_guard(attempt)
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE jobs SET stage = :stage, lease_expires_at = :until WHERE id = :id AND status = 'RUNNING'{guard}",
+                {"id": job_id, "stage": stage, "until": self._clock() + self.lease_s, **params},
+            )
+        return cursor.rowcount == 1
+
+    # Pending callbacks: made by the job's end (complete, fail, a release that gives up), sent
+    # and recorded by the scheduler's delivery loop.
+
+    def claim_callbacks(self, limit: int, hold_s: float) -> list[PendingCallback]:
+        """Up to `limit` pending callbacks whose next try is due, earliest first, held for
+        `hold_s` seconds: no other caller, of this store or another on the same database, is
+        given them until callback_tried records the try or the hold lapses (the sender died)."""
+        now = self._clock()
+        with self._transaction() as db:
+            rows = db.execute(
+                "UPDATE callbacks SET held_until = :until WHERE job_id IN (SELECT job_id FROM callbacks"
+                " WHERE next_try_at <= :now AND (held_until IS NULL OR held_until < :now)"
+                f" ORDER BY next_try_at LIMIT :limit{db.skip_locked})"
+                " RETURNING job_id, url, body, tries, next_try_at",
+                {"now": now, "until": now + hold_s, "limit": limit},
+            ).fetchall()
+        pending = [
+            PendingCallback(row["job_id"], row["url"], row["body"].encode(), row["tries"], row["next_try_at"]) for row in rows
+        ]
+        return sorted(pending, key=lambda callback: callback.next_try_at)
+
+    def callback_tried(self, job_id: str, *, error: str, retry_in: float | None = None) -> None:
+        """Record a try of a pending callback. Given `retry_in`, it failed and is tried again that
+        many seconds from now. Otherwise it is over, and the job's `callback_error` says how: ""
+        delivered, else why not."""
+        with self._transaction() as db:
+            if retry_in is not None:
+                db.execute(
+                    "UPDATE callbacks SET tries = tries + 1, next_try_at = :next, held_until = NULL WHERE job_id = :id",
+                    {"id": job_id, "next": self._clock() + retry_in},
+                )
+                return
+            db.execute("DELETE FROM callbacks WHERE job_id = :id", {"id": job_id})
+            db.execute("UPDATE jobs SET callback_error = :error WHERE id = :id", {"id": job_id, "error": error})
+
+    def pending_callbacks(self) -> list[PendingCallback]:
+        """Every callback still to deliver, the next due first."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT job_id, url, body, tries, next_try_at FROM callbacks ORDER BY next_try_at, job_id"
+            ).fetchall()
+        return [
+            PendingCallback(row["job_id"], row["url"], row["body"].encode(), row["tries"], row["next_try_at"]) for row in rows
+        ]
+
+    def next_callback_in(self) -> float | None:
+        """Seconds until the next pending callback not held by a sender is due (0 if one is
+        due now); None when there is none."""
+        now = self._clock()
+        with self._transaction(write=False) as db:
+            row = db.execute(
+                "SELECT MIN(next_try_at) AS next FROM callbacks WHERE held_until IS NULL OR held_until < :now", {"now": now}
+            ).fetchone()
+        return None if row["next"] is None else max(0.0, row["next"] - now)
+
+    def release_callbacks(self) -> int:
+        """Free the callbacks held by a sender that died: on a store of this queue alone, at
+        start (as recover_after_restart for the jobs). How many were held."""
+        with self._transaction() as db:
+            cursor = db.execute("UPDATE callbacks SET held_until = NULL WHERE held_until IS NOT NULL")
+        return cursor.rowcount
 
     def requeue(
         self, job_id: str, reason: str, *, max_attempts: int, attempt: int | None = None, duration: float = 0.0
@@ -577,13 +716,14 @@ class JobStore:
         params = params | {"reason": reason, "max_attempts": max_attempts, "duration": duration, "now": self._clock()}
         chosen = f"seq IN (SELECT seq FROM jobs WHERE status = 'RUNNING' AND {where}{lock})"
         requeued = db.execute(
-            "UPDATE jobs SET status = 'QUEUED', progress = 0, started_at = NULL, lease_expires_at = NULL, error = :reason"
+            "UPDATE jobs SET status = 'QUEUED', progress = 0, started_at = NULL, lease_expires_at = NULL, stage = '',"
+            " error = :reason"
             f" WHERE {chosen} AND attempts < :max_attempts RETURNING {_COLUMNS}",
             params,
         ).fetchall()
         failed = db.execute(
             "UPDATE jobs SET status = 'FAILED', duration = :duration, finished_at = :now, lease_expires_at = NULL,"
-            " error = CAST(:reason AS TEXT) || '; gave up after ' || CAST(attempts AS TEXT)"
+            " stage = '', error = CAST(:reason AS TEXT) || '; gave up after ' || CAST(attempts AS TEXT)"
             " || (CASE attempts WHEN 1 THEN ' try' ELSE ' tries' END)"
             f" WHERE {chosen} AND attempts >= :max_attempts RETURNING {_COLUMNS}",
             params,
@@ -648,4 +788,6 @@ class JobStore:
                 "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < :cutoff",
                 {"cutoff": self._clock() - self.retention_days * 86400},
             )
+            if cursor.rowcount:
+                db.execute("DELETE FROM callbacks WHERE job_id NOT IN (SELECT id FROM jobs)")
         return cursor.rowcount
