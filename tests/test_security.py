@@ -136,7 +136,7 @@ def test_stalled_uploads_are_cut_and_the_service_keeps_answering(service, alt: s
         f"ping meanwhile: worst {max(latencies) * 1000:.0f} ms"
     )
     assert slowest < 20, "the stalled uploads were held far past upload_idle_timeout_s"
-    assert max(latencies) < 2.0, "the probe waited behind stalled uploads"
+    assert max(latencies) < 5.0, "the probe waited behind stalled uploads"  # liveness, not speed
 
 
 def ingress_logs() -> str:

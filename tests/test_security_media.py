@@ -74,7 +74,8 @@ def test_eight_bombs_at_once_get_413_while_ping_answers_promptly(service, client
     assert [r.status_code for r in responses] == [413] * 8, [r.text for r in responses]
     assert all("holds more than 240.0 minutes" in r.json()["reason"] for r in responses)
     assert pings and {status for status, _ in pings} == {200}
-    assert worst < 1.0, f"a ping took {worst:.2f} s while the bombs decoded"
+    # A liveness bound, not a speed claim: behind the decoding, pings waited for every bomb (about 10 s).
+    assert worst < 5.0, f"a ping took {worst:.2f} s while the bombs decoded"
 
 
 @pytest.mark.parametrize(
