@@ -429,4 +429,4 @@ def test_uploads_decode_on_threads_of_their_own_and_the_event_loop_stays_free(mo
     print(f"\n8 bombs on 2 decoding threads: the slowest of {len(waits)} pings took {max(waits) * 1000:.0f} ms")
     assert all(isinstance(result, PayloadTooLarge) for result in results), results
     assert most == 2
-    assert max(waits) < 0.5
+    assert max(waits) < 3.0  # liveness: on the default pool, a ping waited behind every bomb (about 9 s)
