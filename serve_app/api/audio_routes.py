@@ -98,6 +98,7 @@ class V1Routes:
             options = parse_request_options(form, task=task, stream=wants_stream(request))
             speakers = None
             if options.speakers is not None:
+                await self.readiness.require(NEEDS["diarize"])  # diarized_json on a transcription too
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
             prepared = await self.pipeline.prepare(form["file"].file, options.model, options.decode)
         if options.stream:
