@@ -11,7 +11,7 @@ import ray
 from ray import serve
 
 from deployments.multiplexing import multiplexed, requested_model
-from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.diarization.speakers import Diarization
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -40,15 +40,23 @@ class Diarizer:
             model.path, device=self.device, source=model.source, trusted_repos=self.trusted_repos
         )
 
-    async def diarize(self, audio: np.ndarray, options: SpeakerOptions) -> list[SpeakerTurn]:
-        """The speaker turns, by the pipeline the request names (its multiplexed model id, a
-        `ModelInfo.version`)."""
+    async def diarize(self, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
+        """Who spoke when, by the pipeline the request names (its multiplexed model id, a
+        `ModelInfo.version`), the speakers whose voice matches a known speaker's named after it."""
         pipeline = await requested_model(self.load_model)
-        return await asyncio.to_thread(
-            self.diarization.diarize,
+        return await asyncio.to_thread(self._diarize, pipeline, audio, options)
+
+    def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
+        from serve_app.diarization.known import match_known_speakers
+
+        found = self.diarization.diarization(
             pipeline,
             audio,
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
         )
+        if not options.known_speakers or not found.embeddings:
+            return found
+        references = {known.name: self.diarization.embed(pipeline, known.audio) for known in options.known_speakers}
+        return found.renamed(match_known_speakers(found.embeddings, references))

@@ -8,6 +8,7 @@ and their concatenation is the same file.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +20,16 @@ __all__ = [
     "JOB_FORMATS",
     "OUTPUT_FORMATS",
     "RESPONSE_FORMATS",
+    "SPEAKER_FORMATS",
     "VTT_HEADER",
     "Format",
+    "SpeakerLetters",
+    "diarized_segment_json",
     "format_timestamp",
     "render",
+    "render_diarized_json",
     "render_json",
+    "render_rttm",
     "render_srt",
     "render_text",
     "render_tsv",
@@ -191,6 +197,71 @@ def render_whisper_json(transcript: Transcript) -> dict[str, Any]:
     return {"text": transcript.text, "segments": segments, "language": transcript.info.language}
 
 
+_ANONYMOUS = re.compile(r"SPEAKER_\d+")
+
+
+class SpeakerLetters:
+    """OpenAI's speaker labels: the anonymous speakers (`SPEAKER_00`, ...) lettered `A`, `B`, ...,
+    `Z`, `AA`, ... in the order they first speak; a known speaker keeps its name. One a
+    transcript, so that a stream letters its segments as the whole answer does."""
+
+    def __init__(self) -> None:
+        self._letters: dict[str | None, str] = {}
+
+    def __call__(self, speaker: str | None) -> str:
+        if speaker is not None and not _ANONYMOUS.fullmatch(speaker):
+            return speaker
+        if speaker not in self._letters:
+            self._letters[speaker] = _letters(len(self._letters))
+        return self._letters[speaker]
+
+
+def _letters(number: int) -> str:
+    text = ""
+    number += 1
+    while number:
+        number, rest = divmod(number - 1, 26)
+        text = chr(ord("A") + rest) + text
+    return text
+
+
+def diarized_segment_json(segment: Segment, letters: SpeakerLetters) -> dict[str, Any]:
+    """One segment as OpenAI's `TranscriptionDiarizedSegment`, which is also the body of a
+    stream's `transcript.text.segment` event."""
+    return {
+        "type": "transcript.text.segment",
+        "id": f"seg_{segment.id}",
+        "start": _seconds(segment.start),
+        "end": _seconds(segment.end),
+        "text": segment.text.strip(),
+        "speaker": letters(segment.speaker),
+    }
+
+
+def render_diarized_json(transcript: Transcript) -> dict[str, Any]:
+    """OpenAI's `TranscriptionDiarized`: the text, and its segments with their speakers."""
+    letters = SpeakerLetters()
+    return {
+        "task": "transcribe",
+        "duration": _seconds(transcript.info.duration),
+        "text": transcript.text,
+        "segments": [diarized_segment_json(segment, letters) for segment in transcript.segments],
+        "usage": {"type": "duration", "seconds": _seconds(transcript.info.duration)},
+    }
+
+
+def render_rttm(transcript: Transcript, *, uri: str = "audio") -> str:
+    """The Diarizer's turns (`Transcript.turns`, overlapping where two people speak at once) as
+    NIST RTTM, one `SPEAKER` line a turn; nothing for a transcript that was not diarized.
+    Speaker names are written with their spaces as underscores: RTTM's fields are separated by
+    spaces."""
+    lines = []
+    for turn in transcript.turns or ():
+        speaker = "_".join(turn.speaker.split()) or "_"
+        lines.append(f"SPEAKER {uri} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> {speaker} <NA> <NA>\n")
+    return "".join(lines)
+
+
 def _whisper_json_file(transcript: Transcript) -> str:
     return json.dumps(render_whisper_json(transcript), ensure_ascii=False, indent=2) + "\n"
 
@@ -222,10 +293,18 @@ FORMATS: dict[str, Format] = {
         Format("srt", "application/x-subrip", respond=lambda t, words: render_srt(t), cue=srt_cue, write=render_srt),
         Format("vtt", "text/vtt; charset=utf-8", respond=lambda t, words: render_vtt(t), cue=vtt_cue, write=render_vtt),
         Format("tsv", "text/tab-separated-values; charset=utf-8", write=render_tsv),
+        Format("diarized_json", "application/json", respond=lambda t, words: render_diarized_json(t)),
+        Format("rttm", "text/plain; charset=utf-8", respond=lambda t, words: render_rttm(t), write=render_rttm),
     )
 }
 """Every format, by name. `json` answers HTTP in OpenAI's shape and is written as a file in the
-whisper CLI's; `text` is OpenAI's one-line text, `txt` the CLI's line a segment."""
+whisper CLI's; `text` is OpenAI's one-line text, `txt` the CLI's line a segment. The speaker
+formats need a diarized transcript: `diarized_json` (OpenAI's) diarizes the request that asks
+for it; `rttm` writes the Diarizer's turns (`Transcript.turns`), so it answers /v1/audio/diarize
+only, and is a file only where the transcript was diarized (SPEAKER_FORMATS)."""
+
+SPEAKER_FORMATS: tuple[str, ...] = ("rttm",)
+"""The files a diarized job or batch writes besides OUTPUT_FORMATS: with `all`, or asked by name."""
 
 RESPONSE_FORMATS: dict[str, Format] = {name: fmt for name, fmt in FORMATS.items() if fmt.respond is not None}
 """What `response_format` may be on the /v1 audio routes."""

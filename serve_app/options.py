@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DecodeOptions", "SpeakerOptions", "SpeechTask", "Task"]
+import numpy as np
+
+__all__ = ["DecodeOptions", "KnownSpeaker", "SpeakerOptions", "SpeechTask", "Task"]
 
 Task = Literal["transcribe", "translate", "diarize"]
 SpeechTask = Literal["transcribe", "translate"]
@@ -25,6 +27,15 @@ class DecodeOptions:
     word_timestamps: bool = False
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class KnownSpeaker:
+    """A voice to name: `known_speaker_names[]` and its `known_speaker_references[]` recording,
+    decoded (16 kHz mono float32, 2 to 10 s)."""
+
+    name: str
+    audio: np.ndarray
+
+
 @dataclass(frozen=True, slots=True)
 class SpeakerOptions:
     """What the Diarizer needs beside the audio: which pipeline, and how many speakers to find."""
@@ -34,3 +45,5 @@ class SpeakerOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+    """The speakers whose voice matches one of these are named after it (diarization/known.py)."""

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import BinaryIO, cast
 
 import numpy as np
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
-from serve_app.diarization.speakers import SpeakerLabeller, assign_speakers
+from serve_app.diarization.speakers import Diarization, SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
 from serve_app.errors import BadRequest, GatewayTimeout, NotFound
 from serve_app.models.catalogue import ModelInfo
@@ -164,9 +164,10 @@ class Pipeline:
         speakers: tuple[ModelInfo, SpeakerOptions] | None = None,
     ) -> Transcript:
         """The transcript; with `speakers` (a diarization model and its options), diarized: the
-        Transcriber and the Diarizer work on the audio at the same time. Where the Diarizer
-        heard nobody at all, the transcript has no segments: what Whisper writes over silence
-        or music is made up."""
+        Transcriber and the Diarizer work on the audio at the same time, every word gets the
+        speaker talking at its time (diarization/speakers.py), and the transcript keeps the
+        Diarizer's turns (`Transcript.turns`). Diarizing adds speakers and never removes words:
+        the words are those the same request without diarization gives."""
         try:
             return await self._transcribe(prepared.audio, prepared.model, options, speakers)
         finally:
@@ -175,7 +176,8 @@ class Pipeline:
     async def _transcribe(
         self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions] | None
     ) -> Transcript:
-        responses = [self.transcriber.options(multiplexed_model_id=model.version).transcribe.remote(audio, options)]
+        decode = _with_word_times(options) if speakers is not None else options
+        responses = [self.transcriber.options(multiplexed_model_id=model.version).transcribe.remote(audio, decode)]
         if speakers is not None:
             responses.append(self._diarize(audio, speakers))
         try:
@@ -189,7 +191,11 @@ class Pipeline:
                 "send shorter media, or stream it with stream=true"
             ) from None
         if turns:
-            transcript.segments = assign_speakers(transcript.segments, turns[0]) if turns[0] else []
+            found: Diarization = turns[0]
+            transcript.segments = [
+                _words_as_asked(segment, options) for segment in assign_speakers(transcript.segments, found.exclusive)
+            ]
+            transcript.turns = found.turns
             transcript.info.task = "diarize"
         return transcript
 
@@ -202,30 +208,30 @@ class Pipeline:
     async def stream_with_speakers(
         self, prepared: Prepared, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
     ) -> AsyncGenerator[TranscriptInfo | Segment, None]:
-        """As `stream`, each segment with its speaker: segments decoded before the speaker turns
-        are known wait for them; those after go out as they come. Where the Diarizer heard
-        nobody at all, no segment goes out (see `transcribe`)."""
+        """As `stream`, each segment with its speakers, split where they change (see `transcribe`):
+        segments decoded before the speaker turns are known wait for them; those after go out
+        as they come."""
         diarizing = self._diarize(prepared.audio, speakers)
         turns = asyncio.ensure_future(diarizing)
         labeller: SpeakerLabeller | None = None
         waiting: list[Segment] = []
         try:
-            async for event in self.stream(prepared, options):
+            async for event in self.stream(prepared, _with_word_times(options)):
                 if isinstance(event, TranscriptInfo):
                     yield event
                     continue
                 waiting.append(event)
                 if labeller is None and turns.done():
-                    labeller = SpeakerLabeller(turns.result())
+                    labeller = SpeakerLabeller(turns.result().exclusive)
                 if labeller is not None:
                     for segment in waiting:
-                        if labeller.has_speakers:
-                            yield labeller.label(segment)
+                        for piece in labeller.label(segment):
+                            yield _words_as_asked(piece, options)
                     waiting.clear()
-            labeller = labeller or SpeakerLabeller(await turns)
+            labeller = labeller or SpeakerLabeller((await turns).exclusive)
             for segment in waiting:
-                if labeller.has_speakers:
-                    yield labeller.label(segment)
+                for piece in labeller.label(segment):
+                    yield _words_as_asked(piece, options)
         finally:
             if not turns.done():
                 diarizing.cancel()
@@ -243,3 +249,16 @@ class Pipeline:
         finally:
             response.cancel()
             await self.release(prepared.lease)
+
+
+def _with_word_times(options: DecodeOptions) -> DecodeOptions:
+    """The options to decode with for a diarized answer: speakers go to words, so words are
+    timed even when the request did not ask for them (`_words_as_asked` drops them again). The
+    text is the same either way: word timing aligns the decoded tokens, it does not change them."""
+    return options if options.word_timestamps else replace(options, word_timestamps=True)
+
+
+def _words_as_asked(segment: Segment, options: DecodeOptions) -> Segment:
+    if not options.word_timestamps:
+        segment.words = None
+    return segment

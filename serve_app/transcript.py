@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Segment", "Transcript", "TranscriptInfo", "Word"]
+__all__ = ["Segment", "SpeakerTurn", "Transcript", "TranscriptInfo", "Word"]
 
 
 @dataclass(slots=True)
@@ -33,6 +33,15 @@ class Segment:
     speaker_turn: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SpeakerTurn:
+    """One stretch of speech by one speaker, in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 @dataclass(slots=True)
 class TranscriptInfo:
     """What is known before the first segment: sent first on a stream."""
@@ -47,6 +56,9 @@ class TranscriptInfo:
 class Transcript:
     info: TranscriptInfo
     segments: list[Segment]
+    turns: list[SpeakerTurn] | None = None
+    """A diarized transcript's speaker turns as the Diarizer found them, overlapping where two
+    people speak at once (what `rttm` writes); None when it was not diarized."""
 
     @property
     def text(self) -> str:

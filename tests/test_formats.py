@@ -132,6 +132,6 @@ def test_speakers_show_in_every_format() -> None:
 
 
 def test_every_format_has_a_media_type() -> None:
-    assert list(RESPONSE_FORMATS) == ["json", "verbose_json", "text", "srt", "vtt"]
+    assert list(RESPONSE_FORMATS) == ["json", "verbose_json", "text", "srt", "vtt", "diarized_json", "rttm"]
     assert RESPONSE_FORMATS["srt"].media_type == "application/x-subrip"
     assert RESPONSE_FORMATS["vtt"].media_type.startswith("text/vtt")

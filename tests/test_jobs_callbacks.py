@@ -114,7 +114,7 @@ def test_a_refusal_is_not_asked_again(receiver: Receiver) -> None:
 def test_a_receiver_that_does_not_answer_in_time_is_tried_again(receiver: Receiver) -> None:
     receiver.statuses = [None]
     delivery = send_callback(
-        finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0.01, timeout=0.3)
+        finished_job(receiver.url), CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0.01, timeout=2.0)
     )
     assert (delivery.delivered, delivery.tries) == (True, 2)
     assert len(receiver.received) == 2

@@ -68,7 +68,15 @@ def test_the_audio_forms_document_what_they_take() -> None:
         "format": "binary",
         "description": form["properties"]["file"]["description"],
     }
-    assert form["properties"]["response_format"]["enum"] == ["json", "verbose_json", "text", "srt", "vtt"]
+    assert form["properties"]["response_format"]["enum"] == [
+        "json",
+        "verbose_json",
+        "text",
+        "srt",
+        "vtt",
+        "diarized_json",
+        "rttm",
+    ]
     assert form["properties"]["timestamp_granularities[]"]["items"]["enum"] == ["segment", "word"]
     assert form["properties"]["prompt"]["maxLength"] == requests.MAX_PROMPT_CHARS
     assert (form["properties"]["temperature"]["minimum"], form["properties"]["temperature"]["maximum"]) == (

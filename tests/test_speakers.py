@@ -84,9 +84,45 @@ def test_words_get_their_own_speakers() -> None:
         text=" yes. and you?",
         words=[Word(0.0, 1.0, " yes."), Word(1.9, 2.3, " and"), Word(2.3, 2.6, " you?"), Word(2.6, 2.6, "")],
     )
+    first, second = assign_speakers([segment], dialogue)
+    assert [word.speaker for word in first.words + second.words] == [A, B, B, B]
+    # split where the speaker changes: each piece its words, their text and times
+    assert (first.id, first.start, first.end, first.text, first.speaker, first.speaker_turn) == (0, 0.0, 1.0, " yes.", A, True)
+    assert (second.id, second.start, second.end, second.text, second.speaker, second.speaker_turn) == (
+        1,
+        1.9,
+        2.6,
+        " and you?",
+        B,
+        True,
+    )
+
+
+def test_a_segment_whose_words_do_not_spell_its_text_stays_whole() -> None:
+    dialogue = turns((0.0, 2.0, A), (2.0, 4.0, B))
+    segment = Segment(id=0, start=0.0, end=3.0, text=" yes and you", words=[Word(0.0, 0.5, " yes"), Word(2.0, 3.0, " and you?")])
     [labelled] = assign_speakers([segment], dialogue)
-    assert labelled.speaker == A
-    assert [word.speaker for word in labelled.words] == [A, B, B, B]
+    assert labelled.speaker == B  # most of the words' time
+    assert [word.speaker for word in labelled.words] == [A, B]
+
+
+def test_a_word_nobody_was_heard_saying_goes_to_the_nearest_speaker() -> None:
+    dialogue = turns((0.0, 1.0, A), (5.0, 6.0, B))
+    segment = Segment(id=0, start=1.5, end=4.8, text=" um hm", words=[Word(1.5, 1.8, " um"), Word(4.5, 4.8, " hm")])
+    first, second = assign_speakers([segment], dialogue)
+    assert (first.text, first.speaker, second.text, second.speaker) == (" um", A, " hm", B)
+
+
+def test_pieces_are_numbered_on_from_the_segments_before() -> None:
+    dialogue = turns((0.0, 1.0, A), (1.0, 2.0, B), (2.0, 3.0, A))
+    two_speakers = Segment(id=0, start=0.0, end=2.0, text=" a b", words=[Word(0.0, 0.9, " a"), Word(1.1, 1.9, " b")])
+    one = Segment(id=1, start=2.1, end=2.9, text=" c", words=[Word(2.1, 2.9, " c")])
+    labelled = assign_speakers([two_speakers, one], dialogue)
+    assert [(s.id, s.text, s.speaker, s.speaker_turn) for s in labelled] == [
+        (0, " a", A, True),
+        (1, " b", B, True),
+        (2, " c", A, True),
+    ]
 
 
 def test_no_turns_leave_every_segment_without_a_speaker() -> None:
@@ -100,7 +136,7 @@ def test_no_turns_leave_every_segment_without_a_speaker() -> None:
 def test_the_labeller_labels_a_stream_as_segments_come() -> None:
     dialogue = turns((0.0, 4.0, A), (4.0, 8.0, B))
     labeller = SpeakerLabeller(dialogue)
-    streamed = [labeller.label(segment) for segment in segments((0, 2), (2, 4), (4, 6))]
+    streamed = [piece for segment in segments((0, 2), (2, 4), (4, 6)) for piece in labeller.label(segment)]
     assert speakers_of(streamed) == [A, A, B]
     assert [segment.speaker_turn for segment in streamed] == [True, False, True]
 

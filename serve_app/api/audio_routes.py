@@ -117,6 +117,7 @@ class V1Routes:
             options = parse_request_options(form, task=task, stream=wants_stream(request))
             speakers = None
             if options.speakers is not None:
+                await self.readiness.require(NEEDS["diarize"])  # diarized_json on a transcription too
                 speakers = (await self.pipeline.speaker_model(options.speakers), options.speakers)
             upload = form["file"]
             assert isinstance(upload, UploadFile)  # parse_request_options validated the file part

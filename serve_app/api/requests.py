@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import FormData, UploadFile
 
+from serve_app.diarization.known import MAX_KNOWN_SPEAKERS
 from serve_app.formats import RESPONSE_FORMATS
 from serve_app.languages import normalise_language
 from serve_app.validation import RequestModel, Required
@@ -38,6 +39,7 @@ __all__ = [
     "GRANULARITIES",
     "MAX_PROMPT_CHARS",
     "MAX_SPEAKERS",
+    "MAX_SPEAKER_NAME_CHARS",
     "MAX_TEMPERATURE",
     "MIN_TEMPERATURE",
     "PATH_EXAMPLE",
@@ -52,7 +54,9 @@ MAX_PROMPT_CHARS = 4096
 MIN_TEMPERATURE = 0.0
 MAX_TEMPERATURE = 1.0
 MAX_SPEAKERS = 64
+MAX_SPEAKER_NAME_CHARS = 80
 GRANULARITIES = ("segment", "word")
+_ANONYMOUS = re.compile(r"SPEAKER_\d+")
 TRUE = ("1", "true", "yes", "on")
 """What a `stream` form field says to ask for a stream; anything else is no."""
 
@@ -184,11 +188,39 @@ class TranscriptionForm(RequestModel):
         alias="include[]",
         description="OpenAI's extras, such as logprobs: accepted; none is returned (verbose_json has each segment's avg_logprob)",
     )
+    known_speaker_names: list[str] = Field(
+        [],
+        alias="known_speaker_names[]",
+        description=f"up to {MAX_KNOWN_SPEAKERS} names, each for the recording at the same place in known_speaker_references[]",
+    )
+    known_speaker_references: list[str] = Field(
+        [],
+        alias="known_speaker_references[]",
+        description="data URLs (data:audio/wav;base64,...) of 2 to 10 s of each known speaker's voice, in any format file takes",
+    )
 
     @model_validator(mode="after")
     def _words_need_verbose_json(self) -> TranscriptionForm:
         if "word" in self.timestamp_granularities and self.response_format != "verbose_json":
             raise ValueError("word timestamps need response_format verbose_json")
+        return self
+
+    @model_validator(mode="after")
+    def _a_reference_for_each_name(self) -> TranscriptionForm:
+        names, references = self.known_speaker_names, self.known_speaker_references
+        if len(names) > MAX_KNOWN_SPEAKERS:
+            raise ValueError(f"at most {MAX_KNOWN_SPEAKERS} known speakers can be sent, not {len(names)}")
+        if len(names) != len(references):
+            raise ValueError(
+                f"send a known_speaker_references[] for each known_speaker_names[]: {len(names)} names, {len(references)} references"
+            )
+        for name in names:
+            if not name.strip() or len(name) > MAX_SPEAKER_NAME_CHARS:
+                raise ValueError(f"a known speaker's name is 1 to {MAX_SPEAKER_NAME_CHARS} characters, not {name!r}")
+            if _ANONYMOUS.fullmatch(name):
+                raise ValueError(f"{name!r} is how anonymous speakers are labelled: give the known speaker another name")
+        if len(set(names)) != len(names):
+            raise ValueError("known_speaker_names[] names a speaker twice")
         return self
 
 

@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 from serve_app.batch.inputs import MEDIA_EXTENSIONS, BatchError, _language
-from serve_app.batch.plan import BatchSettings
+from serve_app.batch.plan import BATCH_FORMATS, BatchSettings
 from serve_app.batch.report import FAILURES_FILE
 from serve_app.batch.run import run_batch
-from serve_app.jobs.job import JOB_FORMATS
 from serve_app.settings import AppSettings
 
 __all__ = ["EXIT_BROKEN", "EXIT_FAILED_FILES", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -49,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         "--format",
         dest="job_format",
         default="txt",
-        choices=JOB_FORMATS,
-        help="output files, as the job API's format (default txt)",
+        choices=BATCH_FORMATS,
+        help="output files, as the job API's format (default txt); with --diarize, rttm too (all writes it)",
     )
     parser.add_argument(
         "--extensions", default=None, help="comma-separated extensions a folder is searched for (default: common audio and video)"

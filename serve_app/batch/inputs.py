@@ -49,8 +49,8 @@ class MediaFile:
     language: str | None = None
     """From the manifest, else the batch's --language; None: detected."""
 
-    def outputs(self, output_dir: Path, job_format: str) -> list[Path]:
-        return output_names(self.name, output_dir / self.folder, job_format)
+    def outputs(self, output_dir: Path, job_format: str, *, diarized: bool = False) -> list[Path]:
+        return output_names(self.name, output_dir / self.folder, job_format, diarized=diarized)
 
 
 # -- languages: a manifest's column and --language -------------------------------------------

@@ -67,10 +67,14 @@ class Transcribe:
             self.diarizer = load_pipeline(diarization_path, device=engine["device"])
 
     def _label_speakers(self, diarizer: SpeakerDiarization, transcript: Transcript, audio: np.ndarray) -> None:
-        from serve_app.diarization.pipeline import diarize
+        from serve_app.diarization.pipeline import diarization
         from serve_app.diarization.speakers import assign_speakers
 
-        assign_speakers(transcript.segments, diarize(diarizer, audio, exclusive=True))
+        found = diarization(diarizer, audio)
+        transcript.segments = assign_speakers(transcript.segments, found.exclusive)
+        for segment in transcript.segments:
+            segment.words = None  # timed for the speakers only (see serve_app/pipeline.py)
+        transcript.turns = found.turns
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         transcripts, errors = [], []
@@ -79,7 +83,8 @@ class Transcribe:
             if not error:
                 try:
                     audio = np.asarray(audio)
-                    transcript = self.engine.transcribe(audio, self.whisper, DecodeOptions(language=language or None))
+                    options = DecodeOptions(language=language or None, word_timestamps=self.diarizer is not None)
+                    transcript = self.engine.transcribe(audio, self.whisper, options)
                     if self.diarizer is not None:
                         self._label_speakers(self.diarizer, transcript, audio)
                 except ServiceError as failure:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from serve_app.batch.inputs import MEDIA_EXTENSIONS, BatchError, MediaFile, media_files
 from serve_app.errors import ServiceError
+from serve_app.formats import SPEAKER_FORMATS
 from serve_app.jobs.job import JOB_FORMATS
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.models.embedded import EMBEDDED_MODELS
@@ -18,6 +19,7 @@ from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
 
 __all__ = [
+    "BATCH_FORMATS",
     "DECODE_CPUS",
     "ActorPool",
     "BatchPlan",
@@ -28,6 +30,9 @@ __all__ = [
     "plan_pool",
 ]
 
+BATCH_FORMATS: tuple[str, ...] = (*JOB_FORMATS, *SPEAKER_FORMATS)
+"""What --format may be: the job API's formats, and with --diarize the speaker formats (`all`
+then writes them too)."""
 DECODE_CPUS = 0.25
 """CPUs a decode task asks for: a sliver, since reading and decoding a file is quick beside
 transcribing it, and the actor pool must leave at least this much of the cluster free."""
@@ -58,9 +63,9 @@ class BatchSettings:
 # -- resuming --------------------------------------------------------------------------------
 
 
-def is_done(file: MediaFile, output_dir: Path, job_format: str) -> bool:
+def is_done(file: MediaFile, output_dir: Path, job_format: str, *, diarized: bool = False) -> bool:
     """Whether an earlier run wrote all of this file's outputs (each is whole or absent)."""
-    return all(path.is_file() for path in file.outputs(output_dir, job_format))
+    return all(path.is_file() for path in file.outputs(output_dir, job_format, diarized=diarized))
 
 
 # -- the model -------------------------------------------------------------------------------
@@ -116,15 +121,17 @@ def plan_batch(settings: BatchSettings) -> BatchPlan:
     # Here, not at the top: Ray Serve, which it imports, would slow every decode worker's start.
     from serve_app.pipeline import check_model_fits
 
-    if settings.job_format not in JOB_FORMATS:
-        raise BatchError(f"format must be one of {', '.join(JOB_FORMATS)}, not {settings.job_format!r}")
+    if settings.job_format not in BATCH_FORMATS:
+        raise BatchError(f"format must be one of {', '.join(BATCH_FORMATS)}, not {settings.job_format!r}")
+    if settings.job_format in SPEAKER_FORMATS and not settings.diarize:
+        raise BatchError(f"format {settings.job_format} writes who spoke when: add --diarize")
     output = Path(os.path.abspath(settings.output))
     files = media_files(settings.media, settings.extensions)
     plan = BatchPlan(output=output, files=files)
     plan.todo = [
         replace(file, language=file.language or settings.language)
         for file in files
-        if not is_done(file, output, settings.job_format)
+        if not is_done(file, output, settings.job_format, diarized=settings.diarize)
     ]
     if not plan.todo:
         return plan

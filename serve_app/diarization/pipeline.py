@@ -37,12 +37,12 @@ from pyannote.core import Annotation
 
 from serve_app.diarization.campplus import CAMPPlusEmbedding
 from serve_app.diarization.checkpoints import load_model, refusal, trusts
-from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.diarization.speakers import Diarization, SpeakerTurn
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.errors import Forbidden, ServiceError
 from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 
-__all__ = ["EMBEDDED_PARAMETERS", "diarize", "load_pipeline"]
+__all__ = ["EMBEDDED_PARAMETERS", "diarization", "diarize", "embed", "load_pipeline"]
 
 EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     # segmentation-3.0 is a powerset model (no activation threshold to set); 0.0 keeps every
@@ -134,6 +134,10 @@ def _embedded_pipeline(segmentation: Path, embedding: Path, *, source: str, trus
         segmentation_batch_size=_BATCH_SIZE,
     )
     pipeline.instantiate(EMBEDDED_PARAMETERS)
+    # Two speakers of one 10 s chunk are never one cluster. Without it, a short clip (the
+    # sample call's first 12 s: three chunks) puts both of a chunk's speakers in the cluster
+    # nearest to each, and the second speaker of the clip is lost even with num_speakers=2.
+    pipeline.clustering.constrained_assignment = True
     return pipeline
 
 
@@ -220,8 +224,22 @@ def diarize(
     made for lining turns up with a transcript); otherwise overlapping speech has a turn for
     each speaker.
     """
+    found = diarization(pipeline, audio, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+    return found.exclusive if exclusive else found.turns
+
+
+def diarization(
+    pipeline: SpeakerDiarization,
+    audio: np.ndarray,
+    *,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+) -> Diarization:
+    """As `diarize`, both kinds of turns at once, and each speaker's embedding (the centroid of
+    its cluster; none for a pipeline configured with legacy=True)."""
     if audio.size == 0:
-        return []
+        return Diarization()
     waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
     output = pipeline(
         {"waveform": waveform, "sample_rate": SAMPLE_RATE},
@@ -230,25 +248,83 @@ def diarize(
         max_speakers=max_speakers,
     )
     if isinstance(output, Annotation):  # a pipeline configured with legacy=True
-        annotation, phantoms = output, set()
+        regular, exclusive, rows = output, None, {}
     else:
-        annotation = output.exclusive_speaker_diarization if exclusive else output.speaker_diarization
-        phantoms = _phantom_speakers(output.speaker_diarization, output.speaker_embeddings)
+        regular, exclusive = output.speaker_diarization, output.exclusive_speaker_diarization
+        embeddings = output.speaker_embeddings
+        rows = {} if embeddings is None else dict(zip(regular.labels(), embeddings))
+    # Speakers pyannote makes up where its frame-level speaker count (say, 2 in a blip of
+    # overlap) exceeds the number of speakers clustering found (say, 1): they have no cluster,
+    # so their embedding is zeros. Their turns are dropped: nobody can tell who that is.
+    phantoms = {label for label, row in rows.items() if not np.any(row)}
     names: dict[str, str] = {}
-    turns = []
-    for segment, _, label in annotation.itertracks(yield_label=True):
-        if label in phantoms:
-            continue
-        name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
-        turns.append(SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=name))
-    return turns
+
+    def turns(annotation: Annotation) -> list[SpeakerTurn]:
+        found = []
+        for segment, _, label in annotation.itertracks(yield_label=True):
+            if label in phantoms:
+                continue
+            name = names.setdefault(label, f"SPEAKER_{len(names):02d}")
+            found.append(SpeakerTurn(start=round(segment.start, 3), end=round(segment.end, 3), speaker=name))
+        return found
+
+    overlapping = turns(regular)
+    found = Diarization(
+        turns=overlapping,
+        exclusive=overlapping if exclusive is None else turns(exclusive),
+        embeddings={names[label]: [float(x) for x in row] for label, row in rows.items() if label in names},
+    )
+    return _short_utterances_by_voice(pipeline, audio, found)
 
 
-def _phantom_speakers(annotation: Annotation, embeddings: np.ndarray | None) -> set[str]:
-    """Speakers pyannote makes up where its frame-level speaker count (say, 2 in a blip of
-    overlap) exceeds the number of speakers clustering found (say, 1): they have no cluster,
-    so their row of `embeddings` is zeros. Their turns are dropped: nobody can tell who that is.
+SHORT_UTTERANCE_S = 2.0
+"""An utterance (speech between pauses of PAUSE_S) shorter than this is given, whole, to the
+speaker whose voice it sounds most like (`_short_utterances_by_voice`)."""
+PAUSE_S = 0.2
+_SHORTEST_EMBEDDED_S = 0.2
+
+
+def _short_utterances_by_voice(pipeline: SpeakerDiarization, audio: np.ndarray, found: Diarization) -> Diarization:
+    """The exclusive turns of each short utterance replaced by one turn of the speaker whose
+    centroid is nearest (cosine) to the utterance's own embedding.
+
+    pyannote's segmentation model sees 10 s at a time: a short utterance alone between pauses
+    (the sample call's opening "Hello?", Diane's, then Sheila's) often gets the local speaker of
+    the next one, which clustering cannot undo. Embedded alone, a 0.5 s "Hello?" is nearer its
+    own speaker's centroid (on the sample: 0.59 against 0.46, and 0.58 against 0.46 for the
+    other). The overlapping turns (`Diarization.turns`, what RTTM writes) are pyannote's as
+    they are.
     """
-    if embeddings is None:
-        return set()
-    return {label for label, row in zip(annotation.labels(), embeddings) if not np.any(row)}
+    if len(found.embeddings) < 2 or not found.turns:
+        return found
+    from serve_app.diarization.known import similarities
+
+    utterances: list[list[float]] = []
+    for turn in sorted(found.turns, key=lambda turn: turn.start):
+        if utterances and turn.start - utterances[-1][1] < PAUSE_S:
+            utterances[-1][1] = max(utterances[-1][1], turn.end)
+        else:
+            utterances.append([turn.start, turn.end])
+    names = list(found.embeddings)
+    centroids = [found.embeddings[name] for name in names]
+    exclusive = list(found.exclusive)
+    for start, end in utterances:
+        if not _SHORTEST_EMBEDDED_S <= end - start < SHORT_UTTERANCE_S:
+            continue
+        inside = [turn for turn in exclusive if start - 1e-6 <= turn.start and turn.end <= end + 1e-6]
+        if not inside:
+            continue
+        voice = embed(pipeline, audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
+        speaker = names[int(np.argmax(similarities(centroids, [voice])[:, 0]))]
+        whole = SpeakerTurn(inside[0].start, max(turn.end for turn in inside), speaker)
+        exclusive = [turn for turn in exclusive if turn not in inside]
+        exclusive.append(whole)
+    exclusive.sort(key=lambda turn: (turn.start, turn.end))
+    return Diarization(found.turns, exclusive, found.embeddings)
+
+
+def embed(pipeline: SpeakerDiarization, audio: np.ndarray) -> np.ndarray:
+    """The speaker embedding of `audio` (16 kHz mono float32, one speaker), by the pipeline's own
+    embedding model: comparable with `Diarization.embeddings`."""
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, 1, -1)
+    return np.asarray(pipeline._embedding(waveform.to(pipeline.device)))[0]

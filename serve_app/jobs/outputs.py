@@ -1,7 +1,7 @@
 """The files a finished job writes: one a format, named after the media file, each whole or absent.
 
 For `/data/media/track.mp3` into `/data/out/`: `/data/out/track.txt`, `.vtt`, `.srt`, `.tsv`
-and `.json`. Users on the shared disk may pick a file up the moment its name appears, so
+and `.json`, and for a diarized transcript `.rttm` (the Diarizer's turns). Users on the shared disk may pick a file up the moment its name appears, so
 every file is written under a hidden temporary name in the same folder, flushed to disk,
 and renamed over its target (`os.replace` is atomic within a file system). With `all`,
 the five are staged first and renamed only once all five are written, so a full disk or a
@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 
 from serve_app.errors import ServiceError
-from serve_app.formats import FORMATS, OUTPUT_FORMATS
+from serve_app.formats import FORMATS, OUTPUT_FORMATS, SPEAKER_FORMATS
 from serve_app.transcript import Transcript
 
 __all__ = ["output_names", "write_outputs"]
@@ -27,11 +27,17 @@ def _written(extension: str, transcript: Transcript) -> str:
     return write(transcript)
 
 
-def output_names(media_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], job_format: str) -> list[Path]:
+def output_names(
+    media_path: str | os.PathLike[str], output_dir: str | os.PathLike[str], job_format: str, *, diarized: bool = False
+) -> list[Path]:
     """The files a job writes: the media file's name without its extension, in `output_dir`,
-    with the extension of each format (`all`: every format)."""
-    formats = OUTPUT_FORMATS if job_format == "all" else (job_format,)
-    unknown = set(formats) - set(OUTPUT_FORMATS)
+    with the extension of each format (`all`: every format, the SPEAKER_FORMATS too when the
+    transcript is `diarized`, which a speaker format needs)."""
+    known = (*OUTPUT_FORMATS, *SPEAKER_FORMATS) if diarized else OUTPUT_FORMATS
+    formats = known if job_format == "all" else (job_format,)
+    if not diarized and set(formats) & set(SPEAKER_FORMATS):
+        raise ValueError(f"the job format {job_format!r} needs a diarized transcript")
+    unknown = set(formats) - set(known)
     if unknown:
         raise ValueError(f"unknown job format {job_format!r}")
     stem = Path(media_path).stem
@@ -79,7 +85,7 @@ def write_outputs(
     be written raises ServiceError naming it; no temporary file is left behind, and no
     target is touched unless the failure is in the final renames (a target that is a folder).
     """
-    targets = output_names(media_path, output_dir, job_format)
+    targets = output_names(media_path, output_dir, job_format, diarized=transcript.turns is not None)
     staged: list[tuple[Path, Path]] = []
     try:
         for target in targets:
