@@ -22,6 +22,7 @@ __all__ = [
     "TurnDetection",
     "agreed_words",
     "alaw_to_pcm16",
+    "extends",
     "ulaw_to_pcm16",
 ]
 
