@@ -41,7 +41,10 @@ class Ingress:
         self.readiness = Readiness(app_name)
 
     def __serve_build_asgi_app__(self) -> ASGIApp:
-        return http_app(self.settings, all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue))
+        return http_app(
+            self.settings,
+            all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue, settings=self.settings),
+        )
 
     async def transcribe(self, media: bytes, fields: dict[str, str], task: SpeechTask = "transcribe") -> dict | str:
         """`POST /v1/audio/transcriptions` (or translations) without HTTP, for Ray drivers on the

@@ -151,6 +151,33 @@ class AppSettings(BaseModel):
     callback_backoff_s: float = Field(default=1.0, ge=0)
     """Seconds before a callback's second try."""
 
+    realtime_max_sessions: int = Field(default=32, ge=1)
+    """Live transcription sessions (WebSocket /v1/realtime) each Ingress replica holds at once;
+    one more is told so (`error`) and closed. Their decoding goes through the Transcriber like
+    any request, so what they can keep up with grows with its replicas."""
+
+    realtime_max_session_s: float = Field(default=1800, gt=0)
+    """Longest a live session may last, in seconds; then an `error` event and a clean close."""
+
+    realtime_idle_timeout_s: float = Field(default=60, gt=0)
+    """Seconds a live session may go without a client event before it is closed (with `error`)."""
+
+    realtime_max_buffer_s: float = Field(default=120, gt=0)
+    """Most audio a live session holds, in seconds: the uncommitted input buffer and the
+    committed utterances waiting for their transcription. Over it: `error`, then the close."""
+
+    realtime_max_utterance_s: float = Field(default=20, gt=1)
+    """With server VAD, speech longer than this is committed as an utterance of its own at its
+    quietest point, so that no utterance grows without end (and its partial decodes with it)."""
+
+    realtime_partial_interval_s: float = Field(default=0.8, gt=0)
+    """Seconds of new audio after which the utterance in progress is decoded again for partial
+    results (`...transcription.delta`)."""
+
+    realtime_send_queue: int = Field(default=256, ge=8)
+    """Server events waiting for a live session's client to read them; a client that lets more
+    pile up is not reading, and its session is dropped (close code 1008, with the reason)."""
+
     @field_validator("trusted_model_repos")
     @classmethod
     def _repo_ids(cls, value: list[str]) -> list[str]:

@@ -13,10 +13,12 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 from starlette.datastructures import UploadFile
+from starlette.routing import Route
 
 import serve_app
 from serve_app.api import requests
 from serve_app.api.app import all_routes
+from serve_app.api.auth import PAGE_PATHS
 from serve_app.api.openapi import openapi_document
 from serve_app.api.requests import DiarizationForm, ModelDownload, TranscriptionForm
 from serve_app.errors import BadRequest
@@ -27,11 +29,14 @@ from serve_app.validation import RequestModel, request_schemas
 
 
 def operations_of_the_app() -> set[tuple[str, str]]:
+    """The HTTP operations of the API: not the WebSocket of live sessions (/v1/realtime, which
+    OpenAPI cannot describe), nor the try-it page's static files."""
     routes = all_routes(pipeline=Pipeline(model_store=None, transcriber=None), readiness=None, job_queue=None)
     return {
         (re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path), method.lower())
         for route in routes
-        for method in route.methods
+        if isinstance(route, Route) and route.path not in PAGE_PATHS
+        for method in route.methods or ()
         if method != "HEAD"
     }
 

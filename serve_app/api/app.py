@@ -7,7 +7,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serve_app.api.audio_routes import V1Routes
@@ -16,25 +16,33 @@ from serve_app.api.http import EXCEPTION_HANDLERS, ApiAlias, BodyGuard, CatchAll
 from serve_app.api.job_routes import JobRoutes
 from serve_app.api.model_routes import ModelRoutes
 from serve_app.api.openapi import openapi_document
+from serve_app.api.page import page_routes
 from serve_app.api.readiness import Readiness
+from serve_app.api.realtime import RealtimeRoutes, ServiceDecoder
 from serve_app.pipeline import Pipeline
 from serve_app.settings import AppSettings
 
 __all__ = ["all_routes", "http_app"]
 
 
-def all_routes(*, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle) -> list[Route]:
-    """Every route of the app: the /v1 API, the job API, and the OpenAPI document of both."""
+def all_routes(
+    *, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle, settings: AppSettings | None = None
+) -> list[BaseRoute]:
+    """Every route of the app: the /v1 API, the job API, and the OpenAPI document of both; live
+    transcription (/v1/realtime, with `settings`' limits) and the try-it page at /."""
     document = openapi_document()
+    realtime = RealtimeRoutes(decoder=ServiceDecoder(pipeline), settings=settings or AppSettings(), readiness=readiness)
     return [
         *V1Routes(pipeline=pipeline, readiness=readiness).routes(),
         *ModelRoutes(model_store=pipeline.model_store).routes(),
         *JobRoutes(job_queue=job_queue).routes(),
         Route("/openapi.json", lambda request: JSONResponse(document), methods=["GET"]),
+        *realtime.routes(),
+        *page_routes(),
     ]
 
 
-def http_app(settings: AppSettings, routes: list[Route]) -> ASGIApp:
+def http_app(settings: AppSettings, routes: list[BaseRoute]) -> ASGIApp:
     """The routes behind the edge's checks, outermost first: the /api/v1 alias of /v1, CORS, the
     net for our bugs, the origin of changes, API keys, and the body's size and pace."""
     middleware = [

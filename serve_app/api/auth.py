@@ -16,13 +16,19 @@ from pathlib import Path
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serve_app.api.http import error_response
+from serve_app.api.http import error_response, refuse_websocket
 
-__all__ = ["ADMIN_KEYS_ENV", "API_KEYS_ENV", "OPEN_PATHS", "ApiKeys", "Keys", "load_keys", "needs_admin"]
+__all__ = ["ADMIN_KEYS_ENV", "API_KEYS_ENV", "OPEN_PATHS", "PAGE_PATHS", "ApiKeys", "Keys", "load_keys", "needs_admin"]
 
 API_KEYS_ENV = "WHISPER_SERVE_API_KEYS"
 ADMIN_KEYS_ENV = "WHISPER_SERVE_ADMIN_KEYS"
 OPEN_PATHS = frozenset({"/v1/ping", "/v1/health", "/openapi.json"})
+PAGE_PATHS = frozenset({"/", "/ui/app.js", "/ui/app.css", "/ui/pcm-worklet.js"})
+"""The try-it page's static files (serve_app/api/page.py): open to GET and HEAD only; the API
+calls the page makes send the key its user types."""
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+"""Browsers cannot set headers on a WebSocket: the page (as OpenAI's) offers the key as a
+subprotocol, `openai-insecure-api-key.<key>`, which the server never echoes back."""
 JOB_API_PATHS = ("/transcription/", "/stats", "/smi")
 
 
@@ -77,18 +83,27 @@ class ApiKeys:
         refusal = self._refusal(scope)
         if refusal is None:
             await self.app(scope, receive, send)
-            return
-        await refusal(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send, refusal)
+        else:
+            await refusal(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> JSONResponse | None:
-        if scope["type"] != "http" or not (self.ordinary or self.admin) or scope["method"] == "OPTIONS":
+        if scope["type"] not in ("http", "websocket") or not (self.ordinary or self.admin):
+            return None
+        method = scope.get("method", "GET")  # a WebSocket's opening handshake is a GET
+        if method == "OPTIONS":
             return None
         path = scope["path"].removeprefix(scope.get("root_path", "")) or "/"
-        if path in OPEN_PATHS:
+        if path in OPEN_PATHS or (path in PAGE_PATHS and method in ("GET", "HEAD") and scope["type"] == "http"):
             return None
-        header = dict(scope["headers"]).get(b"authorization", b"")
+        headers = dict(scope["headers"])
+        header = headers.get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
         token = token.strip()
+        if scope["type"] == "websocket" and not header:
+            token = _subprotocol_key(headers.get(b"sec-websocket-protocol", b""))
+            scheme = b"bearer" if token else b""
         is_admin = scheme.lower() == b"bearer" and _matches(token, self.admin)
         if is_admin:
             return None
@@ -96,9 +111,17 @@ class ApiKeys:
             return error_response(
                 401, "an API key is required: send Authorization: Bearer <key>", headers={"WWW-Authenticate": "Bearer"}
             )
-        if needs_admin(scope["method"], path):
+        if needs_admin(method, path):
             return error_response(
                 403,
-                f"{scope['method']} {path} needs an admin key (admin_api_keys_file or {ADMIN_KEYS_ENV}); this key may only transcribe",
+                f"{method} {path} needs an admin key (admin_api_keys_file or {ADMIN_KEYS_ENV}); this key may only transcribe",
             )
         return None
+
+
+def _subprotocol_key(header: bytes) -> bytes:
+    for protocol in header.split(b","):
+        protocol = protocol.strip()
+        if protocol.startswith(KEY_SUBPROTOCOL.encode()):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return b""

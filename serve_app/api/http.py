@@ -38,6 +38,7 @@ __all__ = [
     "OriginCheck",
     "error_response",
     "parse_json",
+    "refuse_websocket",
     "require_content_type",
 ]
 
@@ -166,6 +167,20 @@ class BodyGuard:
         await self.app(scope, guarded, send)
 
 
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+    """Refuse a WebSocket's opening handshake: with the HTTP answer itself where the server
+    can send one (ASGI's websocket.http.response extension), else by closing before accepting,
+    which servers answer with 403."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": response.status_code, "headers": response.raw_headers})
+        await send({"type": "websocket.http.response.body", "body": response.body})
+        return
+    await send({"type": "websocket.close", "code": 1008, "reason": ""})
+
+
 def require_content_type(request: Request, allowed: Collection[str], hint: str) -> str:
     """The request's media type, if among `allowed`; else 415 with `hint` (what to send).
 
@@ -206,14 +221,19 @@ class OriginCheck:
     sent by a web page of another origin than the service's own or those of `cors_origins`.
 
     Browsers send Origin on such requests, and may send forms to any site without asking
-    first: without this, a page a user visits could use the service in their name."""
+    first: without this, a page a user visits could use the service in their name. The same
+    holds for a WebSocket's opening handshake (GET /v1/realtime), which any page may start:
+    one from a foreign page is refused before the session opens."""
 
     def __init__(self, app: ASGIApp, *, allowed: Collection[str]) -> None:
         self.app = app
         self.allowed = frozenset(origin.rstrip("/") for origin in allowed)
 
     def _foreign(self, scope: Scope) -> str | None:
-        if scope["type"] != "http" or scope["method"] in SAFE_METHODS or "*" in self.allowed:
+        # A WebSocket's handshake is a GET, but what it opens changes things: a session.
+        if scope["type"] == "http" and scope["method"] in SAFE_METHODS:
+            return None
+        if scope["type"] not in ("http", "websocket") or "*" in self.allowed:
             return None
         headers = Headers(scope=scope)
         origin = headers.get("origin")
@@ -232,6 +252,9 @@ class OriginCheck:
         reason = (
             f"requests from web pages at {origin} may not change anything here; an operator can allow the origin in cors_origins"
         )
+        if scope["type"] == "websocket":
+            await refuse_websocket(scope, receive, send, error_response(403, reason))
+            return
         await error_response(403, reason)(scope, receive, send)
 
 

@@ -1,0 +1,111 @@
+"""Live transcription (/v1/realtime) latency, keeping up, and accuracy, through the openai SDK's
+realtime client against the service (config.cpu.yaml, tiny.en, int8), audio sent at real-time
+pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending a turn:
+
+1. the pyannote sample call, and espeak-ng speech, one session each: time from speech start to
+   its first delta, and from the end of an utterance to its completed text;
+2. 4 sessions of the sample call at once while a file transcription (the long espeak clip,
+   /v1/audio/transcriptions) runs beside them: each session's completed latencies, and how long
+   after its audio ended its last text came (keeping up: that stays near the single session's);
+3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
+
+    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from live_client import LiveRun, pcm24, stream  # noqa: E402
+from media import SAMPLE_WAV, speak, word_error_rate  # noqa: E402
+
+from serve_app.local import LocalService  # noqa: E402
+
+SPEECH = (
+    "The history of the city begins with a small market by the river. Traders came from the hills with wool and cheese. "
+    "Fishermen sold their catch on the stones by the water. Over the years a bridge was built, then a church. "
+    "Later a school was opened, where the children of the traders learned to read and to count."
+)
+
+
+def file_text(url: str, path: Path) -> str:
+    with path.open("rb") as media:
+        response = httpx.post(f"{url}/v1/audio/transcriptions", files={"file": media}, data={"model": "whisper-1"}, timeout=600)
+    response.raise_for_status()
+    return response.json()["text"]
+
+
+def show(label: str, run: LiveRun, reference: str) -> dict:
+    figures = run.summary() | {"wer_vs_file_route": round(word_error_rate(reference, run.text), 4)}
+    rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+    print(f"{label:<28} {json.dumps(rounded)}", flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
+    espeak = speak(SPEECH, folder / "speech.wav", voice="en-us", speed=150)
+    long_clip = speak(" ".join([SPEECH] * 3), folder / "long.wav", voice="en-us", speed=150)
+    service = LocalService(model_dir=folder / "models", realtime_partial_interval_s=args.partial_interval)
+    service.start()
+    try:
+        url = service.url
+        sample_ref, speech_ref = file_text(url, SAMPLE_WAV), file_text(url, espeak)
+        sample_pcm, speech_pcm = pcm24(SAMPLE_WAV), pcm24(espeak)
+        print(f"sample call {len(sample_pcm) / 48000:.1f} s, espeak speech {len(speech_pcm) / 48000:.1f} s", flush=True)
+        results = {
+            "sample, 1 session": show("sample call, 1 session", stream(url, sample_pcm), sample_ref),
+            "espeak, 1 session": show("espeak speech, 1 session", stream(url, speech_pcm), speech_ref),
+        }
+        runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
+
+        def session(index: int) -> None:
+            time.sleep(index * 0.25)  # as people would not start together to the millisecond
+            runs[index] = stream(url, sample_pcm, timeout_s=300)
+
+        beside: dict[str, float] = {}
+
+        def transcribe_beside() -> None:
+            started = time.monotonic()
+            file_text(url, long_clip)
+            beside["wall_s"] = time.monotonic() - started
+
+        threads = [threading.Thread(target=session, args=(i,)) for i in range(args.sessions)]
+        threads.append(threading.Thread(target=transcribe_beside))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for index, run in enumerate(runs):
+            results[f"sample, {args.sessions} at once #{index}"] = show(
+                f"sample, {args.sessions} at once #{index}", run, sample_ref
+            )
+        lags = [run.summary()["last_completed_after_audio_s"] for run in runs]
+        completes = [latency for run in runs for latency in run.completed_latencies()]
+        print(
+            f"{args.sessions} sessions at once + a file transcription beside ({beside.get('wall_s', float('nan')):.1f} s): "
+            f"completed latency median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
+            f"last text after the audio ended: max {max(x for x in lags if x is not None):.2f} s",
+            flush=True,
+        )
+    finally:
+        service.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,804 @@
+"""Live transcription: OpenAI's Realtime API transcription sessions over a WebSocket,
+`GET /v1/realtime?intent=transcription` (the openai SDK's `client.realtime.connect`).
+
+A session takes audio as the client sends it (`input_audio_buffer.append`), finds the
+utterances with Silero VAD (`server_vad`) or takes them as the client commits them, decodes
+the utterance in progress again as audio arrives, and sends the words that two consecutive
+decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
+utterance follows as `.completed`. Every decode goes through the Transcriber's deployment
+handle, as the HTTP routes' do: cross-request batching, replicas and their backpressure apply
+to live sessions alike.
+
+`RealtimeSession` is the protocol over any transport (tests drive it in-process);
+`RealtimeRoutes` puts it on a Starlette WebSocket route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from serve_app.engine.live import (
+    RATES,
+    SAMPLE_RATE,
+    WINDOW,
+    AudioDecoder,
+    InputFormat,
+    SpeechDetector,
+    TurnDetection,
+    agreed_words,
+    extends,
+)
+from serve_app.errors import ServiceError, as_service_error
+from serve_app.options import DecodeOptions
+from serve_app.settings import AppSettings
+
+__all__ = ["Closing", "Decoder", "Limits", "RealtimeRoutes", "RealtimeSession", "SessionConfig"]
+
+logger = logging.getLogger("ray.serve")
+
+CLIENT_EVENTS_NOT_SERVED = frozenset(
+    {
+        "conversation.item.create",
+        "conversation.item.retrieve",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "response.create",
+        "response.cancel",
+        "output_audio_buffer.clear",
+    }
+)
+MIN_COMMIT_S = 0.1
+"""The least audio a commit takes, as OpenAI's service asks (100 ms)."""
+NORMAL_CLOSE = 1000
+POLICY_CLOSE = 1008
+TRY_AGAIN_LATER = 1013
+SUBPROTOCOL = "realtime"
+KEY_SUBPROTOCOL = "openai-insecure-api-key."
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+class Decoder(Protocol):
+    """What a session needs of the service: a model's name checked, and audio decoded."""
+
+    async def resolve(self, name: str, options: DecodeOptions) -> Any:
+        """The model `name` finds (an opaque handle for `transcribe`), or a ServiceError
+        saying why it cannot transcribe with `options`."""
+
+    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_session_s: float = 1800
+    idle_timeout_s: float = 60
+    max_buffer_s: float = 120
+    max_utterance_s: float = 20
+    partial_interval_s: float = 0.8
+    send_queue: int = 256
+
+    @classmethod
+    def from_settings(cls, settings: AppSettings) -> Limits:
+        return cls(
+            max_session_s=settings.realtime_max_session_s,
+            idle_timeout_s=settings.realtime_idle_timeout_s,
+            max_buffer_s=settings.realtime_max_buffer_s,
+            max_utterance_s=settings.realtime_max_utterance_s,
+            partial_interval_s=settings.realtime_partial_interval_s,
+            send_queue=settings.realtime_send_queue,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    format: InputFormat = "audio/pcm"
+    model: str = "whisper-1"
+    language: str | None = None
+    prompt: str | None = None
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+
+    @property
+    def options(self) -> DecodeOptions:
+        return DecodeOptions(task="transcribe", language=self.language, prompt=self.prompt)
+
+
+class ClientError(Exception):
+    """A client event the session cannot take: answered with `error`, the session lives on."""
+
+    def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.code, self.param = message, code, param
+
+
+@dataclass(frozen=True, slots=True)
+class Closing(Exception):
+    """Why a session ends: the close code and reason the WebSocket closes with."""
+
+    code: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Item:
+    """One utterance: where it starts on the session's clock (16 kHz samples), and the words of
+    its partial decodes: those sent as deltas, and those of the latest decode."""
+
+    id: str
+    start: int
+    sent: list[str] = field(default_factory=list)
+    last_words: list[str] = field(default_factory=list)
+    decoded_until: int = 0
+    dropped: bool = False
+    probabilities: list[float] = field(default_factory=list)
+    audio: np.ndarray | None = None
+    """The committed audio; None while the utterance is in progress."""
+
+
+class Timeline:
+    """The session's uncommitted audio at 16 kHz, addressed by sample on the session's clock."""
+
+    def __init__(self) -> None:
+        self.pieces: deque[np.ndarray] = deque()
+        self.start = 0
+        self.end = 0
+
+    def append(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self.pieces.append(samples)
+            self.end += len(samples)
+
+    def view(self, start: int, end: int | None = None) -> np.ndarray:
+        start, end = max(start, self.start), self.end if end is None else min(end, self.end)
+        if end <= start:
+            return np.zeros(0, np.float32)
+        whole = np.concatenate(list(self.pieces)) if len(self.pieces) != 1 else self.pieces[0]
+        self.pieces = deque([whole])
+        return whole[start - self.start : end - self.start].copy()
+
+    def drop_before(self, position: int) -> None:
+        position = min(position, self.end)
+        while self.pieces and self.start + len(self.pieces[0]) <= position:
+            self.start += len(self.pieces.popleft())
+        if self.pieces and position > self.start:
+            self.pieces[0] = self.pieces[0][position - self.start :]
+            self.start = position
+        if not self.pieces:
+            self.start = self.end
+
+    @property
+    def samples(self) -> int:
+        return self.end - self.start
+
+
+def _ms(samples: int) -> int:
+    return round(samples * 1000 / SAMPLE_RATE)
+
+
+def _expect(value: Any, kind: type, param: str) -> Any:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        names: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
+        what = names.get(kind, kind.__name__)
+        raise ClientError(f"{param} must be {what}", param=param)
+    return value
+
+
+def _only(value: dict, allowed: set[str], param: str) -> None:
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise ClientError(f"unknown parameter {param}.{unknown[0]}", code="unknown_parameter", param=f"{param}.{unknown[0]}")
+
+
+class RealtimeSession:
+    """One transcription session's protocol, over `send` (a JSON text frame out) and the
+    client's messages given to `handle`; `run` drives it until it ends, and answers why."""
+
+    def __init__(self, decoder: Decoder, limits: Limits, *, model: str = "whisper-1", resolved: Any = None) -> None:
+        self.decoder = decoder
+        self.limits = limits
+        self.id = new_id("sess")
+        self.created = time.time()
+        self.config = SessionConfig(model=model)
+        self.model = resolved
+        self.audio_in = AudioDecoder(self.config.format)
+        self.vad = SpeechDetector()
+        self.vad_origin = 0
+        """Where the VAD's first window lies on the session's clock (turn detection may come on late)."""
+        self.timeline = Timeline()
+        self.item: Item | None = None
+        """The utterance in progress (server VAD: speech heard; no turn detection: audio appended)."""
+        self.speaking = False
+        self.silence_from: int | None = None
+        self.committed: deque[Item] = deque()
+        self.previous_item_id: str | None = None
+        self.outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=limits.send_queue)
+        self.wake = asyncio.Event()
+        self.last_client_event = time.monotonic()
+        self.closing: Closing | None = None
+        self.ended = asyncio.Event()
+
+    # -- events out --------------------------------------------------------------------------
+
+    def emit(self, event: dict) -> None:
+        event = {"event_id": new_id("event"), **event}
+        try:
+            self.outbox.put_nowait(event)
+        except asyncio.QueueFull:
+            self.end(
+                Closing(
+                    POLICY_CLOSE,
+                    f"the client did not read the server's events: {self.limits.send_queue} were waiting (realtime_send_queue)",
+                )
+            )
+
+    def error(
+        self,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        event_id: str | None = None,
+        kind: str = "invalid_request_error",
+    ) -> None:
+        self.emit(
+            {"type": "error", "error": {"type": kind, "code": code, "message": message, "param": param, "event_id": event_id}}
+        )
+
+    def fatal(self, message: str, *, code: str, close: int = NORMAL_CLOSE) -> None:
+        """An `error` event, then the session closes: for the limits of the session."""
+        if self.closing is None:
+            self.error(message, code=code, kind="invalid_request_error")
+            self.end(Closing(close, message[:120]))
+
+    def end(self, closing: Closing) -> None:
+        if self.closing is None:
+            self.closing = closing
+            self.ended.set()
+
+    def session_object(self) -> dict:
+        config = self.config
+        fmt: dict[str, Any] = {"type": config.format}
+        if config.format == "audio/pcm":
+            fmt["rate"] = RATES["audio/pcm"]
+        transcription: dict[str, Any] = {"model": config.model}
+        if config.language is not None:
+            transcription["language"] = config.language
+        if config.prompt is not None:
+            transcription["prompt"] = config.prompt
+        turn = config.turn_detection
+        return {
+            "id": self.id,
+            "object": "realtime.transcription_session",
+            "type": "transcription",
+            "expires_at": int(self.created + self.limits.max_session_s),
+            "include": [],
+            "audio": {
+                "input": {
+                    "format": fmt,
+                    "noise_reduction": None,
+                    "transcription": transcription,
+                    "turn_detection": None
+                    if turn is None
+                    else {
+                        "type": "server_vad",
+                        "threshold": turn.threshold,
+                        "prefix_padding_ms": turn.prefix_padding_ms,
+                        "silence_duration_ms": turn.silence_duration_ms,
+                    },
+                }
+            },
+        }
+
+    # -- events in ---------------------------------------------------------------------------
+
+    async def handle(self, message: str | bytes) -> None:
+        """One client message: applied, or answered with `error` (the session lives on)."""
+        self.last_client_event = time.monotonic()
+        event_id = None
+        try:
+            if isinstance(message, bytes):
+                raise ClientError("send client events as JSON text frames, not binary ones", code="invalid_event")
+            try:
+                event = json.loads(message)
+            except (json.JSONDecodeError, RecursionError):
+                raise ClientError("the message is not valid JSON; send a client event object", code="invalid_json") from None
+            if not isinstance(event, dict):
+                raise ClientError("a client event is a JSON object with a type", code="invalid_event")
+            event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+            kind = event.get("type")
+            if kind == "input_audio_buffer.append":
+                self.append(event)
+            elif kind == "input_audio_buffer.commit":
+                self.commit_buffer()
+            elif kind == "input_audio_buffer.clear":
+                self.clear_buffer()
+            elif kind == "session.update":
+                await self.update(event)
+            elif kind in CLIENT_EVENTS_NOT_SERVED:
+                raise ClientError(
+                    f"{kind} is not served here: this service holds transcription sessions only (intent=transcription)",
+                    code="unsupported_event",
+                    param="type",
+                )
+            else:
+                raise ClientError(f"unknown client event type {kind!r}", code="invalid_event", param="type")
+        except ClientError as problem:
+            self.error(problem.message, code=problem.code, param=problem.param, event_id=event_id)
+
+    async def update(self, event: dict) -> None:
+        session = _expect(event.get("session"), dict, "session")
+        if session.get("type") != "transcription":
+            raise ClientError(
+                "this service holds transcription sessions only: send session.type transcription", param="session.type"
+            )
+        _only(session, {"type", "audio", "include", "id", "object", "expires_at"}, "session")
+        config = self.config
+        include = session.get("include")
+        if include is not None:
+            _expect(include, list, "session.include")
+        audio = _expect(session.get("audio", {}), dict, "session.audio")
+        _only(audio, {"input", "output"}, "session.audio")
+        given = _expect(audio.get("input", {}), dict, "session.audio.input")
+        _only(given, {"format", "noise_reduction", "transcription", "turn_detection"}, "session.audio.input")
+        if "format" in given:
+            fmt = _expect(given["format"], dict, "session.audio.input.format")
+            kind = fmt.get("type", "audio/pcm")
+            if kind not in RATES:
+                raise ClientError(
+                    f"audio format {kind!r} is not served: send audio/pcm (24 kHz), audio/pcmu or audio/pcma",
+                    param="session.audio.input.format.type",
+                )
+            if kind == "audio/pcm" and fmt.get("rate", 24000) != 24000:
+                raise ClientError("audio/pcm is 24 kHz only: rate must be 24000", param="session.audio.input.format.rate")
+            config = replace(config, format=kind)
+        if "noise_reduction" in given and given["noise_reduction"] is not None:
+            _expect(given["noise_reduction"], dict, "session.audio.input.noise_reduction")  # accepted; none is applied
+        if "transcription" in given and given["transcription"] is not None:
+            transcription = _expect(given["transcription"], dict, "session.audio.input.transcription")
+            param = "session.audio.input.transcription"
+            _only(transcription, {"model", "language", "prompt", "delay", "keywords", "languages"}, param)
+            if "model" in transcription:
+                config = replace(config, model=_expect(transcription["model"], str, f"{param}.model"))
+            if "language" in transcription:
+                language = transcription["language"]
+                config = replace(config, language=None if language in (None, "") else _expect(language, str, f"{param}.language"))
+            if "prompt" in transcription:
+                prompt = transcription["prompt"]
+                config = replace(config, prompt=None if prompt in (None, "") else _expect(prompt, str, f"{param}.prompt"))
+        if "turn_detection" in given:
+            config = replace(config, turn_detection=self._turn_detection(given["turn_detection"]))
+        model = self.model
+        if (config.model, config.language) != (self.config.model, self.config.language) or model is None:
+            try:
+                model = await self.decoder.resolve(config.model, config.options)
+            except ServiceError as refused:
+                raise ClientError(
+                    refused.reason,
+                    code="model_not_found" if refused.status == 404 else "invalid_value",
+                    param="session.audio.input.transcription.model",
+                ) from None
+        self._apply(config)
+        self.model = model
+        self.emit({"type": "session.updated", "session": self.session_object()})
+
+    @staticmethod
+    def _turn_detection(value: Any) -> TurnDetection | None:
+        param = "session.audio.input.turn_detection"
+        if value is None:
+            return None
+        value = _expect(value, dict, param)
+        kind = value.get("type", "server_vad")
+        if kind != "server_vad":
+            raise ClientError(
+                f"turn detection {kind!r} is not served: use server_vad, or null to commit yourself", param=f"{param}.type"
+            )
+        _only(
+            value,
+            {
+                "type",
+                "threshold",
+                "prefix_padding_ms",
+                "silence_duration_ms",
+                "create_response",
+                "interrupt_response",
+                "idle_timeout_ms",
+            },
+            param,
+        )
+        turn = TurnDetection()
+        threshold = value.get("threshold", turn.threshold)
+        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+            raise ClientError("threshold must be a number from 0 to 1", param=f"{param}.threshold")
+        padding = value.get("prefix_padding_ms", turn.prefix_padding_ms)
+        silence = value.get("silence_duration_ms", turn.silence_duration_ms)
+        for name, number in (("prefix_padding_ms", padding), ("silence_duration_ms", silence)):
+            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 10_000:
+                raise ClientError(f"{name} must be a whole number of milliseconds from 0 to 10000", param=f"{param}.{name}")
+        return TurnDetection(threshold=float(threshold), prefix_padding_ms=padding, silence_duration_ms=silence)
+
+    def _apply(self, config: SessionConfig) -> None:
+        before, self.config = self.config, config
+        if config.format != before.format:
+            self.audio_in = AudioDecoder(config.format)
+        if config.turn_detection != before.turn_detection:
+            self.speaking, self.silence_from = False, None
+            if before.turn_detection is None and self.item is not None:
+                # Turn detection comes on: it looks for speech in the audio that follows.
+                self.item.dropped = True
+                self.item = None
+            if config.turn_detection is not None:
+                self.vad, self.vad_origin = SpeechDetector(), self.timeline.end
+
+    def append(self, event: dict) -> None:
+        data = event.get("audio")
+        if not isinstance(data, str):
+            raise ClientError("audio must be base64-encoded audio in the session's format", param="audio")
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise ClientError("audio is not valid base64", param="audio") from None
+        samples = self.audio_in.decode(raw)
+        self.timeline.append(samples)
+        if self.config.turn_detection is None:
+            if self.item is None and len(samples):
+                self.item = Item(new_id("item"), self.timeline.start)
+        else:
+            self._detect(samples)
+        held = self.timeline.samples + sum(len(item.audio) for item in self.committed if item.audio is not None)
+        if held > self.limits.max_buffer_s * SAMPLE_RATE:
+            self.fatal(
+                f"the session holds over {self.limits.max_buffer_s:g} s of audio (realtime_max_buffer_s): commit the buffer "
+                "more often, or let server_vad do so; the session is closed",
+                code="input_audio_buffer_overflow",
+            )
+            return
+        if self.item is not None:
+            self.wake.set()
+
+    def _detect(self, samples: np.ndarray) -> None:
+        turn = self.config.turn_detection
+        assert turn is not None
+        first = self.vad.windows
+        for offset, probability in enumerate(self.vad.feed(samples)):
+            start = self.vad_origin + (first + offset) * WINDOW
+            end = start + WINDOW
+            if not self.speaking:
+                if probability >= turn.threshold:
+                    self.speaking, self.silence_from = True, None
+                    begin = max(self.timeline.start, start - turn.prefix_padding_ms * SAMPLE_RATE // 1000)
+                    self.item = Item(new_id("item"), begin)
+                    self.emit(
+                        {"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(begin), "item_id": self.item.id}
+                    )
+                else:
+                    self.timeline.drop_before(end - turn.prefix_padding_ms * SAMPLE_RATE // 1000)
+                continue
+            item = self.item
+            assert item is not None
+            item.probabilities.append(float(probability))
+            if probability >= turn.threshold:
+                self.silence_from = None
+            elif probability < max(turn.threshold - 0.15, 0.01) and self.silence_from is None:
+                self.silence_from = start
+            if self.silence_from is not None and end - self.silence_from >= turn.silence_duration_ms * SAMPLE_RATE // 1000:
+                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item.id})
+                self.speaking, self.silence_from = False, None
+                self._commit(item, end)
+            elif end - item.start >= self.limits.max_utterance_s * SAMPLE_RATE:
+                # Speech without a pause long enough: cut at the quietest window of its last half.
+                half = len(item.probabilities) // 2
+                quietest = half + int(np.argmin(item.probabilities[half:]))
+                cut = min(end, end - (len(item.probabilities) - 1 - quietest) * WINDOW)
+                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(cut), "item_id": item.id})
+                self._commit(item, cut)
+                self.item = Item(new_id("item"), cut, probabilities=item.probabilities[quietest + 1 :])
+                self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(cut), "item_id": self.item.id})
+                self.silence_from = None
+
+    def _commit(self, item: Item, end: int) -> None:
+        item.audio = self.timeline.view(item.start, end)
+        self.timeline.drop_before(end)
+        if self.item is item:
+            self.item = None
+        self.emit({"type": "input_audio_buffer.committed", "item_id": item.id, "previous_item_id": self.previous_item_id})
+        self.previous_item_id = item.id
+        self.committed.append(item)
+        self.wake.set()
+
+    def commit_buffer(self) -> None:
+        buffered = self.timeline.samples if self.item is None else self.timeline.end - max(self.item.start, self.timeline.start)
+        if buffered < MIN_COMMIT_S * SAMPLE_RATE:
+            raise ClientError(
+                f"buffer too small: a commit needs at least {MIN_COMMIT_S * 1000:.0f} ms of audio, and the buffer holds "
+                f"{_ms(buffered)} ms",
+                code="input_audio_buffer_commit_empty",
+            )
+        item = self.item or Item(new_id("item"), self.timeline.start)
+        self.speaking, self.silence_from = False, None
+        self._commit(item, self.timeline.end)
+
+    def clear_buffer(self) -> None:
+        if self.item is not None:
+            self.item.dropped = True
+            self.item = None
+        self.speaking, self.silence_from = False, None
+        self.timeline.drop_before(self.timeline.end)
+        self.emit({"type": "input_audio_buffer.cleared"})
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    async def decode_loop(self) -> None:
+        """The session's decodes, one at a time: each committed utterance in order, and between
+        them the utterance in progress whenever enough new audio has come."""
+        interval = int(self.limits.partial_interval_s * SAMPLE_RATE)
+        longest = int(self.limits.max_utterance_s * SAMPLE_RATE)
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.closing is None:
+                if self.committed:
+                    await self._complete(self.committed.popleft())
+                    continue
+                item = self.item
+                if item is None or self.timeline.end - max(item.decoded_until, item.start) < interval:
+                    break
+                if self.timeline.end - item.start > longest:
+                    break  # no turn detection, and the client has not committed for long: no partials
+                await self._partial(item)
+
+    async def _partial(self, item: Item) -> None:
+        end = self.timeline.end
+        audio = self.timeline.view(item.start, end)
+        item.decoded_until = end
+        try:
+            text = await self.decoder.transcribe(audio, self.model, self.config.options)
+        except Exception as failure:
+            if as_service_error(failure) is None:
+                logger.exception("a partial decode of live session %s failed", self.id)
+            return  # the completed transcription will say, if it fails too
+        words = text.split()
+        stable = agreed_words(item.last_words, words)
+        item.last_words = words
+        if not item.dropped and stable > len(item.sent) and extends(item.sent, words[:stable]):
+            self._delta(item, words[len(item.sent) : stable])
+
+    def _delta(self, item: Item, words: list[str]) -> None:
+        text = (" " if item.sent else "") + " ".join(words)
+        item.sent = [*item.sent, *words]
+        self.emit(
+            {"type": "conversation.item.input_audio_transcription.delta", "item_id": item.id, "content_index": 0, "delta": text}
+        )
+
+    async def _complete(self, item: Item) -> None:
+        assert item.audio is not None
+        seconds = len(item.audio) / SAMPLE_RATE
+        try:
+            text = await self.decoder.transcribe(item.audio, self.model, self.config.options)
+        except Exception as failure:
+            error = as_service_error(failure)
+            if error is None:
+                logger.exception("the transcription of live session %s's item %s failed", self.id, item.id)
+            reason = (
+                error.reason if error is not None else f"internal error ({type(failure).__name__}); this is a bug of the service"
+            )
+            self.emit(
+                {
+                    "type": "conversation.item.input_audio_transcription.failed",
+                    "item_id": item.id,
+                    "content_index": 0,
+                    "error": {
+                        "type": "transcription_error",
+                        "code": str(error.status if error else 500),
+                        "message": reason,
+                        "param": None,
+                    },
+                }
+            )
+            return
+        finally:
+            item.audio = np.zeros(0, np.float32)  # the buffer limit counts it no more
+        words = text.split()
+        if len(words) > len(item.sent) and extends(item.sent, words):
+            self._delta(item, words[len(item.sent) :])
+        self.emit(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                "item_id": item.id,
+                "content_index": 0,
+                "transcript": text,
+                "usage": {"type": "duration", "seconds": round(seconds, 3)},
+            }
+        )
+
+    # -- the whole session -------------------------------------------------------------------
+
+    async def watch(self) -> None:
+        """The session's time limits: its length, and how long the client may say nothing."""
+        while self.closing is None:
+            now = time.monotonic()
+            if time.time() - self.created >= self.limits.max_session_s:
+                self.fatal(
+                    f"the session reached its limit of {self.limits.max_session_s:g} s (realtime_max_session_s); open a new one",
+                    code="session_expired",
+                )
+            elif now - self.last_client_event >= self.limits.idle_timeout_s:
+                self.fatal(
+                    f"no client event for {self.limits.idle_timeout_s:g} s (realtime_idle_timeout_s); the session is closed",
+                    code="session_idle_timeout",
+                )
+            await asyncio.sleep(min(0.25, self.limits.idle_timeout_s / 4))
+
+    async def run(self, receive: Callable[[], Awaitable[str | bytes | None]], send: Callable[[str], Awaitable[None]]) -> Closing:
+        """Run the session until the client leaves (a None from `receive`) or the session
+        ends; then the events already queued are sent (for a few seconds at most) and the
+        reason to close with is returned."""
+        self.emit({"type": "session.created", "session": self.session_object()})
+
+        async def reader() -> None:
+            while self.closing is None:
+                message = await receive()
+                if message is None:
+                    self.end(Closing(NORMAL_CLOSE, "the client closed the session"))
+                    return
+                await self.handle(message)
+
+        async def writer() -> None:
+            while True:
+                event = await self.outbox.get()
+                try:
+                    await send(json.dumps(event))
+                except Exception:  # the client is gone: nothing more can reach it
+                    self.end(Closing(NORMAL_CLOSE, "the client went away"))
+                    return
+                finally:
+                    self.outbox.task_done()
+
+        tasks = [asyncio.ensure_future(job) for job in (reader(), self.decode_loop(), self.watch())]
+        sending = asyncio.ensure_future(writer())
+        ended = asyncio.ensure_future(self.ended.wait())
+        try:
+            done, _ = await asyncio.wait([*tasks, sending, ended], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not ended and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            closing = self.closing or Closing(NORMAL_CLOSE, "")
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if closing.code != POLICY_CLOSE:  # a client that does not read gets nothing more
+                try:
+                    async with asyncio.timeout(5):
+                        await asyncio.wait(
+                            [asyncio.ensure_future(self.outbox.join()), sending], return_when=asyncio.FIRST_COMPLETED
+                        )
+                except TimeoutError:
+                    pass
+            return closing
+        finally:
+            for task in [*tasks, sending, ended]:
+                task.cancel()
+            await asyncio.gather(*tasks, sending, ended, return_exceptions=True)
+
+
+def offered_key(websocket_protocols: list[str]) -> str | None:
+    """The API key a browser sends as a subprotocol, `openai-insecure-api-key.<key>`."""
+    for protocol in websocket_protocols:
+        if protocol.startswith(KEY_SUBPROTOCOL):
+            return protocol[len(KEY_SUBPROTOCOL) :]
+    return None
+
+
+class ServiceDecoder:
+    """The service's Decoder: models from the ModelStore, decodes through the Transcriber."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+
+    async def resolve(self, name: str, options: DecodeOptions) -> Any:
+        from serve_app.pipeline import check_model_fits
+
+        model = await self.pipeline.model(name)
+        check_model_fits(model, options)
+        return model
+
+    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+        transcriber = self.pipeline.transcriber.options(multiplexed_model_id=model.version)
+        response = transcriber.transcribe.remote(audio, options)
+        try:
+            async with asyncio.timeout(self.pipeline.timeout_s):
+                transcript = await response
+        except BaseException:
+            response.cancel()
+            raise
+        return transcript.text
+
+
+class RealtimeRoutes:
+    """`/v1/realtime`: the WebSocket of live transcription sessions, at most
+    `realtime_max_sessions` at once on each Ingress replica."""
+
+    def __init__(self, *, decoder: Decoder, settings: AppSettings, readiness: Any = None) -> None:
+        self.decoder = decoder
+        self.limits = Limits.from_settings(settings)
+        self.max_sessions = settings.realtime_max_sessions
+        self.readiness = readiness
+        self.sessions = 0
+
+    def routes(self) -> list[BaseRoute]:
+        return [WebSocketRoute("/v1/realtime", self.realtime)]
+
+    async def realtime(self, websocket: WebSocket) -> None:
+        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
+        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+        refusal, resolved = await self._admit(websocket)
+        if refusal is not None:
+            message, code, close = refusal
+            event = {
+                "event_id": new_id("event"),
+                "type": "error",
+                "error": {"type": "invalid_request_error", "code": code, "message": message, "param": None, "event_id": None},
+            }
+            await websocket.send_text(json.dumps(event))
+            await websocket.close(close, message[:120])
+            return
+        query_model = websocket.query_params.get("model")
+        session = RealtimeSession(self.decoder, self.limits, model=query_model or "whisper-1", resolved=resolved)
+        self.sessions += 1
+        try:
+            closing = await session.run(lambda: _receive(websocket), websocket.send_text)
+        except Exception:
+            logger.exception("live session %s failed", session.id)
+            closing = Closing(1011, "internal error; this is a bug of the service")
+        finally:
+            self.sessions -= 1
+        try:
+            await websocket.close(closing.code, closing.reason)
+        except (RuntimeError, OSError, WebSocketDisconnect):
+            pass
+
+    async def _admit(self, websocket: WebSocket) -> tuple[tuple[str, str, int] | None, Any]:
+        """Why the session cannot open (message, error code, close code), or the model it starts with."""
+        intent = websocket.query_params.get("intent")
+        if intent != "transcription":
+            message = "this service holds transcription sessions only: connect to /v1/realtime?intent=transcription"
+            return (message, "invalid_intent", POLICY_CLOSE), None
+        if self.sessions >= self.max_sessions:
+            message = f"the service holds its most live sessions ({self.max_sessions}, realtime_max_sessions); try again shortly"
+            return (message, "too_many_sessions", TRY_AGAIN_LATER), None
+        try:
+            if self.readiness is not None:
+                from serve_app.api.audio_routes import NEEDS
+
+                await self.readiness.require(NEEDS["transcribe"])
+            resolved = await self.decoder.resolve(websocket.query_params.get("model") or "whisper-1", DecodeOptions())
+        except Exception as failure:
+            error = as_service_error(failure)
+            if error is None:
+                raise
+            code = "model_not_found" if error.status == 404 else "invalid_value" if error.status < 500 else "service_unavailable"
+            return (error.reason, code, POLICY_CLOSE if error.status < 500 else TRY_AGAIN_LATER), None
+        return None, resolved
+
+
+async def _receive(websocket: WebSocket) -> str | bytes | None:
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    if message.get("text") is not None:
+        return message["text"]
+    return message.get("bytes") or b""

@@ -1,0 +1,148 @@
+"""A live transcription client over the openai SDK's own realtime client: a file's audio sent
+at real-time pace in 100 ms chunks of 24 kHz PCM16, every server event kept with the time it
+arrived. Shared by tests/test_realtime_service.py and benchmarks/realtime.py."""
+
+from __future__ import annotations
+
+import base64
+import statistics
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+RATE = 24000
+SILENCE_S = 0.5  # server_vad's silence_duration_ms by default
+PADDING_S = 0.3  # and its prefix_padding_ms
+
+
+def pcm24(path: Path) -> bytes:
+    """A file's audio as the Realtime API's audio/pcm: 24 kHz mono PCM16, little-endian."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+        frames += resampler.resample(None)
+    return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype("<i2").tobytes()
+
+
+@dataclass
+class LiveRun:
+    """What one session saw: (seconds since the first chunk was sent, event) pairs."""
+
+    events: list[tuple[float, Any]] = field(default_factory=list)
+    audio_s: float = 0.0
+    sent_s: float = 0.0
+    """When the last chunk of the file was sent."""
+
+    def of(self, kind: str) -> list[tuple[float, Any]]:
+        return [(t, e) for t, e in self.events if e.type == kind]
+
+    @property
+    def completed(self) -> list[str]:
+        return [e.transcript for _, e in self.of("conversation.item.input_audio_transcription.completed")]
+
+    @property
+    def text(self) -> str:
+        return " ".join(text.strip() for text in self.completed if text.strip())
+
+    @property
+    def first_delta_s(self) -> float | None:
+        deltas = self.of("conversation.item.input_audio_transcription.delta")
+        return deltas[0][0] if deltas else None
+
+    def first_delta_latencies(self) -> list[float]:
+        """For each utterance: its first delta's arrival after the speech began (its
+        speech_started's audio_start_ms plus the prefix padding), at real-time pace."""
+        starts = {e.item_id: e.audio_start_ms / 1000 + PADDING_S for _, e in self.of("input_audio_buffer.speech_started")}
+        first: dict[str, float] = {}
+        for t, e in self.of("conversation.item.input_audio_transcription.delta"):
+            first.setdefault(e.item_id, t)
+        return [first[item] - start for item, start in starts.items() if item in first]
+
+    def completed_latencies(self) -> list[float]:
+        """For each utterance server VAD ended: its completed text's arrival after the speech
+        ended (speech_stopped's audio_end_ms less the silence that ends a turn)."""
+        ends = {e.item_id: e.audio_end_ms / 1000 - SILENCE_S for _, e in self.of("input_audio_buffer.speech_stopped")}
+        done = {e.item_id: t for t, e in self.of("conversation.item.input_audio_transcription.completed")}
+        return [done[item] - end for item, end in ends.items() if item in done]
+
+    def summary(self) -> dict[str, float | int | None]:
+        firsts, completes = self.first_delta_latencies(), self.completed_latencies()
+        return {
+            "utterances": len(self.completed),
+            "first_delta_s": self.first_delta_s,
+            "first_delta_latency_median_s": statistics.median(firsts) if firsts else None,
+            "completed_latency_median_s": statistics.median(completes) if completes else None,
+            "completed_latency_max_s": max(completes) if completes else None,
+            "last_completed_after_audio_s": (self.events[-1][0] - self.audio_s) if self.events else None,
+        }
+
+
+def stream(
+    base_url: str,
+    pcm: bytes,
+    *,
+    api_key: str = "unused",
+    model: str = "whisper-1",
+    chunk_s: float = 0.1,
+    pace: float = 1.0,
+    tail_silence_s: float = 1.0,
+    session: dict | None = None,
+    timeout_s: float = 120,
+) -> LiveRun:
+    """Send `pcm` to a new session at `pace` times real time, then `tail_silence_s` of silence
+    and a commit (what a client that stops talking does), and collect the events until every
+    committed utterance has its completed (or failed) event."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0)
+    run = LiveRun(audio_s=len(pcm) / 2 / RATE)
+    step = int(chunk_s * RATE) * 2
+    with client.realtime.connect(extra_query={"intent": "transcription"}, model=model) as connection:
+        assert connection.recv().type == "session.created"
+        if session is not None:
+            connection.session.update(session=session)  # type: ignore[arg-type]
+        started = time.monotonic()
+        finished = threading.Event()
+
+        def receive() -> None:
+            try:
+                for event in connection:
+                    run.events.append((time.monotonic() - started, event))
+                    if finished.is_set() and _settled(run):
+                        return
+            except Exception:  # the socket closed under us: the test says what is missing
+                return
+
+        reader = threading.Thread(target=receive, daemon=True)
+        reader.start()
+        audio = pcm + bytes(int(tail_silence_s * RATE) * 2)
+        for index, offset in enumerate(range(0, len(audio), step)):
+            wait = started + index * chunk_s / pace - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            connection.input_audio_buffer.append(audio=base64.b64encode(audio[offset : offset + step]).decode())
+            if offset + step >= len(pcm) and not run.sent_s:
+                run.sent_s = time.monotonic() - started
+        finished.set()
+        connection.input_audio_buffer.commit()  # an error if VAD committed all already: fine
+        reader.join(timeout_s)
+    return run
+
+
+def _settled(run: LiveRun) -> bool:
+    committed = {e.item_id for _, e in run.of("input_audio_buffer.committed")}
+    ended = {
+        e.item_id
+        for _, e in run.events
+        if e.type
+        in ("conversation.item.input_audio_transcription.completed", "conversation.item.input_audio_transcription.failed")
+    }
+    last = run.events[-1][1]
+    # Settled: every committed utterance has its text, and the final commit was answered
+    # (committed, or an error for an empty buffer).
+    return committed <= ended and (last.type == "error" or last.type.endswith("completed") or last.type.endswith("failed"))

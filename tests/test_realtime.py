@@ -1,0 +1,550 @@
+"""Live transcription sessions (/v1/realtime) in-process, over a fake decoder: the protocol's
+events against the openai SDK's own types, turn detection on real speech, the limits, and the
+edge's keys and origins on the WebSocket. The service itself: tests/test_realtime_service.py."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from media import speak
+from pydantic import TypeAdapter
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from serve_app.api.app import http_app
+from serve_app.api.page import page_routes
+from serve_app.api.realtime import Closing, Limits, RealtimeRoutes, RealtimeSession, Timeline
+from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
+from serve_app.errors import NotFound
+from serve_app.options import DecodeOptions
+from serve_app.settings import AppSettings
+
+WORDS = "the quick brown fox jumps over the lazy dog and then it runs far away into the deep dark woods".split()
+SPEECH_TEXT = "Hello there. This is a test of live transcription, spoken by a machine."
+SERVER_EVENT = TypeAdapter(Any)
+try:
+    from openai.types.realtime import RealtimeServerEvent
+
+    SERVER_EVENT = TypeAdapter(RealtimeServerEvent)
+except ImportError:  # pragma: no cover
+    pass
+
+
+class FakeDecoder:
+    """Two words a second of audio, from a fixed text: a decode of more audio of the same
+    utterance starts with the words of a decode of less, as Whisper's mostly do."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[float] = []
+        self.delay_s = delay_s
+
+    async def resolve(self, name: str, options: DecodeOptions) -> Any:
+        if name == "missing":
+            raise NotFound(f"model not found: {name!r} is not among the models GET /v1/models lists")
+        return name
+
+    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+        self.calls.append(len(audio) / 16000)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return " ".join(WORDS[: round(len(audio) / 16000 * 2)]).capitalize() + "."
+
+
+def make_app(decoder: Any, **settings: Any) -> Any:
+    app_settings = AppSettings.model_validate({"allow_anonymous": True, "embedded_models": False} | settings)
+    routes = [*RealtimeRoutes(decoder=decoder, settings=app_settings).routes(), *page_routes()]
+    return http_app(app_settings, routes)
+
+
+def pcm24(seconds: float, *, freq: float = 220.0, amplitude: float = 0.3) -> bytes:
+    t = np.arange(int(seconds * 24000)) / 24000
+    return (np.sin(2 * np.pi * freq * t) * amplitude * 32767).astype("<i2").tobytes()
+
+
+def wav_pcm24(path: Path) -> bytes:
+    """A file's audio as 24 kHz mono PCM16, the Realtime API's audio/pcm."""
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=24000)
+        frames = [out for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+    return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype("<i2").tobytes()
+
+
+@pytest.fixture(scope="module")
+def speech_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    try:
+        path = speak(SPEECH_TEXT, tmp_path_factory.mktemp("live") / "speech.wav", voice="en-us", speed=160)
+    except RuntimeError as missing:
+        pytest.skip(str(missing))
+    return wav_pcm24(path)
+
+
+class Session:
+    """A client of a session: sends events, receives them checked against the SDK's types."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.seen: list[dict] = []
+        self.closed = False
+
+    def send(self, event: dict) -> None:
+        self.ws.send_text(json.dumps(event))
+
+    def append(self, pcm: bytes, chunk_s: float = 0.1, rate: int = 24000, width: int = 2) -> None:
+        step = int(chunk_s * rate) * width
+        for start in range(0, len(pcm), step):
+            self.send({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[start : start + step]).decode()})
+
+    def recv(self) -> dict:
+        try:
+            event = self.ws.receive_json()
+        except WebSocketDisconnect:
+            self.closed = True
+            raise
+        SERVER_EVENT.validate_python(event)
+        self.seen.append(event)
+        return event
+
+    def until(self, kind: str) -> dict:
+        while True:
+            event = self.recv()
+            if event["type"] == kind:
+                return event
+
+    def types_until(self, kind: str) -> list[str]:
+        kinds = []
+        while True:
+            event = self.recv()
+            kinds.append(event["type"])
+            if event["type"] == kind:
+                return kinds
+
+
+def leave(ws: Any) -> None:
+    """Close, and wait for the session to end: the test client cancels an app still running."""
+    ws.close(1000)
+    while ws.receive()["type"] != "websocket.close":
+        pass
+
+
+@contextmanager
+def session(app: Any, url: str = "/v1/realtime?intent=transcription", **kwargs: Any) -> Iterator[Session]:
+    with TestClient(app) as http, http.websocket_connect(url, **kwargs) as ws:
+        client = Session(ws)
+        yield client
+        if not client.closed:
+            leave(ws)
+
+
+def manual(client: Session, **transcription: Any) -> dict:
+    update = {
+        "type": "transcription",
+        "audio": {"input": {"turn_detection": None, "transcription": transcription or {"model": "whisper-1"}}},
+    }
+    client.send({"type": "session.update", "session": update, "event_id": "evt_update"})
+    return client.until("session.updated")
+
+
+def test_session_created_then_updated_with_the_effective_configuration() -> None:
+    with session(make_app(FakeDecoder())) as client:
+        created = client.recv()
+        assert created["type"] == "session.created"
+        assert created["session"]["type"] == "transcription"
+        assert created["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+        assert created["session"]["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+        update = {
+            "type": "transcription",
+            "audio": {
+                "input": {
+                    "format": {"type": "audio/pcmu"},
+                    "transcription": {"model": "base", "language": "de", "prompt": "Hund"},
+                    "turn_detection": {
+                        "type": "server_vad",
+                        "threshold": 0.6,
+                        "prefix_padding_ms": 200,
+                        "silence_duration_ms": 700,
+                    },
+                    "noise_reduction": {"type": "near_field"},
+                }
+            },
+        }
+        client.send({"type": "session.update", "session": update})
+        updated = client.until("session.updated")["session"]["audio"]["input"]
+        assert updated["format"] == {"type": "audio/pcmu"}
+        assert updated["transcription"] == {"model": "base", "language": "de", "prompt": "Hund"}
+        assert updated["turn_detection"] == {
+            "type": "server_vad",
+            "threshold": 0.6,
+            "prefix_padding_ms": 200,
+            "silence_duration_ms": 700,
+        }
+        assert updated["noise_reduction"] is None  # accepted, and said not to be applied
+
+
+@pytest.mark.parametrize(
+    ("event", "param"),
+    [
+        ({"type": "session.update", "session": {"type": "realtime"}}, "session.type"),
+        (
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"format": {"type": "audio/opus"}}}},
+            },
+            "session.audio.input.format.type",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+            },
+            "session.audio.input.format.rate",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}},
+            },
+            "session.audio.input.turn_detection.type",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": 2}}},
+                },
+            },
+            "session.audio.input.turn_detection.threshold",
+        ),
+        (
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"transcription": {"model": "missing"}}}},
+            },
+            "session.audio.input.transcription.model",
+        ),
+        ({"type": "session.update", "session": {"type": "transcription", "voice": "alloy"}}, "session.voice"),
+        ({"type": "input_audio_buffer.append", "audio": "not base64!"}, "audio"),
+        ({"type": "input_audio_buffer.append"}, "audio"),
+        ({"type": "response.create"}, "type"),
+        ({"type": "no.such.event"}, "type"),
+    ],
+)
+def test_a_bad_event_gets_an_error_with_its_id_and_the_session_lives_on(event: dict, param: str) -> None:
+    with session(make_app(FakeDecoder())) as client:
+        client.until("session.created")
+        client.send({**event, "event_id": "evt_bad"})
+        error = client.until("error")["error"]
+        assert error["event_id"] == "evt_bad"
+        assert error["param"] == param
+        assert error["message"]
+        manual(client)  # still served
+
+
+def test_malformed_messages_get_errors_too() -> None:
+    with session(make_app(FakeDecoder())) as client:
+        client.until("session.created")
+        client.ws.send_text("{not json")
+        assert client.until("error")["error"]["code"] == "invalid_json"
+        client.ws.send_bytes(b"\x00\x01")
+        assert client.until("error")["error"]["code"] == "invalid_event"
+        client.ws.send_text("[1, 2]")
+        assert client.until("error")["error"]["code"] == "invalid_event"
+        client.send({"type": "input_audio_buffer.commit", "event_id": "evt_empty"})
+        error = client.until("error")["error"]
+        assert (error["code"], error["event_id"]) == ("input_audio_buffer_commit_empty", "evt_empty")
+        manual(client)
+
+
+def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> None:
+    decoder = FakeDecoder()
+    with session(make_app(decoder, realtime_partial_interval_s=0.5)) as client:
+        client.until("session.created")
+        manual(client)
+        # Paced, so that the partial decodes run between the appends.
+        for _ in range(30):
+            client.append(pcm24(0.1))
+            time.sleep(0.01)
+        deltas = []
+        client.send({"type": "input_audio_buffer.commit"})
+        while True:
+            event = client.recv()
+            if event["type"] == "conversation.item.input_audio_transcription.delta":
+                deltas.append(event)
+            if event["type"] == "input_audio_buffer.committed":
+                committed = event
+            if event["type"] == "conversation.item.input_audio_transcription.completed":
+                completed = event
+                break
+        assert len(deltas) >= 2, "partial results while the audio arrived"
+        assert {d["item_id"] for d in deltas} == {committed["item_id"]} == {completed["item_id"]}
+        assert completed["transcript"] == "The quick brown fox jumps over.", completed
+        assert (
+            "".join(d["delta"] for d in deltas).lower().strip(".").split() == completed["transcript"].lower().strip(".").split()
+        )
+        assert completed["usage"]["type"] == "duration" and completed["usage"]["seconds"] == pytest.approx(3.0, abs=0.01)
+        assert committed["previous_item_id"] is None
+        # A second utterance follows the first.
+        client.append(pcm24(1.0))
+        client.send({"type": "input_audio_buffer.commit"})
+        second = client.until("input_audio_buffer.committed")
+        assert second["previous_item_id"] == committed["item_id"]
+        assert client.until("conversation.item.input_audio_transcription.completed")["transcript"] == "The quick."
+
+
+def test_no_delta_is_taken_back_when_decodes_disagree() -> None:
+    class Wavering(FakeDecoder):
+        async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+            n = len(self.calls)
+            self.calls.append(len(audio) / 16000)
+            # Agree on "alpha beta", then change the second word, then settle on another text.
+            return ["alpha beta gamma", "alpha beta delta", "alpha zeta delta epsilon", "alpha zeta delta epsilon"][min(n, 3)]
+
+    with session(make_app(Wavering(), realtime_partial_interval_s=0.3)) as client:
+        client.until("session.created")
+        manual(client)
+        for _ in range(14):
+            client.append(pcm24(0.1))
+            time.sleep(0.03)
+        client.send({"type": "input_audio_buffer.commit"})
+        kinds = client.types_until("conversation.item.input_audio_transcription.completed")
+        deltas = [e["delta"] for e in client.seen if e["type"].endswith("transcription.delta")]
+        assert "".join(deltas) == "alpha beta", (deltas, kinds)  # "beta" stays: nothing is taken back
+        assert client.seen[-1]["transcript"] == "alpha zeta delta epsilon"  # the completed text refines it
+
+
+def test_clear_drops_the_buffer() -> None:
+    with session(make_app(FakeDecoder())) as client:
+        client.until("session.created")
+        manual(client)
+        client.append(pcm24(0.5))
+        client.send({"type": "input_audio_buffer.clear"})
+        client.until("input_audio_buffer.cleared")
+        client.send({"type": "input_audio_buffer.commit", "event_id": "evt_after_clear"})
+        assert client.until("error")["error"]["code"] == "input_audio_buffer_commit_empty"
+
+
+def test_server_vad_finds_the_utterance_in_speech(speech_pcm: bytes) -> None:
+    silence = bytes(int(0.6 * 24000) * 2)
+    audio = silence + speech_pcm + silence * 2
+    with session(make_app(FakeDecoder())) as client:
+        client.until("session.created")
+        client.append(audio)
+        kinds = client.types_until("conversation.item.input_audio_transcription.completed")
+        started = next(e for e in client.seen if e["type"] == "input_audio_buffer.speech_started")
+        stopped = next(e for e in client.seen if e["type"] == "input_audio_buffer.speech_stopped")
+        speech_ms = len(speech_pcm) / 48
+        assert 200 <= started["audio_start_ms"] <= 600, started  # the speech starts at 600 ms, minus 300 ms of padding
+        assert 600 + speech_ms <= stopped["audio_end_ms"] <= 600 + speech_ms + 900, (stopped, speech_ms)
+        assert started["item_id"] == stopped["item_id"] == client.seen[-1]["item_id"]
+        assert kinds.index("input_audio_buffer.speech_stopped") < kinds.index("input_audio_buffer.committed")
+        assert client.seen[-1]["usage"]["seconds"] > len(speech_pcm) / 48000
+
+
+def test_g711_formats(speech_pcm: bytes) -> None:
+    table = np.arange(256, dtype=np.uint8).tobytes()
+    audioop = pytest.importorskip("audioop")  # gone in Python 3.13: the tables stand alone there
+    assert np.array_equal(ulaw_to_pcm16(table), np.frombuffer(audioop.ulaw2lin(table, 2), "<i2"))
+    assert np.array_equal(alaw_to_pcm16(table), np.frombuffer(audioop.alaw2lin(table, 2), "<i2"))
+
+
+def test_the_decoder_resamples_any_piece_sizes_to_16k() -> None:
+    decoder = AudioDecoder("audio/pcm")
+    pcm = pcm24(1.0)
+    pieces = [pcm[i : i + 333] for i in range(0, len(pcm), 333)]  # odd sizes: half samples too
+    out = np.concatenate([decoder.decode(piece) for piece in pieces])
+    assert abs(len(out) - 16000) <= 32
+    assert 0.2 < np.abs(out).max() < 0.35
+    assert len(AudioDecoder("audio/pcmu").decode(bytes(800))) in range(1568, 1601)
+
+
+def test_agreement_and_timeline() -> None:
+    assert agreed_words("Hello, world how".split(), "hello world, who are".split()) == 2
+    timeline = Timeline()
+    for _ in range(10):
+        timeline.append(np.ones(100, np.float32))
+    timeline.drop_before(250)
+    assert (timeline.start, timeline.end, timeline.samples) == (250, 1000, 750)
+    assert len(timeline.view(200, 300)) == 50
+
+
+def test_the_buffer_limit_sends_an_error_then_closes_cleanly() -> None:
+    with session(make_app(FakeDecoder(), realtime_max_buffer_s=2)) as client:
+        client.until("session.created")
+        manual(client)
+        client.append(pcm24(3.0), chunk_s=0.5)
+        error = client.until("error")["error"]
+        assert error["code"] == "input_audio_buffer_overflow"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            client.recv()
+        assert closed.value.code == 1000
+
+
+def test_idle_and_session_limits_send_an_error_then_close() -> None:
+    with session(make_app(FakeDecoder(), realtime_idle_timeout_s=0.5)) as client:
+        client.until("session.created")
+        assert client.until("error")["error"]["code"] == "session_idle_timeout"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            client.recv()
+        assert closed.value.code == 1000
+    with session(make_app(FakeDecoder(), realtime_max_session_s=1)) as client:
+        client.until("session.created")
+        for _ in range(20):
+            client.append(pcm24(0.1))
+            time.sleep(0.1)
+        assert client.until("error")["error"]["code"] == "session_expired"
+        with pytest.raises(WebSocketDisconnect):
+            client.recv()
+
+
+def test_a_client_that_does_not_read_is_dropped() -> None:
+    async def scenario() -> Closing:
+        sent = asyncio.Event()
+
+        async def send(text: str) -> None:
+            sent.set()
+            await asyncio.Event().wait()  # the client never reads: the socket's buffers stay full
+
+        messages: asyncio.Queue[str | None] = asyncio.Queue()
+        for _ in range(40):
+            await messages.put(json.dumps({"type": "input_audio_buffer.commit"}))  # each answered with an error
+
+        async def receive() -> str | None:
+            return await messages.get()
+
+        live = RealtimeSession(FakeDecoder(), Limits(send_queue=8), resolved="whisper-1")
+        return await asyncio.wait_for(live.run(receive, send), 10)
+
+    closing = asyncio.run(scenario())
+    assert closing.code == 1008 and "did not read" in closing.reason
+
+
+def test_the_session_limit_and_the_intent() -> None:
+    app = make_app(FakeDecoder(), realtime_max_sessions=1)
+    with TestClient(app) as http:
+        with http.websocket_connect("/v1/realtime?intent=transcription") as first:
+            first.receive_json()
+            leave_later = first
+            with http.websocket_connect("/v1/realtime?intent=transcription") as second:
+                assert second.receive_json()["error"]["code"] == "too_many_sessions"
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    second.receive_json()
+                assert closed.value.code == 1013
+            leave(leave_later)
+        with http.websocket_connect("/v1/realtime?model=gpt-realtime") as wrong:
+            assert wrong.receive_json()["error"]["code"] == "invalid_intent"
+        with http.websocket_connect("/v1/realtime?intent=transcription&model=missing") as missing:
+            assert missing.receive_json()["error"]["code"] == "model_not_found"
+
+
+def keyed_app(tmp_path: Path, **settings: Any) -> Any:
+    keys = tmp_path / "keys"
+    keys.write_text("live-key\n")
+    return make_app(FakeDecoder(), allow_anonymous=False, api_keys_file=str(keys), **settings)
+
+
+def test_keys_on_the_websocket_header_or_subprotocol(tmp_path: Path) -> None:
+    from starlette.testclient import WebSocketDenialResponse
+
+    app = keyed_app(tmp_path)
+    url = "/v1/realtime?intent=transcription"
+    with TestClient(app) as http:
+        for refused in (
+            {},
+            {"headers": {"Authorization": "Bearer wrong"}},
+            {"subprotocols": ["realtime", "openai-insecure-api-key.wrong"]},
+        ):
+            with pytest.raises(WebSocketDenialResponse) as denied, http.websocket_connect(url, **refused):
+                pass
+            assert denied.value.status_code == 401
+        with http.websocket_connect(url, headers={"Authorization": "Bearer live-key"}) as ws:
+            assert ws.receive_json()["type"] == "session.created"
+            leave(ws)
+        with http.websocket_connect(url, subprotocols=["realtime", "openai-insecure-api-key.live-key"]) as ws:
+            assert ws.accepted_subprotocol == "realtime"  # never the key
+            assert ws.receive_json()["type"] == "session.created"
+            leave(ws)
+        # The page is open; the API behind it is not.
+        page = http.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        assert http.get("/ui/app.js").status_code == 200
+        assert http.post("/").status_code in (401, 405)
+        assert http.get("/ui/other.js").status_code == 401
+
+
+def test_a_foreign_page_cannot_open_a_session(tmp_path: Path) -> None:
+    from starlette.testclient import WebSocketDenialResponse
+
+    app = make_app(FakeDecoder(), cors_origins=["https://app.example"])
+    url = "/v1/realtime?intent=transcription"
+    with TestClient(app) as http:
+        with (
+            pytest.raises(WebSocketDenialResponse) as denied,
+            http.websocket_connect(url, headers={"Origin": "https://evil.example"}),
+        ):
+            pass
+        assert denied.value.status_code == 403
+        for origin in ("https://app.example", "http://testserver"):  # allowed, and the service's own
+            with http.websocket_connect(url, headers={"Origin": origin}) as ws:
+                assert ws.receive_json()["type"] == "session.created"
+                leave(ws)
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """The app on a real socket (uvicorn, in a thread), for clients that speak WebSocket."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_the_openai_sdk_realtime_client_unchanged(tmp_path: Path) -> None:
+    openai = pytest.importorskip("openai")
+    pytest.importorskip("websockets")
+    with served(keyed_app(tmp_path, realtime_partial_interval_s=0.4)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="live-key")
+        with client.realtime.connect(extra_query={"intent": "transcription"}, model="whisper-1") as connection:
+            assert connection.recv().type == "session.created"
+            connection.session.update(session={"type": "transcription", "audio": {"input": {"turn_detection": None}}})
+            assert connection.recv().type == "session.updated"
+            for _ in range(20):
+                connection.input_audio_buffer.append(audio=base64.b64encode(pcm24(0.1)).decode())
+                time.sleep(0.02)
+            connection.input_audio_buffer.commit()
+            events = []
+            for event in connection:
+                events.append(event)
+                if event.type == "conversation.item.input_audio_transcription.completed":
+                    break
+            assert event.transcript == "The quick brown fox."
+            assert any(e.type == "conversation.item.input_audio_transcription.delta" for e in events)
+            connection.send({"type": "response.create", "event_id": "evt_nope"})  # type: ignore[arg-type]
+            error = connection.recv()
+            assert error.type == "error" and error.error.event_id == "evt_nope"
