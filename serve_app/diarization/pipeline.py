@@ -119,6 +119,10 @@ def load_pipeline(
             pipeline = _pyannote_pipeline(folder, source=source, trusted=trusted)
         else:
             raise ServiceError(f"{folder} holds no diarization pipeline: neither {DIARIZATION_MANIFEST} nor config.yaml")
+    # Two speakers of one 10 s chunk are never one cluster, in every pipeline served. Without
+    # it, a short clip (the sample call's first 12 s: three chunks) puts both of a chunk's
+    # speakers in the cluster nearest to each, and its second speaker is lost even with num_speakers=2.
+    pipeline.clustering.constrained_assignment = True
     return pipeline.to(torch.device(device))
 
 
@@ -137,10 +141,6 @@ def _embedded_pipeline(segmentation: Path, embedding: Path, *, source: str, trus
         segmentation_batch_size=_BATCH_SIZE,
     )
     pipeline.instantiate(EMBEDDED_PARAMETERS)
-    # Two speakers of one 10 s chunk are never one cluster. Without it, a short clip (the
-    # sample call's first 12 s: three chunks) puts both of a chunk's speakers in the cluster
-    # nearest to each, and the second speaker of the clip is lost even with num_speakers=2.
-    pipeline.clustering.constrained_assignment = True
     return pipeline
 
 
