@@ -94,7 +94,7 @@ HUB_SLOW = "test-org/whisper-tiny-slow"  # the same, sent slowly enough to watch
 HUB_HELD = "test-org/whisper-tiny-held"  # bodies wait until the test releases them
 HUB_BROKEN = "test-org/whisper-tiny-broken"  # every transfer breaks half way
 HUB_TINY = "Systran/faster-whisper-tiny"  # where the size name `tiny` downloads from (tiny.en's files here)
-HUB_DOWN = "Systran/faster-whisper-small.en"  # where `small.en` downloads from: the hub answers 503
+HUB_DOWN = "Systran/faster-whisper-medium.en"  # where `medium.en` downloads from: the hub answers 503
 
 
 @pytest.fixture(scope="session")

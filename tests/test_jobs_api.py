@@ -160,11 +160,11 @@ def test_a_job_naming_a_model_not_present_downloads_it_first(client: httpx.Clien
 
 def test_a_job_whose_model_the_hub_cannot_give_fails_with_the_reason(client: httpx.Client, media: Path, out: Path) -> None:
     call = shutil.copy(SAMPLE_WAV, media / "hub-down.wav")
-    response = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "model": "small.en"})
+    response = client.post("/transcription/job", json={"path": str(call), "output_path": str(out), "model": "medium.en"})
     assert response.status_code == 202, response.text
     job = wait_for(client, response.json()["id"])
     assert job["status"] == "FAILED"
-    assert "answered 503 for Systran/faster-whisper-small.en: try again later" in job["error"], job
+    assert "answered 503 for Systran/faster-whisper-medium.en: try again later" in job["error"], job
     assert list(out.iterdir()) == []
 
 
