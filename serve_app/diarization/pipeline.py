@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,7 @@ def diarize(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     exclusive: bool = False,
+    hook: Callable[..., object] | None = None,
 ) -> list[SpeakerTurn]:
     """Who speaks when in `audio` (16 kHz mono float32), in time order; [] when nobody does.
 
@@ -226,7 +227,8 @@ def diarize(
     for `min_speakers`).
     `exclusive=True` gives at most one speaker at a time (pyannote's exclusive diarization,
     made for lining turns up with a transcript); otherwise overlapping speech has a turn for
-    each speaker.
+    each speaker. `hook` is pyannote's: called after each step of the pipeline
+    (benchmarks/diarization.py times the steps with it).
     """
     if audio.size == 0:
         return []
@@ -236,6 +238,7 @@ def diarize(
         num_speakers=num_speakers,
         min_speakers=min_speakers,
         max_speakers=max_speakers,
+        hook=hook,
     )
     if isinstance(output, Annotation):  # a pipeline configured with legacy=True
         annotation, phantoms = output, set()
