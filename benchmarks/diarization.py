@@ -1,36 +1,60 @@
-"""Diarization speed and accuracy on the pyannote sample call, in-process, one thread.
+"""Diarization speed and accuracy on the pyannote sample call, in-process: the embedded pipeline
+against its old configuration.
 
-Prints the embedded pipeline's speed (audio seconds per wall second) beside faster-whisper's
-tiny.en transcription of the same file measured in the same run (the baseline, 1.00: what a
-/v1/audio/diarize request runs beside), medians of alternating rounds, and the diarization
-error rate against sample.rttm (pyannote.metrics, collar 0, overlap scored).
+Runs, in one process, in alternating rounds (each round in another order):
 
-    .venv/bin/python benchmarks/diarization.py [--rounds 5]
+1. the embedded pipeline as it was (the baseline, 1.00): every (chunk, speaker) pair embedded,
+   pyannote's own loop (`embedding_stride` None);
+2. the embedded pipeline as it is (`--stride`, default EMBEDDING_STRIDE: every n-th chunk
+   embedded, serve_app/diarization/strided.py);
+3. faster-whisper's tiny.en transcription of the same file (int8, beam 5), for scale: what a
+   /v1/audio/diarize request runs beside.
+
+Prints medians over the rounds: speed (audio seconds per wall second, "x real time") as ratios
+to the baseline, the time of each step of the pipeline (timed with pyannote's hook), the
+number of CAM++ passes, and each pipeline's diarization error rate against sample.rttm
+(pyannote.metrics, collar 0, overlap scored) with its parts: missed speech, false alarm,
+speaker confusion.
+
+    .venv/bin/python benchmarks/diarization.py [--rounds 7] [--threads 2] [--stride 3]
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from corpus import SAMPLE_WAV
 from faster_whisper import WhisperModel
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
-from serve_app.diarization.pipeline import diarize, load_pipeline
+from serve_app.diarization.pipeline import EMBEDDING_STRIDE, diarize, load_pipeline
+from serve_app.diarization.speakers import SpeakerTurn
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.models.embedded import EMBEDDED_MODELS
+
+# pyannote's hook is called once at the end of each step (and with `completed=` for progress):
+# a step's time runs from the previous step's end.
+STEPS = {
+    "segmentation": "segmentation",
+    "speaker_counting": "speaker counting",
+    "embeddings": "embeddings",
+    "discrete_diarization": "clustering, reconstruction",
+}
+OTHER = "annotations, labels"
+DER_PARTS = {"missed detection": "missed speech", "false alarm": "false alarm", "confusion": "speaker confusion"}
 
 
 def reference() -> Annotation:
@@ -42,46 +66,110 @@ def reference() -> Annotation:
     return annotation
 
 
+class Diarization:
+    """One configuration of the embedded pipeline, and its measurements over the rounds."""
+
+    def __init__(self, label: str, embedding_stride: int | None) -> None:
+        self.label = label
+        self.pipeline = load_pipeline()
+        self.pipeline.embedding_stride = embedding_stride
+        self.passes = 0
+        self.pipeline._embedding.model_.campplus.register_forward_hook(self._count)
+        self.walls: list[float] = []
+        self.steps: dict[str, list[float]] = {name: [] for name in [*STEPS.values(), OTHER]}
+        self.turns: list[SpeakerTurn] = []
+
+    def _count(self, *_: object) -> None:
+        self.passes += 1
+
+    def run(self, audio: np.ndarray) -> None:
+        ends: dict[str, float] = {}
+
+        def hook(step: str, artifact: object, file: object = None, total: int | None = None, completed: int | None = None):
+            if completed is None and step in STEPS:
+                ends[step] = time.perf_counter()
+
+        self.passes = 0
+        started = time.perf_counter()
+        self.turns = diarize(self.pipeline, audio, hook=hook)
+        self.walls.append(time.perf_counter() - started)
+        previous = started
+        for step, name in STEPS.items():
+            self.steps[name].append(ends[step] - previous)
+            previous = ends[step]
+        self.steps[OTHER].append(started + self.walls[-1] - previous)
+
+    def wall(self) -> float:
+        return statistics.median(self.walls)
+
+    def der(self, seconds: float) -> dict[str, float]:
+        hypothesis = Annotation()
+        for turn in self.turns:
+            hypothesis[Segment(turn.start, turn.end)] = turn.speaker
+        metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+        parts = metric(reference(), hypothesis, uem=Timeline([Segment(0, seconds)]), detailed=True)
+        return {name: parts[key] / parts["total"] for key, name in DER_PARTS.items()} | {"DER": parts["diarization error rate"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    rounds = parser.parse_args().rounds
-    torch.set_num_threads(1)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2, help="torch's and CTranslate2's threads")
+    parser.add_argument("--stride", type=int, default=EMBEDDING_STRIDE, help="embed every n-th chunk")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     audio = decode_audio(open(SAMPLE_WAV, "rb"))
     seconds = audio.size / SAMPLE_RATE
-    pipeline = load_pipeline()
+    before = Diarization("pyannote-campplus before (baseline)", None)
+    after = Diarization(f"pyannote-campplus after (stride {args.stride})", args.stride)
     with tempfile.TemporaryDirectory() as scratch:
         catalogue = ModelCatalogue(Path(scratch))
         catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
-        whisper = WhisperModel(catalogue.find("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=1)
+        whisper = WhisperModel(catalogue.find("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=args.threads)
+        whisper_walls: list[float] = []
 
         def transcribe() -> None:
+            started = time.perf_counter()
             segments, _ = whisper.transcribe(audio, beam_size=5)
             list(segments)
+            whisper_walls.append(time.perf_counter() - started)
 
-        transcribe(), diarize(pipeline, audio)  # warm up
-        base, diarized, turns = [], [], []
-        for _ in range(rounds):
-            started = time.perf_counter()
-            transcribe()
-            base.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            turns = diarize(pipeline, audio)
-            diarized.append(time.perf_counter() - started)
+        paths: list[Callable[[], None]] = [lambda: before.run(audio), lambda: after.run(audio), transcribe]
+        for path in paths:  # warm up
+            path()
+        for run in (before, after):
+            run.walls.clear()
+            for times in run.steps.values():
+                times.clear()
+        whisper_walls.clear()
+        for round_ in range(args.rounds):
+            for index in range(len(paths)):
+                paths[(index + round_) % len(paths)]()
 
-    hypothesis = Annotation()
-    for turn in turns:
-        hypothesis[Segment(turn.start, turn.end)] = turn.speaker
-    der = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference(), hypothesis, uem=Timeline([Segment(0, seconds)]))
-    base_speed, diarize_speed = seconds / statistics.median(base), seconds / statistics.median(diarized)
-    print(f"sample call: {seconds:.1f} s, {rounds} rounds, medians, one thread")
-    print(f"{'path':<40}{'wall s':>8}{'audio s / wall s':>19}{'ratio':>8}")
-    print(f"{'faster-whisper tiny.en (baseline)':<40}{statistics.median(base):>8.2f}{base_speed:>19.2f}{1.0:>8.2f}")
-    print(
-        f"{'diarization, pyannote-campplus':<40}{statistics.median(diarized):>8.2f}{diarize_speed:>19.2f}{diarize_speed / base_speed:>8.2f}"
-    )
-    print(f"speakers found: {len({t.speaker for t in turns})} (reference: {len(reference().labels())}); DER {der:.3f}")
+    base = before.wall()
+    print(f"sample call: {seconds:.1f} s; {args.threads} threads; {args.rounds} rounds, alternating; medians")
+    print(f"{'path':<44}{'wall s':>8}{'x real time':>13}{'speed ratio':>13}")
+    for label, wall in (
+        (before.label, base),
+        (after.label, after.wall()),
+        ("faster-whisper tiny.en (int8, beam 5)", statistics.median(whisper_walls)),
+    ):
+        print(f"{label:<44}{wall:>8.2f}{seconds / wall:>13.1f}{base / wall:>13.2f}")
+
+    print(f"\n{'step, wall s (medians)':<44}{'before':>8}{'after':>13}{'after/before':>13}")
+    for name in before.steps:
+        old, new = statistics.median(before.steps[name]), statistics.median(after.steps[name])
+        print(f"{name:<44}{old:>8.3f}{new:>13.3f}{new / old if old else float('nan'):>13.2f}")
+    print(f"{'CAM++ passes':<44}{before.passes:>8}{after.passes:>13}{after.passes / before.passes:>13.2f}")
+
+    old_der, new_der = before.der(seconds), after.der(seconds)
+    print(f"\n{'against sample.rttm (collar 0, overlap scored)':<44}{'before':>8}{'after':>13}{'after-before':>13}")
+    for name in old_der:
+        print(f"{name:<44}{old_der[name]:>8.4f}{new_der[name]:>13.4f}{new_der[name] - old_der[name]:>+13.4f}")
+    speakers = len(reference().labels())
+    found = (len({turn.speaker for turn in run.turns}) for run in (before, after))
+    print(f"{'speakers found (reference: ' + str(speakers) + ')':<44}{next(found):>8}{next(found):>13}")
 
 
 if __name__ == "__main__":

