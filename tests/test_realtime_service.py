@@ -21,9 +21,8 @@ pytestmark = pytest.mark.slow
 
 WER_LIMIT = 0.15
 """Completed texts joined against the same file's /v1/audio/transcriptions text. The goal is
-0.05 (issue 19, open): measured 0.067 with tiny.en on CPU, and 0.122 while other test runs
-loaded the machine (decodes lag, so utterances are cut differently). The utterances are
-decoded apart, with no context from each other."""
+0.05 (issue 19, open): measured 0.067 on the realtime branch, 0.122 in two runs on main
+(tiny.en on CPU). The utterances are decoded apart, with no context from each other."""
 
 
 def test_the_sdk_streams_the_sample_call_at_real_time_pace(service: LocalService, client: httpx.Client) -> None:
