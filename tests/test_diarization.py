@@ -21,14 +21,14 @@ import torch
 import yaml
 from huggingface_hub import constants
 from media import SAMPLE_RTTM, SAMPLE_WAV, speak
-from pipelines import save_pyannote_checkpoint
+from pipelines import CONFIG, save_pyannote_checkpoint
 from pyannote.audio.pipelines import SpeakerDiarization
 from pyannote.core import Annotation, Segment
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from serve_app.diarization.campplus import CAMPPLUS_DIMENSION, CAMPPlusEmbedding
-from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS, EMBEDDING_STRIDE, diarize, load_pipeline
+from serve_app.diarization.pipeline import EMBEDDING_STRIDE, diarize, load_pipeline
 from serve_app.diarization.speakers import SpeakerTurn
 from serve_app.diarization.strided import _matches
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
@@ -293,21 +293,7 @@ def test_a_pipeline_folder_in_the_hubs_layout_loads_offline(
     save_pyannote_checkpoint(
         CAMPPlusEmbedding.from_weights(embedded_folder / manifest["embedding"]), tmp_path / "embedding" / "pytorch_model.bin"
     )
-    config = {
-        "version": "3.1.0",
-        "pipeline": {
-            "name": "pyannote.audio.pipelines.SpeakerDiarization",
-            "params": {
-                "clustering": "AgglomerativeClustering",
-                "embedding": "$model/embedding",
-                "embedding_batch_size": 32,
-                "embedding_exclude_overlap": True,
-                "segmentation": "$model/segmentation",
-                "segmentation_batch_size": 32,
-            },
-        },
-        "params": EMBEDDED_PARAMETERS,
-    }
+    config = CONFIG  # pyannote/speaker-diarization-3.1's config.yaml, the embedded pipeline's settings
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert diarize(load_pipeline(tmp_path), sample_audio) == every_chunk_turns
 
