@@ -80,3 +80,8 @@ class InProcess:
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://whisper.test", **kwargs)
+
+
+def as_user(key: str) -> dict[str, str]:
+    """The header a client sends its API key in."""
+    return {"Authorization": f"Bearer {key}"}

@@ -19,14 +19,13 @@ from typing import Any
 import httpx
 import pytest
 from receiver import Receiver, running_receiver
+from test_jobs_callbacks import finished_job
 
 from serve_app.errors import Forbidden
 from serve_app.jobs import (
     SIGNATURE_HEADER,
     CallbackSettings,
-    Job,
     JobFolders,
-    JobStatus,
     JobStore,
     admit_submission,
     callback_client,
@@ -41,19 +40,6 @@ SECRET = "target-test-secret"
 ANYWHERE = CallbackSettings(secret=SECRET, tries=3, backoff=0.0, timeout=5)
 ONLY_PUBLIC = "callbacks go only to public addresses, unless the service's callback_hosts names the host"
 NAME = "hooks.example.test"  # a reserved name (RFC 6761): real DNS never answers it
-
-
-def finished_job(callback: str) -> Job:
-    return Job(
-        path="/data/media/a.mp3",
-        output_path="/data/out",
-        model="tiny.en",
-        callback=callback,
-        status=JobStatus.COMPLETED,
-        result="Hello.",
-        created_at=1_700_000_000.0,
-        finished_at=1_700_000_004.0,
-    )
 
 
 def resolving(*addresses: str):

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fakes import InProcess, add_model_folder
+from fakes import InProcess, add_model_folder, as_user
 from media import SAMPLE_WAV
 
 pytestmark = pytest.mark.anyio
@@ -22,10 +22,6 @@ USER, ADMIN = "user-key", "admin-key"
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def as_user(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 import go_whisper_requests as go
 import httpx
 import pytest
-from fakes import add_model_folder
+from fakes import add_model_folder, as_user
 from hub_server import TINY_EN, HubServer, use_local_hub_only, whisper_repo
 from media import SAMPLE_WAV
 from openai_fakes import SEGMENTS, Transcribing
@@ -115,10 +115,6 @@ async def test_a_download_while_the_hub_is_down_says_which_settings_to_check(app
         # With progress asked for, a failure before the first byte is still an HTTP status.
         streamed = await send(http, go.download_model("ggml-small.en.bin", progress=True))
         assert streamed.status_code == 502 and "HF_ENDPOINT" in streamed.json()["reason"]
-
-
-def as_user(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 @pytest.fixture
