@@ -12,6 +12,7 @@ import io
 import itertools
 import re
 import wave
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -57,20 +58,28 @@ def words_of(body: dict) -> list[str]:
     return [word["word"] for word in body["words"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met yet: through the service every word of the 12 s clip came back SPEAKER_00, although "
-    "the Diarizer in-process now finds Sheila at 9.89-10.46 s (issue 16 stays open)",
-)
 def test_the_first_twelve_seconds_with_two_speakers_have_both(openai_client: OpenAI) -> None:
     body = diarize(openai_client, sample(12), num_speakers="2")
-    speakers = {word["speaker"] for word in body["words"]}
-    assert speakers == {"SPEAKER_00", "SPEAKER_01"}
-    # sample.stm: Diane 8.916-9.798 "I didn't know you were there.", Sheila 9.838-10.78 "Neither did I."
-    neither = [w for w in body["words"] if 9.8 <= (w["start"] + w["end"]) / 2 <= 10.8]
-    diane = [w for w in body["words"] if 8.9 <= (w["start"] + w["end"]) / 2 <= 9.8]
-    assert neither and diane
-    assert {w["speaker"] for w in neither} == {"SPEAKER_01"} != {w["speaker"] for w in diane}
+    assert {word["speaker"] for word in body["words"]} == {"SPEAKER_00", "SPEAKER_01"}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="not met: in these 12 s the embedded pipeline's two clusters are not Diane and Sheila "
+    "(pyannote's segmentation puts both in one local speaker of the first chunk), issue 16",
+)
+def test_in_the_first_twelve_seconds_sheilas_line_is_hers(openai_client: OpenAI) -> None:
+    body = diarize(openai_client, sample(12), num_speakers="2")
+
+    def said_between(start: float, end: float) -> list[str]:
+        return [w["speaker"] for w in body["words"] if start <= (w["start"] + w["end"]) / 2 <= end]
+
+    # sample.stm: Diane 8.916-9.798 "I didn't know you were there.", Sheila 9.838-10.78
+    # "Neither did I.", which tiny.en hears as four words, the last timed past her turn's end.
+    diane, sheila = said_between(8.9, 9.8), said_between(9.8, 10.8)
+    assert diane and sheila and len(set(diane)) == 1
+    hers, count = Counter(sheila).most_common(1)[0]
+    assert hers not in diane and count > len(sheila) / 2, body["words"]
 
 
 def _per_speaker(stm_or_words) -> dict[str, str]:
@@ -107,7 +116,6 @@ def cp_wer(reference: dict[str, str], hypothesis: dict[str, str]) -> float:
     return best
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: measured cpWER 0.160 against WER 0.123, 0.037 apart (issue 16 stays open)")
 def test_cpwer_on_the_sample_is_within_three_points_of_wer(openai_client: OpenAI) -> None:
     body = diarize(openai_client, sample())
     reference = _per_speaker(
@@ -119,7 +127,7 @@ def test_cpwer_on_the_sample_is_within_three_points_of_wer(openai_client: OpenAI
     print(f"\nsample call, {MODEL}: WER {wer:.3f}, cpWER {cpwer:.3f}")
     assert cpwer <= wer + 0.03
     first = body["words"][0]
-    assert first["word"].strip(" ?").lower() == "hello"
+    assert first["word"].strip(" ?.").lower() == "hello"
     diane = next(w["speaker"] for w in body["words"] if w["word"].strip(" ,.?").lower() == "diane")
     assert first["speaker"] == diane  # the opening "Hello?" is Diane's
 
