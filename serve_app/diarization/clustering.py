@@ -21,16 +21,21 @@ class ExactCountClustering(AgglomerativeClustering):
     embeddings (see the module's docstring)."""
 
     def cluster(
-        self, embeddings: np.ndarray, min_clusters: int, max_clusters: int, num_clusters: int | None = None
+        self,
+        embeddings: np.ndarray,
+        min_clusters: int | None = None,
+        max_clusters: int | None = None,
+        num_clusters: int | None = None,
     ) -> np.ndarray:
         normalised = embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)  # pyannote's is in place
         clusters = super().cluster(embeddings, min_clusters, max_clusters, num_clusters=num_clusters)
-        if len(np.unique(clusters)) < min_clusters <= len(embeddings):
+        wanted = min_clusters or 1
+        if len(np.unique(clusters)) < wanted <= len(embeddings):
             if self.metric == "cosine" and self.method in ("centroid", "median", "ward"):
                 dendrogram = linkage(normalised, method=self.method, metric="euclidean")
             else:
                 dendrogram = linkage(embeddings, method=self.method, metric=self.metric)
-            clusters = fcluster(dendrogram, min_clusters, criterion="maxclust") - 1
+            clusters = fcluster(dendrogram, wanted, criterion="maxclust") - 1
         return clusters
 
 
