@@ -10,8 +10,10 @@ import threading
 from concurrent.futures import CancelledError
 
 import pytest
+from fakes import RecordedMetrics
 
 from serve_app.engine.batcher import Batcher
+from serve_app.metrics import BATCH_AUDIO_SECONDS, BATCH_CHUNKS, WAITING_CHUNKS
 
 
 class Recorder:
@@ -165,3 +167,18 @@ def test_a_cancelled_job_takes_no_more_chunks(recorder: Recorder) -> None:
     batching.extend(job, ["rest"], [30])
     assert len(job.futures) == 1
     assert all("rest" not in items for _, items in recorder.batches)
+
+
+def test_each_batchs_chunks_and_seconds_and_the_chunks_waiting_go_to_the_metrics(recorder: Recorder) -> None:
+    metrics = RecordedMetrics()
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, metrics=metrics)
+    hold_the_worker(recorder, batching)
+    first = batching.submit("en", ["a0"], [20.0])
+    second = batching.submit("en", ["b0"], [25.5])
+    assert metrics.values(WAITING_CHUNKS)[-1] == 2
+    recorder.gate.set()
+    for job in (first, second):
+        job.futures[0].result(timeout=30)
+    assert metrics.values(BATCH_CHUNKS) == [1, 2]  # the held chunk alone, then the two that waited
+    assert metrics.values(BATCH_AUDIO_SECONDS) == [30, 45.5]
+    assert metrics.values(WAITING_CHUNKS)[-1] == 0

@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
+from serve_app.metrics import BATCH_AUDIO_SECONDS, BATCH_CHUNKS, NO_METRICS, WAITING_CHUNKS, Recorder
+
 __all__ = ["Batcher", "Job"]
 
 Item = TypeVar("Item")
@@ -49,7 +51,8 @@ class Job(Generic[Item]):
 
 
 class Batcher(Generic[Item]):
-    """Worker threads that decode batches of waiting chunks with `decode(key, items)`."""
+    """Worker threads that decode batches of waiting chunks with `decode(key, items)`; each
+    batch's chunks and audio seconds, and the chunks left waiting, go to `metrics`."""
 
     def __init__(
         self,
@@ -58,9 +61,11 @@ class Batcher(Generic[Item]):
         workers: int,
         max_batch_seconds: float,
         name: str = "batcher",
+        metrics: Recorder = NO_METRICS,
     ) -> None:
         self._decode = decode
         self.max_batch_seconds = max_batch_seconds
+        self._metrics = metrics
         self._changed = threading.Condition()
         self._waiting: list[Job[Item]] = []  # jobs with chunks not yet taken, oldest first
         self._closed = False
@@ -78,6 +83,7 @@ class Batcher(Generic[Item]):
                     raise RuntimeError("the batcher is closed")
                 self._waiting.append(job)
                 self._changed.notify()
+                self._record_waiting()
         return job
 
     def extend(self, job: Job[Item], items: Sequence[Item], seconds: Sequence[float]) -> None:
@@ -91,6 +97,7 @@ class Batcher(Generic[Item]):
             if job not in self._waiting:
                 self._waiting.append(job)
             self._changed.notify()
+            self._record_waiting()
 
     def cancel(self, job: Job[Item]) -> None:
         """Drop the job's chunks that no worker has taken yet; a batch already running finishes."""
@@ -99,6 +106,7 @@ class Batcher(Generic[Item]):
             if job in self._waiting:
                 self._waiting.remove(job)
             futures = list(job.futures)
+            self._record_waiting()
         for future in futures:
             future.cancel()
 
@@ -109,6 +117,11 @@ class Batcher(Generic[Item]):
             self._changed.notify_all()
         for job in waiting:
             self.cancel(job)
+
+    def _record_waiting(self) -> None:
+        """The chunks no worker has taken yet, to the metrics; under the lock, so that the last
+        value recorded is the latest."""
+        self._metrics.record(WAITING_CHUNKS, sum(len(job.items) - job.taken for job in self._waiting))
 
     def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
         """Take the next batch off the waiting jobs; the caller holds the lock."""
@@ -139,6 +152,7 @@ class Batcher(Generic[Item]):
                 key, batch = self._next_batch()
                 if self._waiting:
                     self._changed.notify()  # more for another free worker
+                self._record_waiting()
             # A future cancelled since (its client gone) is left out of the batch.
             batch = [(job, index) for job, index in batch if job.futures[index].set_running_or_notify_cancel()]
             if batch:
@@ -146,6 +160,7 @@ class Batcher(Generic[Item]):
 
     def _run(self, key: Hashable, batch: list[tuple[Job[Item], int]]) -> None:
         items = [job.items[index] for job, index in batch]
+        seconds = sum(job.seconds[index] for job, index in batch)
         for job, index in batch:
             job.items[index] = None  # the audio goes as soon as its batch is done
         try:
@@ -157,5 +172,7 @@ class Batcher(Generic[Item]):
         with self._changed:
             self.batches += 1
             self.chunks += len(batch)
+        self._metrics.record(BATCH_CHUNKS, len(batch))
+        self._metrics.record(BATCH_AUDIO_SECONDS, seconds)
         for (job, index), result in zip(batch, results, strict=True):
             job.futures[index].set_result(result)
