@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 from ray.serve import metrics as serve_metrics
 
-from serve_app.metrics import Metric
+from serve_app.metrics import GAUGE_EVERY_S, Metric
 
 __all__ = ["ServeMetrics"]
 
@@ -59,3 +60,18 @@ class ServeMetrics:
             if metric.name not in self._failed:
                 self._failed.add(metric.name)
                 logger.exception("metric %s could not be recorded", metric.name)
+
+    def keep_recording(self, gauges: Callable[[], Iterable[tuple[Metric, float]]], *, every_s: float = GAUGE_EVERY_S) -> None:
+        """Record the gauges `gauges` reads now, and again every `every_s` seconds while the
+        replica lives (in a thread of its own): Ray drops a gauge that is not recorded again."""
+
+        def record_forever() -> None:
+            while True:
+                try:
+                    for metric, value in gauges():
+                        self.record(metric, value)
+                except Exception:
+                    logger.exception("the gauges could not be read")
+                time.sleep(every_s)
+
+        threading.Thread(target=record_forever, name="gauges", daemon=True).start()

@@ -18,7 +18,7 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
-from serve_app.metrics import AUDIO_SECONDS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT
+from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -69,6 +69,9 @@ class Transcriber:
             settings.max_loaded_models,
             metrics=self.metrics,
         )
+        self.metrics.keep_recording(
+            lambda: [(WAITING_CHUNKS, self.engine.batcher.waiting_chunks), (DECODING_REQUESTS, self.engine.active_streams)]
+        )
 
     def reconfigure(self, config: dict) -> None:
         self.engine.batcher.max_batch_seconds = BatchConfig.model_validate(config).batch_audio_seconds
@@ -88,15 +91,14 @@ class Transcriber:
         goes away, which drops the chunks not decoding yet. A request decoded to its end is
         counted in the metrics: its audio, its real-time factor, its time to first segment."""
         started = time.monotonic()
-        segments = 0
+        first_segment = True
         with self._watched():
             whisper = await requested_model(self.load_model)
             async with aclosing(self.engine.astream(audio, whisper, options)) as events:
                 async for event in events:
-                    if isinstance(event, Segment):
-                        segments += 1
-                        if segments == 1:
-                            self.metrics.record(TIME_TO_FIRST_SEGMENT, time.monotonic() - started)
+                    if first_segment and isinstance(event, Segment):
+                        first_segment = False
+                        self.metrics.record(TIME_TO_FIRST_SEGMENT, time.monotonic() - started)
                     yield event
         seconds = len(audio) / SAMPLE_RATE
         task = {"task": options.task}

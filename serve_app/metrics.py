@@ -12,6 +12,12 @@ only, and its test checks that against this module.
 Records are made per request, batch, job or download, never per sample or segment. Tag values
 are few by construction: a route's template (`/transcription/job/{id}`, never the raw path),
 a status code, a task, a kind, an outcome.
+
+Two ways of Ray 2.60's export shape what is declared here. A histogram's `_sum` is made up from
+the midpoints of its buckets, so it is not exact: a mean that must be (a batch's fill) is two
+counters instead. And a gauge not recorded again for two export intervals (about 20 s) is
+dropped from the endpoint, so gauges are recorded every GAUGE_EVERY_S, whether they changed
+or not, rather than when they change.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 __all__ = [
+    "GAUGE_EVERY_S",
     "METRICS",
     "NO_METRICS",
     "PROMETHEUS_PREFIX",
@@ -32,6 +39,9 @@ __all__ = [
 
 PROMETHEUS_PREFIX = "ray_"
 """What Ray puts before the name of every metric it exports."""
+
+GAUGE_EVERY_S = 5.0
+"""How often gauges are recorded: well within the two export intervals Ray keeps a gauge for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,17 +98,21 @@ TIME_TO_FIRST_SEGMENT = Metric(
     "detection included)",
     boundaries=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
 )
-BATCH_CHUNKS = Metric(
-    "whisper_batch_chunks",
-    "histogram",
-    "Chunks (of at most 30 s of audio) in each batch a Transcriber replica decoded",
-    boundaries=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+BATCHES = Metric(
+    "whisper_batches",
+    "counter",
+    "Batches a Transcriber replica decoded",
 )
-BATCH_AUDIO_SECONDS = Metric(
-    "whisper_batch_audio_seconds",
-    "histogram",
-    "Seconds of audio in each batch a Transcriber replica decoded (at most its batch_audio_seconds)",
-    boundaries=(10, 30, 60, 90, 120, 240, 480, 960),
+BATCHED_CHUNKS = Metric(
+    "whisper_batched_chunks",
+    "counter",
+    "Chunks (of at most 30 s of audio) a Transcriber replica decoded in its batches: over whisper_batches, the batch fill",
+)
+BATCHED_AUDIO_SECONDS = Metric(
+    "whisper_batched_audio_seconds",
+    "counter",
+    "Seconds of audio (speech, silences cut) a Transcriber replica decoded in its batches: over whisper_batches, the "
+    "seconds a batch (at most batch_audio_seconds)",
 )
 WAITING_CHUNKS = Metric(
     "whisper_batcher_waiting_chunks",
@@ -170,8 +184,9 @@ METRICS: tuple[Metric, ...] = (
     AUDIO_SECONDS,
     REAL_TIME_FACTOR,
     TIME_TO_FIRST_SEGMENT,
-    BATCH_CHUNKS,
-    BATCH_AUDIO_SECONDS,
+    BATCHES,
+    BATCHED_CHUNKS,
+    BATCHED_AUDIO_SECONDS,
     WAITING_CHUNKS,
     DECODING_REQUESTS,
     MODEL_LOADS,

@@ -37,8 +37,8 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
 
 
 class RequestMetrics:
-    """Counts each HTTP request, and each WebSocket handshake (101 when the session opened,
-    else the status it was refused with), once it is answered."""
+    """Counts each HTTP request once it has ended, and each WebSocket session once it has
+    closed (101 when it opened, else the status its handshake was refused with)."""
 
     def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute], metrics: Recorder) -> None:
         self.app = app

@@ -30,7 +30,7 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from serve_app.metrics import BATCH_AUDIO_SECONDS, BATCH_CHUNKS, NO_METRICS, WAITING_CHUNKS, Recorder
+from serve_app.metrics import BATCHED_AUDIO_SECONDS, BATCHED_CHUNKS, BATCHES, NO_METRICS, Recorder
 
 __all__ = ["Batcher", "Job"]
 
@@ -52,7 +52,7 @@ class Job(Generic[Item]):
 
 class Batcher(Generic[Item]):
     """Worker threads that decode batches of waiting chunks with `decode(key, items)`; each
-    batch's chunks and audio seconds, and the chunks left waiting, go to `metrics`."""
+    batch, its chunks and its audio seconds are counted in `metrics`."""
 
     def __init__(
         self,
@@ -83,7 +83,6 @@ class Batcher(Generic[Item]):
                     raise RuntimeError("the batcher is closed")
                 self._waiting.append(job)
                 self._changed.notify()
-                self._record_waiting()
         return job
 
     def extend(self, job: Job[Item], items: Sequence[Item], seconds: Sequence[float]) -> None:
@@ -97,7 +96,6 @@ class Batcher(Generic[Item]):
             if job not in self._waiting:
                 self._waiting.append(job)
             self._changed.notify()
-            self._record_waiting()
 
     def cancel(self, job: Job[Item]) -> None:
         """Drop the job's chunks that no worker has taken yet; a batch already running finishes."""
@@ -106,7 +104,6 @@ class Batcher(Generic[Item]):
             if job in self._waiting:
                 self._waiting.remove(job)
             futures = list(job.futures)
-            self._record_waiting()
         for future in futures:
             future.cancel()
 
@@ -118,10 +115,11 @@ class Batcher(Generic[Item]):
         for job in waiting:
             self.cancel(job)
 
-    def _record_waiting(self) -> None:
-        """The chunks no worker has taken yet, to the metrics; under the lock, so that the last
-        value recorded is the latest."""
-        self._metrics.record(WAITING_CHUNKS, sum(len(job.items) - job.taken for job in self._waiting))
+    @property
+    def waiting_chunks(self) -> int:
+        """Chunks no worker has taken yet."""
+        with self._changed:
+            return sum(len(job.items) - job.taken for job in self._waiting)
 
     def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
         """Take the next batch off the waiting jobs; the caller holds the lock."""
@@ -152,7 +150,6 @@ class Batcher(Generic[Item]):
                 key, batch = self._next_batch()
                 if self._waiting:
                     self._changed.notify()  # more for another free worker
-                self._record_waiting()
             # A future cancelled since (its client gone) is left out of the batch.
             batch = [(job, index) for job, index in batch if job.futures[index].set_running_or_notify_cancel()]
             if batch:
@@ -172,7 +169,8 @@ class Batcher(Generic[Item]):
         with self._changed:
             self.batches += 1
             self.chunks += len(batch)
-        self._metrics.record(BATCH_CHUNKS, len(batch))
-        self._metrics.record(BATCH_AUDIO_SECONDS, seconds)
+        self._metrics.record(BATCHES)
+        self._metrics.record(BATCHED_CHUNKS, len(batch))
+        self._metrics.record(BATCHED_AUDIO_SECONDS, seconds)
         for (job, index), result in zip(batch, results, strict=True):
             job.futures[index].set_result(result)

@@ -36,7 +36,7 @@ from serve_app.engine.decoding import (
     to_segment,
 )
 from serve_app.errors import NotFound
-from serve_app.metrics import DECODING_REQUESTS, NO_METRICS, Recorder
+from serve_app.metrics import NO_METRICS, Recorder
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
@@ -131,8 +131,7 @@ def _seconds(cut: Cut) -> list[float]:
 
 class WhisperEngine:
     """Loads models and transcribes with them: `workers` batches decode at the same time, each
-    on `cpu_threads` threads (serve_app/engine/budget.py). The batches' fill and the requests
-    decoding go to `metrics`."""
+    on `cpu_threads` threads (serve_app/engine/budget.py). Its batches are counted in `metrics`."""
 
     def __init__(
         self,
@@ -153,7 +152,6 @@ class WhisperEngine:
         self._lock = threading.Lock()
         self.active_streams = 0
         self.segments_decoded = 0
-        self._metrics = metrics
         self.batcher: Batcher[Chunk] = Batcher(
             self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch", metrics=metrics
         )
@@ -208,8 +206,6 @@ class WhisperEngine:
         with self._lock:
             self.active_streams += streams
             self.segments_decoded += segments
-            if streams:
-                self._metrics.record(DECODING_REQUESTS, self.active_streams)
 
     def stream(self, audio: np.ndarray, whisper: WhisperModel, options: DecodeOptions) -> Iterator[TranscriptInfo | Segment]:
         """The TranscriptInfo first, then each segment as its chunk decodes, with the model

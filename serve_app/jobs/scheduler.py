@@ -36,7 +36,15 @@ from serve_app.jobs.models import DOWNLOADING, TRANSCRIBING, JobModels, download
 from serve_app.jobs.outputs import write_outputs
 from serve_app.jobs.paths import JobFolders
 from serve_app.jobs.store import JobStore, PendingCallback, Recovery
-from serve_app.metrics import JOBS_FINISHED, JOBS_QUEUED, JOBS_RUNNING, NO_METRICS, OLDEST_QUEUED_JOB_AGE, Recorder
+from serve_app.metrics import (
+    GAUGE_EVERY_S,
+    JOBS_FINISHED,
+    JOBS_QUEUED,
+    JOBS_RUNNING,
+    NO_METRICS,
+    OLDEST_QUEUED_JOB_AGE,
+    Recorder,
+)
 from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript, TranscriptInfo
@@ -53,9 +61,6 @@ REPLICA_DIED = "a Transcriber replica died while it ran the job"
 
 MAX_SENDING = 16
 """Callbacks one scheduler sends at once (each try in a thread of its own)."""
-
-BACKLOG_EVERY_S = 5.0
-"""How often, at most, the claim loop reads the queue's depth and oldest job's age for the metrics."""
 
 
 def decode_options(job: Job) -> DecodeOptions:
@@ -189,9 +194,10 @@ class JobScheduler:
             await _wait(self._wake, self.poll_s)
 
     async def _report_backlog(self) -> None:
-        """The queue's depth and its oldest job's age to the metrics, at most every BACKLOG_EVERY_S."""
+        """The queue's depth and its oldest job's age to the metrics, every GAUGE_EVERY_S (the
+        claim loop turns at least every `poll_s`)."""
         now = time.monotonic()
-        if now - self._backlog_at < BACKLOG_EVERY_S:
+        if now - self._backlog_at < GAUGE_EVERY_S:
             return
         self._backlog_at = now
         try:
