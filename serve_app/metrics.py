@@ -203,6 +203,8 @@ SERVE_METRICS: Mapping[str, str] = {
     "ray_serve_deployment_queued_queries": "requests waiting in a handle for a replica of a deployment (the queue "
     "max_queued_requests bounds; past it, 503)",
     "ray_serve_replica_processing_queries": "requests a replica is working on now",
+    "ray_serve_num_http_requests_total": "HTTP requests Serve's proxy answered, by status_code: those it refused before "
+    "the app (503 when the Ingress's own queue is full) included",
 }
 """Metrics of Ray Serve's own that the dashboard draws beside ours (Serve exports them)."""
 
