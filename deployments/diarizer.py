@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import numpy as np
 import ray
 from ray import serve
 
+from deployments.metrics import ServeMetrics
 from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
+from serve_app.engine.audio import SAMPLE_RATE
+from serve_app.metrics import AUDIO_SECONDS, REAL_TIME_FACTOR
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -33,7 +37,10 @@ class Diarizer:
         self.device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
         torch.set_num_threads(max(1, int(assigned.get("CPU", 1))))  # as many threads as the replica has cores
         self.trusted_repos = tuple(settings.trusted_model_repos)
-        self.load_model = multiplexed(self._load, ModelCatalogue(settings.model_dir), settings.max_loaded_models)
+        self.metrics = ServeMetrics()
+        self.load_model = multiplexed(
+            self._load, ModelCatalogue(settings.model_dir), settings.max_loaded_models, metrics=self.metrics
+        )
 
     def _load(self, model: ModelInfo):
         return self.diarization.load_pipeline(
@@ -43,8 +50,14 @@ class Diarizer:
     async def diarize(self, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
         """Who spoke when, by the pipeline the request names (its multiplexed model id, a
         `ModelInfo.version`), the speakers whose voice matches a known speaker's named after it."""
+        started = time.monotonic()
         pipeline = await requested_model(self.load_model)
-        return await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        found = await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        seconds = len(audio) / SAMPLE_RATE
+        self.metrics.record(AUDIO_SECONDS, seconds, {"task": "diarize"})
+        if seconds > 0:
+            self.metrics.record(REAL_TIME_FACTOR, (time.monotonic() - started) / seconds, {"task": "diarize"})
+        return found
 
     def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
         from serve_app.diarization.known import match_known_speakers

@@ -9,6 +9,7 @@ from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import FormData, UploadFile
 from starlette.types import ASGIApp
 
+from deployments.metrics import ServeMetrics
 from serve_app.api.app import all_routes, http_app
 from serve_app.api.audio_routes import NEEDS
 from serve_app.api.options import parse_request_options
@@ -44,6 +45,7 @@ class Ingress:
         return http_app(
             self.settings,
             all_routes(pipeline=self.pipeline, readiness=self.readiness, job_queue=self.job_queue, settings=self.settings),
+            metrics=ServeMetrics(),
         )
 
     async def transcribe(self, media: bytes, fields: dict[str, str], task: SpeechTask = "transcribe") -> dict | str:

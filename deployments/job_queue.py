@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from functools import partial
 from typing import Any
 
 from ray import serve
@@ -19,8 +20,17 @@ from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
 from ray.serve.schema import ReplicaState
 
+from deployments.metrics import ServeMetrics
 from serve_app.errors import Forbidden
-from serve_app.jobs import CallbackSettings, HandleModels, JobFolders, JobScheduler, JobStore, admit_submission
+from serve_app.jobs import (
+    CallbackSettings,
+    HandleModels,
+    JobFolders,
+    JobScheduler,
+    JobStore,
+    admit_submission,
+    deliver_pending,
+)
 from serve_app.jobs.models import download_path
 from serve_app.jobs.scheduler import decode_options
 from serve_app.models.catalogue import ModelInfo
@@ -43,6 +53,7 @@ class JobQueue:
         self.scheduler: JobScheduler | None = None
         if not self.folders.enabled:
             return
+        metrics = ServeMetrics()
         self.store = JobStore(settings.job_store_url, retention_days=settings.job_retention_days, lease_s=settings.job_lease_s)
         self.scheduler = JobScheduler(
             self.store,
@@ -58,6 +69,8 @@ class JobQueue:
             ),
             max_attempts=settings.job_max_attempts,
             replica_died=(RayActorError,),
+            deliver=partial(deliver_pending, metrics=metrics),
+            metrics=metrics,
         )
         self.scheduler.start()
 

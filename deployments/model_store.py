@@ -11,6 +11,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.metrics import ServeMetrics
 from serve_app.errors import Conflict, NotFound
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.models.downloads import DownloadManager
@@ -32,7 +33,7 @@ class ModelStore:
                 EMBEDDED_MODELS,
                 required=(settings.default_model, settings.openai_model_alias, settings.diarization_model),
             )
-        self.downloads = DownloadManager(self.catalogue)
+        self.downloads = DownloadManager(self.catalogue, metrics=ServeMetrics())
         self.leases: dict[str, tuple[str, float]] = {}
         """lease id: (model id, when it lapses on the monotonic clock)"""
 

@@ -14,12 +14,14 @@ decoding with them finishes with them.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ray import serve
 
 from serve_app.errors import NotFound
+from serve_app.metrics import MODEL_LOAD_SECONDS, MODEL_LOADS, NO_METRICS, Recorder
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 
 __all__ = ["multiplexed", "requested_model"]
@@ -28,17 +30,26 @@ Model = TypeVar("Model")
 
 
 def multiplexed(
-    load: Callable[[ModelInfo], Model], catalogue: ModelCatalogue, max_models: int
+    load: Callable[[ModelInfo], Model], catalogue: ModelCatalogue, max_models: int, *, metrics: Recorder = NO_METRICS
 ) -> Callable[[str], Awaitable[Model]]:
     """`load` (blocking: it runs in a thread), as Serve's multiplexed loader of this replica:
     called with a version, it returns the model loaded for it, loading it first if the replica
-    does not hold it. A version whose folder is gone or holds another model since is NotFound."""
+    does not hold it. A version whose folder is gone or holds another model since is NotFound.
+    Each load, and how long it took, goes to `metrics`."""
 
     def find_and_load(version: str) -> Model:
         model = catalogue.at_version(version)
         if model is None:
             raise NotFound(f"model not found: {version} was deleted or replaced")
-        return load(model)
+        started = time.monotonic()
+        try:
+            loaded = load(model)
+        except BaseException:
+            metrics.record(MODEL_LOADS, 1, {"kind": model.kind, "outcome": "failed"})
+            raise
+        metrics.record(MODEL_LOADS, 1, {"kind": model.kind, "outcome": "loaded"})
+        metrics.record(MODEL_LOAD_SECONDS, time.monotonic() - started, {"kind": model.kind})
+        return loaded
 
     async def load_version(version: str) -> Model:
         return await asyncio.to_thread(find_and_load, version)

@@ -3,6 +3,7 @@ Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 
@@ -11,10 +12,13 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.metrics import ServeMetrics
 from deployments.multiplexing import multiplexed, requested_model
+from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
+from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -49,6 +53,7 @@ class Transcriber:
             device = settings.device
         self._failures_in_a_row = 0
         self._last_failure = ""
+        self.metrics = ServeMetrics()
         self.engine = WhisperEngine(
             device=device,
             compute_type=settings.compute_type,
@@ -56,9 +61,16 @@ class Transcriber:
             workers=workers,
             beam_size=settings.beam_size,
             batch_audio_seconds=BatchConfig().batch_audio_seconds,
+            metrics=self.metrics,
         )
         self.load_model = multiplexed(
-            lambda model: self.engine.load(model.path), ModelCatalogue(settings.model_dir), settings.max_loaded_models
+            lambda model: self.engine.load(model.path),
+            ModelCatalogue(settings.model_dir),
+            settings.max_loaded_models,
+            metrics=self.metrics,
+        )
+        self.metrics.keep_recording(
+            lambda: [(WAITING_CHUNKS, self.engine.batcher.waiting_chunks), (DECODING_REQUESTS, self.engine.active_streams)]
         )
 
     def reconfigure(self, config: dict) -> None:
@@ -76,12 +88,23 @@ class Transcriber:
         """The TranscriptInfo, then each segment as its chunk decodes, in a batch with the chunks
         of the other requests in flight for the same model and options. The model is the one
         the request names, as `transcribe`. Async, so that Serve cancels it when the caller
-        goes away, which drops the chunks not decoding yet."""
+        goes away, which drops the chunks not decoding yet. A request decoded to its end is
+        counted in the metrics: its audio, its real-time factor, its time to first segment."""
+        started = time.monotonic()
+        first_segment = True
         with self._watched():
             whisper = await requested_model(self.load_model)
             async with aclosing(self.engine.astream(audio, whisper, options)) as events:
                 async for event in events:
+                    if first_segment and isinstance(event, Segment):
+                        first_segment = False
+                        self.metrics.record(TIME_TO_FIRST_SEGMENT, time.monotonic() - started)
                     yield event
+        seconds = len(audio) / SAMPLE_RATE
+        task = {"task": options.task}
+        self.metrics.record(AUDIO_SECONDS, seconds, task)
+        if seconds > 0:
+            self.metrics.record(REAL_TIME_FACTOR, (time.monotonic() - started) / seconds, task)
 
     @contextmanager
     def _watched(self) -> Iterator[None]:

@@ -81,6 +81,12 @@ class LocalService:
         status = serve.status().applications.get(APP_NAME)
         raise RuntimeError(f"the service did not become healthy in {timeout:.0f}s: {last}; serve status: {status}")
 
+    @property
+    def metrics_url(self) -> str:
+        """Where Ray's Prometheus endpoint of this host's node serves every process's metrics."""
+        node = next(node for node in ray.nodes() if node["Alive"])
+        return f"http://127.0.0.1:{node['MetricsExportPort']}/metrics"
+
     def stop(self) -> None:
         serve.shutdown()
         ray.shutdown()

@@ -4,6 +4,8 @@ deployment handles, reached through httpx's ASGITransport."""
 from __future__ import annotations
 
 import inspect
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,8 @@ import httpx
 
 from deployments.model_store import ModelStore
 from serve_app.api.app import all_routes, http_app
+from serve_app.errors import NotFound
+from serve_app.metrics import Metric
 from serve_app.models.catalogue import ModelInfo
 from serve_app.pipeline import Pipeline
 from serve_app.settings import AppSettings
@@ -63,9 +67,34 @@ class Jobs:
     def stats(self) -> dict[str, int]:
         return {"Queued": len(self.submitted), "Running": 0, "Processed": 0}
 
+    def get(self, job_id: str) -> dict[str, Any]:
+        raise NotFound(f"no job {job_id}")
+
+
+class RecordedMetrics:
+    """A serve_app.metrics.Recorder that keeps what it is given, for the fast lane (the slow
+    lane scrapes the real thing: tests/test_metrics_service.py)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, float, dict[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def record(self, metric: Metric, value: float = 1.0, tags: Mapping[str, str] | None = None) -> None:
+        assert set(tags or {}) == set(metric.tags), f"{metric.name} is tagged {metric.tags}, not {sorted(tags or {})}"
+        with self._lock:
+            self.records.append((metric.name, value, dict(tags or {})))
+
+    def values(self, metric: Metric) -> list[float]:
+        with self._lock:
+            return [value for name, value, _ in self.records if name == metric.name]
+
+    def tagged(self, metric: Metric) -> list[dict[str, str]]:
+        with self._lock:
+            return [tags for name, _, tags in self.records if name == metric.name]
+
 
 class InProcess:
-    """The app as a client sees it, with its model folder and its job queue to look into."""
+    """The app as a client sees it, with its model folder, its job queue and its metrics to look into."""
 
     def __init__(self, tmp_path: Path, **args: Any) -> None:
         self.settings = AppSettings.model_validate(
@@ -76,7 +105,8 @@ class InProcess:
         self.jobs = Jobs()
         pipeline = Pipeline.from_settings(self.settings, model_store=FakeHandle(self.models), transcriber=None)
         routes = all_routes(pipeline=pipeline, readiness=Ready(), job_queue=FakeHandle(self.jobs))
-        self.app = http_app(self.settings, routes)
+        self.metrics = RecordedMetrics()
+        self.app = http_app(self.settings, routes, metrics=self.metrics)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://whisper.test", **kwargs)

@@ -10,8 +10,10 @@ import threading
 from concurrent.futures import CancelledError
 
 import pytest
+from fakes import RecordedMetrics
 
 from serve_app.engine.batcher import Batcher
+from serve_app.metrics import BATCHED_AUDIO_SECONDS, BATCHED_CHUNKS, BATCHES
 
 
 class Recorder:
@@ -165,3 +167,20 @@ def test_a_cancelled_job_takes_no_more_chunks(recorder: Recorder) -> None:
     batching.extend(job, ["rest"], [30])
     assert len(job.futures) == 1
     assert all("rest" not in items for _, items in recorder.batches)
+
+
+def test_each_batch_its_chunks_and_seconds_are_counted_and_the_chunks_waiting_can_be_read(recorder: Recorder) -> None:
+    metrics = RecordedMetrics()
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, metrics=metrics)
+    hold_the_worker(recorder, batching)
+    first = batching.submit("en", ["a0"], [20.0])
+    second = batching.submit("en", ["b0", "b1"], [25.5, 4.0])
+    assert batching.waiting_chunks == 3
+    recorder.gate.set()
+    for future in (*first.futures, *second.futures):
+        future.result(timeout=30)
+    assert batching.waiting_chunks == 0
+    # The held chunk alone; then a0 and b0, b1's turn coming once b0 has decoded (the ramp).
+    assert metrics.values(BATCHES) == [1, 1, 1]
+    assert metrics.values(BATCHED_CHUNKS) == [1, 2, 1]
+    assert metrics.values(BATCHED_AUDIO_SECONDS) == [30, 45.5, 4.0]

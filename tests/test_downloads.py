@@ -9,12 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fakes import RecordedMetrics
 from faster_whisper import WhisperModel, decode_audio
-from hub_server import PIPELINE, TINY_EN, HubServer, pipeline_repo, use_local_hub_only, whisper_repo
+from hub_server import PIPELINE, TINY_EN, TOKEN, HubServer, pipeline_repo, use_local_hub_only, whisper_repo
 from huggingface_hub import constants
 from media import SAMPLE_WAV
 
 from serve_app.errors import BadGateway, BadRequest, NotFound, Unauthorized
+from serve_app.metrics import MODEL_DOWNLOADS
 from serve_app.models.catalogue import METADATA_FILE, ModelCatalogue
 from serve_app.models.downloads import Download, DownloadManager
 from serve_app.models.embedded import EMBEDDED_MODELS
@@ -162,3 +164,13 @@ def test_a_present_model_needs_no_hub(
         present = manager.ensure(name)
         assert not present.created and present.done() and present.result() == tiny
     assert server.requests == []
+
+
+def test_each_download_that_ends_goes_to_the_metrics_with_its_outcome(catalogue: ModelCatalogue, server: HubServer) -> None:
+    metrics = RecordedMetrics()
+    manager = DownloadManager(catalogue, endpoint=server.url, token=TOKEN, metrics=metrics)
+    with pytest.raises(NotFound):
+        manager.ensure("acme/no-such-model").result(timeout=60)
+    assert manager.ensure(PIPELINE).result(timeout=120).kind == "diarization"
+    assert not manager.ensure(PIPELINE).created  # present: nothing downloaded, nothing counted
+    assert [tags["outcome"] for tags in metrics.tagged(MODEL_DOWNLOADS)] == ["failed", "downloaded"]

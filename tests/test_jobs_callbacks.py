@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from fakes import RecordedMetrics
 from receiver import Receiver
 
 from serve_app.errors import BadRequest, Forbidden
@@ -24,6 +25,7 @@ from serve_app.jobs import (
     sign,
     verify_signature,
 )
+from serve_app.metrics import CALLBACKS
 
 SECRET = "s3cret-shared-with-the-receiver"
 LOCAL = ["127.0.0.1"]
@@ -219,3 +221,19 @@ def test_a_refused_pending_callback_is_over_at_once(receiver: Receiver, tmp_path
         assert deliver_pending(pending, QUICK, store).final
         assert store.pending_callbacks() == []
         assert store.get(job.id).to_json()["callback_error"] == "the receiver answered 404"
+
+
+def test_each_try_of_a_pending_callback_goes_to_the_metrics_with_its_outcome(receiver: Receiver, tmp_path: Path) -> None:
+    receiver.statuses = [500, 500, 500, 200]
+    settings = CallbackSettings(allowed_hosts=LOCAL, tries=2, backoff=0)
+    metrics = RecordedMetrics()
+    with JobStore(tmp_path) as store:
+        for name in ("given-up", "delivered"):
+            job = store.submit(Job(path=f"/data/{name}.wav", output_path="/data/out", model="tiny.en", callback=receiver.url))
+            store.claim_next()
+            store.complete(job.id, "Hello there.", [], 1.0)
+            for _ in range(2):
+                (pending,) = store.claim_callbacks(1, hold_s=60)
+                deliver_pending(pending, settings, store, metrics=metrics)
+    outcomes = [tags["outcome"] for tags in metrics.tagged(CALLBACKS)]
+    assert outcomes == ["retrying", "undelivered", "retrying", "delivered"]

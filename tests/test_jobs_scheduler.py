@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
+from fakes import RecordedMetrics
 from receiver import Receiver
 
 from serve_app.errors import BadGateway, BadRequest
@@ -29,6 +30,7 @@ from serve_app.jobs import (
     verify_signature,
 )
 from serve_app.jobs.scheduler import REPLICA_DIED
+from serve_app.metrics import JOBS_FINISHED, JOBS_QUEUED, JOBS_RUNNING, OLDEST_QUEUED_JOB_AGE
 from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Segment, TranscriptInfo
@@ -459,3 +461,28 @@ def test_the_scheduler_and_the_job_core_import_without_ray() -> None:
         check=True,
     )
     assert json.loads(result.stdout) == []
+
+
+def test_the_queue_depth_its_oldest_job_and_how_runs_ended_go_to_the_metrics(setup: Setup) -> None:
+    setup.job("done.wav")
+    setup.job("waits.wav")
+    setup.job("broken.wav")
+    setup.pipeline.fail = {"broken.wav": BadRequest("file has no audio stream")}
+    metrics = RecordedMetrics()
+
+    async def test() -> None:
+        scheduler = setup.scheduler(metrics=metrics)
+        scheduler.start()
+        await until(lambda: "done.wav" in setup.pipeline.started, "the first job started")
+        # Read at the loop's first turn: one running, two waiting since their submission.
+        await until(lambda: bool(metrics.values(JOBS_QUEUED)), "the depth recorded")
+        assert (metrics.values(JOBS_QUEUED)[0], metrics.values(JOBS_RUNNING)[0]) == (2, 1)
+        assert metrics.values(OLDEST_QUEUED_JOB_AGE)[0] >= 0
+        for name in ("done.wav", "waits.wav"):
+            await until(lambda name=name: name in setup.pipeline.started, f"{name} started")
+            setup.pipeline.finish(name)
+        await until(lambda: len(metrics.values(JOBS_FINISHED)) == 3, "three runs ended")
+        await scheduler.stop()
+
+    run(test)
+    assert sorted(tags["status"] for tags in metrics.tagged(JOBS_FINISHED)) == ["COMPLETED", "COMPLETED", "FAILED"]

@@ -15,7 +15,7 @@ import pytest
 from serve_app.errors import Conflict, NotFound
 from serve_app.jobs import DEFAULT_PRIORITY, Job, JobStatus, JobStore, Recovery, callback_body
 from serve_app.jobs.models import DOWNLOADING, TRANSCRIBING
-from serve_app.jobs.store import SCHEMA_VERSION, sqlite_url
+from serve_app.jobs.store import SCHEMA_VERSION, Backlog, sqlite_url
 
 
 class Clock:
@@ -757,3 +757,13 @@ def test_a_purged_job_takes_its_pending_callback_with_it(store: JobStore, clock:
     clock.now += 8 * 86400
     assert store.purge_expired() == 1
     assert store.pending_callbacks() == []
+
+
+def test_the_backlog_counts_queued_and_running_jobs_and_ages_the_oldest_queued(store: JobStore, clock: Clock) -> None:
+    assert store.backlog() == Backlog(queued=0, running=0, oldest_queued_s=0.0)
+    first, second = submit(store, "a", "b")
+    clock.now = first.created_at + 99  # the clock moves a second a reading
+    assert store.backlog() == Backlog(queued=2, running=0, oldest_queued_s=100.0)
+    claim(store)  # the first
+    clock.now = second.created_at + 49
+    assert store.backlog() == Backlog(queued=1, running=1, oldest_queued_s=50.0)

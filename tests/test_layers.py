@@ -17,6 +17,7 @@ SHARED = {
     "serve_app.formats",
     "serve_app.languages",
     "serve_app.options",
+    "serve_app.metrics",
 }
 LIBRARY = ("serve_app.engine", "serve_app.diarization", "serve_app.models", "serve_app.jobs")
 ABOVE_THE_LIBRARY = ("serve_app.api", "serve_app.batch", "serve_app.pipeline", "serve_app.client", "serve_app.local")
@@ -64,5 +65,5 @@ def test_imports_run_one_way(module: str) -> None:
 
 def test_every_deployment_has_its_own_file_and_the_graph_is_built_there() -> None:
     files = {path.stem for path in (ROOT / "deployments").glob("*.py")} - {"__init__"}
-    assert files == {"app", "ingress", "transcriber", "diarizer", "model_store", "job_queue", "multiplexing"}
+    assert files == {"app", "ingress", "transcriber", "diarizer", "model_store", "job_queue", "multiplexing", "metrics"}
     assert "serve.deployment" not in "".join(path.read_text() for path in (ROOT / "serve_app").rglob("*.py"))

@@ -1,5 +1,6 @@
 """scripts/ray-local, the Ray that scripts/serve starts: a client without the user's token is
-refused, and stopping it stops that Ray's processes (issue 13, Ray's own ports)."""
+refused, its Prometheus metrics are on the port WHISPER_SERVE_METRICS_PORT names, and
+stopping it stops that Ray's processes (issue 13, Ray's own ports)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
+
+from serve_app.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CONNECT = "import sys, ray; ray.init(address=sys.argv[1], log_to_driver=False); print(int(ray.cluster_resources()['CPU']))"
@@ -23,11 +28,32 @@ def connect(address: str, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", CONNECT, address], env=environment, capture_output=True, text=True, timeout=120)
 
 
+def scrape(url: str, *, within_s: float = 120) -> str:
+    """The metrics page, once Ray's agent serves it (it starts after Ray takes drivers)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return httpx.get(url, timeout=10).text
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(tmp_path: Path) -> None:
-    started = subprocess.run([ROOT / "scripts" / "ray-local"], capture_output=True, text=True, timeout=180, check=True)
+    metrics_port = free_port()
+    started = subprocess.run(
+        [ROOT / "scripts" / "ray-local"],
+        env=os.environ | {"WHISPER_SERVE_METRICS_PORT": str(metrics_port)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
     address, pid = started.stdout.split()
     ray_start = psutil.Process(int(pid))
     try:
+        assert "ray_" in scrape(f"http://127.0.0.1:{metrics_port}/metrics"), "no metrics on WHISPER_SERVE_METRICS_PORT"
         owner = connect(address)
         assert owner.returncode == 0, owner.stderr[-2000:]
         assert int(owner.stdout.split()[-1]) >= 1

@@ -19,6 +19,8 @@ from serve_app.api.openapi import openapi_document
 from serve_app.api.page import page_routes
 from serve_app.api.readiness import Readiness
 from serve_app.api.realtime import RealtimeRoutes, ServiceDecoder
+from serve_app.api.request_metrics import RequestMetrics
+from serve_app.metrics import NO_METRICS, Recorder
 from serve_app.pipeline import Pipeline
 from serve_app.settings import AppSettings
 
@@ -42,9 +44,10 @@ def all_routes(
     ]
 
 
-def http_app(settings: AppSettings, routes: list[BaseRoute]) -> ASGIApp:
-    """The routes behind the edge's checks, outermost first: the /api/v1 alias of /v1, CORS, the
-    net for our bugs, the origin of changes, API keys, and the body's size and pace."""
+def http_app(settings: AppSettings, routes: list[BaseRoute], *, metrics: Recorder = NO_METRICS) -> ASGIApp:
+    """The routes behind the edge's checks, outermost first: the /api/v1 alias of /v1, the
+    requests counted in `metrics`, CORS, the net for our bugs, the origin of changes, API keys,
+    and the body's size and pace."""
     middleware = [
         Middleware(CatchAll),
         Middleware(OriginCheck, allowed=settings.cors_origins),
@@ -66,6 +69,8 @@ def http_app(settings: AppSettings, routes: list[BaseRoute]) -> ASGIApp:
                 allow_headers=["Authorization", "Content-Type", "Accept"],
             ),
         )
+    # Outside every check, so that their refusals are counted too.
+    middleware.insert(0, Middleware(RequestMetrics, routes=routes, metrics=metrics))
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS)
     # Outermost: every layer sees a request under /api/v1 as the /v1 one it stands for.
     return KeepOurErrorAnswers(ApiAlias(app))

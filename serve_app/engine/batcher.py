@@ -30,6 +30,8 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
+from serve_app.metrics import BATCHED_AUDIO_SECONDS, BATCHED_CHUNKS, BATCHES, NO_METRICS, Recorder
+
 __all__ = ["Batcher", "Job"]
 
 Item = TypeVar("Item")
@@ -49,7 +51,8 @@ class Job(Generic[Item]):
 
 
 class Batcher(Generic[Item]):
-    """Worker threads that decode batches of waiting chunks with `decode(key, items)`."""
+    """Worker threads that decode batches of waiting chunks with `decode(key, items)`; each
+    batch, its chunks and its audio seconds are counted in `metrics`."""
 
     def __init__(
         self,
@@ -58,9 +61,11 @@ class Batcher(Generic[Item]):
         workers: int,
         max_batch_seconds: float,
         name: str = "batcher",
+        metrics: Recorder = NO_METRICS,
     ) -> None:
         self._decode = decode
         self.max_batch_seconds = max_batch_seconds
+        self._metrics = metrics
         self._changed = threading.Condition()
         self._waiting: list[Job[Item]] = []  # jobs with chunks not yet taken, oldest first
         self._closed = False
@@ -110,6 +115,12 @@ class Batcher(Generic[Item]):
         for job in waiting:
             self.cancel(job)
 
+    @property
+    def waiting_chunks(self) -> int:
+        """Chunks no worker has taken yet."""
+        with self._changed:
+            return sum(len(job.items) - job.taken for job in self._waiting)
+
     def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
         """Take the next batch off the waiting jobs; the caller holds the lock."""
         key = self._waiting[0].key
@@ -146,6 +157,7 @@ class Batcher(Generic[Item]):
 
     def _run(self, key: Hashable, batch: list[tuple[Job[Item], int]]) -> None:
         items = [job.items[index] for job, index in batch]
+        seconds = sum(job.seconds[index] for job, index in batch)
         for job, index in batch:
             job.items[index] = None  # the audio goes as soon as its batch is done
         try:
@@ -157,5 +169,8 @@ class Batcher(Generic[Item]):
         with self._changed:
             self.batches += 1
             self.chunks += len(batch)
+        self._metrics.record(BATCHES)
+        self._metrics.record(BATCHED_CHUNKS, len(batch))
+        self._metrics.record(BATCHED_AUDIO_SECONDS, seconds)
         for (job, index), result in zip(batch, results, strict=True):
             job.futures[index].set_result(result)

@@ -36,6 +36,7 @@ from serve_app.engine.decoding import (
     to_segment,
 )
 from serve_app.errors import NotFound
+from serve_app.metrics import NO_METRICS, Recorder
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
@@ -130,7 +131,7 @@ def _seconds(cut: Cut) -> list[float]:
 
 class WhisperEngine:
     """Loads models and transcribes with them: `workers` batches decode at the same time, each
-    on `cpu_threads` threads (serve_app/engine/budget.py)."""
+    on `cpu_threads` threads (serve_app/engine/budget.py). Its batches are counted in `metrics`."""
 
     def __init__(
         self,
@@ -141,6 +142,7 @@ class WhisperEngine:
         workers: int = 1,
         beam_size: int = 5,
         batch_audio_seconds: float = 240,
+        metrics: Recorder = NO_METRICS,
     ) -> None:
         self.device = device
         self.compute_type = compute_type if compute_type != "auto" else ("float16" if device == "cuda" else "int8")
@@ -151,7 +153,7 @@ class WhisperEngine:
         self.active_streams = 0
         self.segments_decoded = 0
         self.batcher: Batcher[Chunk] = Batcher(
-            self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch"
+            self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch", metrics=metrics
         )
 
     def load(self, path: str) -> WhisperModel:

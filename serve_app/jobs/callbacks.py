@@ -42,6 +42,7 @@ from serve_app.errors import Forbidden
 from serve_app.jobs.job import Job, callback_body
 from serve_app.jobs.store import JobStore, PendingCallback
 from serve_app.jobs.targets import Resolver, callback_client, check_callback
+from serve_app.metrics import CALLBACKS, NO_METRICS, Recorder
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -210,21 +211,25 @@ def deliver_pending(
     *,
     post: Callable[..., Attempt] = post_callback,
     resolve: Resolver | None = None,
+    metrics: Recorder = NO_METRICS,
 ) -> Attempt:
     """Make the next try of a pending callback and record it in `store` (callback_tried): over
     when delivered, refused, or the `tries` are spent (the job's `callback_error` says why),
     else due again after `backoff`. Tries already made count against `settings.tries` as it is
-    now. `post` stands in for post_callback. Blocking; never raises but for the store's errors
-    (the try stays pending, and is taken again once its hold lapses)."""
+    now. `post` stands in for post_callback. Each try's outcome (delivered, retrying,
+    undelivered) goes to `metrics`. Blocking; never raises but for the store's errors (the try
+    stays pending, and is taken again once its hold lapses)."""
     attempt = post(pending.url, pending.body, settings, resolve=resolve)
     tries = pending.tries + 1
     if not attempt.delivered and not attempt.final and tries < settings.tries:
         logger.info("job %s: callback try %d failed (%s); trying again", pending.job_id, tries, attempt.reason)
+        metrics.record(CALLBACKS, 1, {"outcome": "retrying"})
         store.callback_tried(pending.job_id, error=attempt.reason, retry_in=backoff(settings, tries))
         return attempt
     if not attempt.delivered:
         logger.warning(
             "job %s: callback to %s not delivered after %d tries: %s", pending.job_id, pending.url, tries, attempt.reason
         )
+    metrics.record(CALLBACKS, 1, {"outcome": "delivered" if attempt.delivered else "undelivered"})
     store.callback_tried(pending.job_id, error="" if attempt.delivered else attempt.reason)
     return attempt

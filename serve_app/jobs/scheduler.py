@@ -36,6 +36,15 @@ from serve_app.jobs.models import DOWNLOADING, TRANSCRIBING, JobModels, download
 from serve_app.jobs.outputs import write_outputs
 from serve_app.jobs.paths import JobFolders
 from serve_app.jobs.store import JobStore, PendingCallback, Recovery
+from serve_app.metrics import (
+    GAUGE_EVERY_S,
+    JOBS_FINISHED,
+    JOBS_QUEUED,
+    JOBS_RUNNING,
+    NO_METRICS,
+    OLDEST_QUEUED_JOB_AGE,
+    Recorder,
+)
 from serve_app.models.catalogue import ModelInfo
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript, TranscriptInfo
@@ -66,7 +75,8 @@ class JobScheduler:
     how many jobs may hold a slot at once. `replica_died`: the exceptions that mean the work
     was lost rather than refused (the job goes back to the queue, up to `max_attempts` tries).
     `deliver` makes one try of a pending callback and records it (deliver_pending; tests pass
-    a stand-in). `poll_s`: how often the loops look without being woken.
+    a stand-in). `poll_s`: how often the loops look without being woken. `metrics` gets the
+    queue's depth and its oldest job's age, and how each run ended.
     """
 
     def __init__(
@@ -82,6 +92,7 @@ class JobScheduler:
         replica_died: tuple[type[BaseException], ...] = (),
         deliver: Callable[[PendingCallback, CallbackSettings, JobStore], Any] = deliver_pending,
         poll_s: float = 1.0,
+        metrics: Recorder = NO_METRICS,
     ) -> None:
         self.store = store
         self.pipeline = pipeline
@@ -93,6 +104,8 @@ class JobScheduler:
         self.replica_died = replica_died
         self.deliver = deliver
         self.poll_s = poll_s
+        self.metrics = metrics
+        self._backlog_at = -float("inf")
         # A try of a callback is held this long: past it, the sender is taken for dead.
         self.callback_hold_s = 4 * callbacks.timeout + 60
         self._wake = asyncio.Event()
@@ -176,8 +189,25 @@ class JobScheduler:
                         self._callbacks_due.set()
             except Exception:
                 logger.exception("the job queue could not take the next job")
+            await self._report_backlog()
             self._wake.clear()
             await _wait(self._wake, self.poll_s)
+
+    async def _report_backlog(self) -> None:
+        """The queue's depth and its oldest job's age to the metrics, every GAUGE_EVERY_S (the
+        claim loop turns at least every `poll_s`)."""
+        now = time.monotonic()
+        if now - self._backlog_at < GAUGE_EVERY_S:
+            return
+        self._backlog_at = now
+        try:
+            backlog = await asyncio.to_thread(self.store.backlog)
+        except Exception:
+            logger.exception("the job queue could not read its depth for the metrics")
+            return
+        self.metrics.record(JOBS_QUEUED, backlog.queued)
+        self.metrics.record(JOBS_RUNNING, backlog.running)
+        self.metrics.record(OLDEST_QUEUED_JOB_AGE, backlog.oldest_queued_s)
 
     def _ended(self, task: asyncio.Task) -> None:
         self._jobs.discard(task)
@@ -221,8 +251,10 @@ class JobScheduler:
                 logger.exception("job %s failed", job.id)
             finished = await asyncio.to_thread(store.fail, job.id, reason, time.monotonic() - started, attempt=job.attempts)
         self.wake()
-        if finished is not None and finished.callback:
-            self._callbacks_due.set()
+        if finished is not None:
+            self.metrics.record(JOBS_FINISHED, 1, {"status": str(finished.status)})
+            if finished.callback:
+                self._callbacks_due.set()
 
     async def model(self, job: Job) -> ModelInfo:
         """The job's model: in the folder, or downloaded now, without a slot meanwhile."""

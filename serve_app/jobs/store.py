@@ -70,6 +70,7 @@ __all__ = [
     "FINISHED_IN_LISTING",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Backlog",
     "JobStore",
     "PendingCallback",
     "Recovery",
@@ -191,6 +192,16 @@ class Recovery:
 
     requeued: list[Job] = field(default_factory=list)
     failed: list[Job] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """The queue as the metrics show it: jobs waiting and running, and the age of the oldest
+    job still waiting (0 when none waits)."""
+
+    queued: int
+    running: int
+    oldest_queued_s: float
 
 
 # The two dialects. Statements are written once, with `:name` parameters; each backend runs
@@ -778,6 +789,21 @@ class JobStore:
             ).fetchone()
             processed = db.execute("SELECT value FROM counters WHERE name = 'processed'").fetchone()
         return {"Queued": int(counts["queued"]), "Running": int(counts["running"]), "Processed": int(processed["value"])}
+
+    def backlog(self) -> Backlog:
+        """Jobs queued and running, and how long ago the oldest queued one was submitted."""
+        with self._transaction(write=False) as db:
+            rows = db.execute(
+                "SELECT status, COUNT(*) AS jobs, MIN(created_at) AS oldest FROM jobs"
+                " WHERE status IN ('QUEUED', 'RUNNING') GROUP BY status"
+            ).fetchall()
+        found = {row["status"]: row for row in rows}
+        queued, running = found.get("QUEUED"), found.get("RUNNING")
+        return Backlog(
+            queued=int(queued["jobs"]) if queued else 0,
+            running=int(running["jobs"]) if running else 0,
+            oldest_queued_s=max(0.0, self._clock() - float(queued["oldest"])) if queued else 0.0,
+        )
 
     def purge_expired(self) -> int:
         """Drop the jobs that finished more than `retention_days` ago; how many were dropped."""

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 from serve_app.errors import ServiceError
+from serve_app.metrics import MODEL_DOWNLOADS, NO_METRICS, Recorder
 from serve_app.models import hub
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.models.hub import HubSource
@@ -78,13 +79,21 @@ class DownloadManager:
     """Starts at most one download per model id and keeps the ones in flight, thread-safely.
 
     `endpoint` and `token` override HF_ENDPOINT and HF_TOKEN (None: those, as huggingface_hub
-    reads them).
+    reads them). Each download that ends, downloaded or failed, goes to `metrics`.
     """
 
-    def __init__(self, catalogue: ModelCatalogue, *, endpoint: str | None = None, token: str | None = None) -> None:
+    def __init__(
+        self,
+        catalogue: ModelCatalogue,
+        *,
+        endpoint: str | None = None,
+        token: str | None = None,
+        metrics: Recorder = NO_METRICS,
+    ) -> None:
         self.catalogue = catalogue
         self.endpoint = endpoint
         self.token = token
+        self.metrics = metrics
         self._lock = threading.Lock()
         self._running: dict[str, Download] = {}
 
@@ -140,6 +149,8 @@ class DownloadManager:
             with self._lock:
                 self._running.pop(source.model_id, None)
         if isinstance(outcome, ServiceError):
+            self.metrics.record(MODEL_DOWNLOADS, 1, {"outcome": "failed"})
             download.future.set_exception(outcome)
         else:
+            self.metrics.record(MODEL_DOWNLOADS, 1, {"outcome": "downloaded"})
             download.future.set_result(outcome)
