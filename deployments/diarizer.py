@@ -12,6 +12,7 @@ from ray import serve
 
 from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
+from serve_app.memory import keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -22,6 +23,7 @@ class Diarizer:
     def __init__(self, settings: AppSettings) -> None:
         # pyannote sends usage telemetry unless told not to, and reads this when imported.
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+        keep_heap_small()
         # torch and pyannote load here, in the Diarizer's replicas only, not in every process
         # that imports the application graph.
         import torch
@@ -44,7 +46,10 @@ class Diarizer:
         """Who spoke when, by the pipeline the request names (its multiplexed model id, a
         `ModelInfo.version`), the speakers whose voice matches a known speaker's named after it."""
         pipeline = await requested_model(self.load_model)
-        return await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        try:
+            return await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        finally:
+            await asyncio.to_thread(release_memory)
 
     def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
         from serve_app.diarization.known import match_known_speakers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import FormData, UploadFile
@@ -35,7 +36,9 @@ class Ingress:
         job_queue: DeploymentHandle,
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer)
+        self.pipeline = Pipeline.from_settings(
+            settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, share_audio=ray.put
+        )
         self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name
         self.readiness = Readiness(app_name)

@@ -14,6 +14,7 @@ import asyncio
 import os
 from typing import Any
 
+import ray
 from ray import serve
 from ray.exceptions import RayActorError
 from ray.serve.handle import DeploymentHandle
@@ -37,7 +38,7 @@ class JobQueue:
         self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
+        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber, share_audio=ray.put)
         self.folders = JobFolders(settings.job_media_folders, settings.job_output_folders)
         self.store: JobStore | None = None
         self.scheduler: JobScheduler | None = None

@@ -3,6 +3,7 @@ Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 
@@ -15,6 +16,7 @@ from deployments.multiplexing import multiplexed, requested_model
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
+from serve_app.memory import keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -45,6 +47,7 @@ def replica_budget() -> tuple[str, int, int]:
 class Transcriber:
     def __init__(self, settings: AppSettings) -> None:
         device, workers, cpu_threads = replica_budget()
+        keep_heap_small()
         if settings.device != "auto":
             device = settings.device
         self._failures_in_a_row = 0
@@ -77,11 +80,16 @@ class Transcriber:
         of the other requests in flight for the same model and options. The model is the one
         the request names, as `transcribe`. Async, so that Serve cancels it when the caller
         goes away, which drops the chunks not decoding yet."""
-        with self._watched():
-            whisper = await requested_model(self.load_model)
-            async with aclosing(self.engine.astream(audio, whisper, options)) as events:
-                async for event in events:
-                    yield event
+        try:
+            with self._watched():
+                whisper = await requested_model(self.load_model)
+                async with aclosing(self.engine.astream(audio, whisper, options)) as events:
+                    async for event in events:
+                        yield event
+        finally:
+            if self.engine.active_streams == 0:
+                # In the background: the stream's end is not held up by it.
+                asyncio.get_running_loop().run_in_executor(None, release_memory)
 
     @contextmanager
     def _watched(self) -> Iterator[None]:
