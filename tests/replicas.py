@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import ray
 from ray.util.state import list_actors
 
 MiB = 1024 * 1024
 
 
 def replica_pids(deployment: str, *, app: str = "whisper") -> list[int]:
-    """The process ids of the deployment's live replicas (the Ray of this process)."""
-    actors = list_actors(filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"), ("state", "=", "ALIVE")])
+    """The process ids of the deployment's live replicas (the Ray of this process: others may run
+    on the same host)."""
+    actors = list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", f"ServeReplica:{app}:{deployment}"), ("state", "=", "ALIVE")],
+    )
     return sorted(actor.pid for actor in actors)
 
 

@@ -37,6 +37,7 @@ from pyannote.core import Annotation
 
 from serve_app.diarization.campplus import CAMPPlusEmbedding
 from serve_app.diarization.checkpoints import load_model, refusal, trusts
+from serve_app.diarization.clustering import bound_clustering
 from serve_app.diarization.speakers import Diarization, SpeakerTurn
 from serve_app.diarization.strided import StridedSpeakerDiarization
 from serve_app.engine.audio import SAMPLE_RATE
@@ -130,6 +131,7 @@ def load_pipeline(
     # it, a short clip (the sample call's first 12 s: three chunks) puts both of a chunk's
     # speakers in the cluster nearest to each, and its second speaker is lost even with num_speakers=2.
     pipeline.clustering.constrained_assignment = True
+    bound_clustering(pipeline.clustering)
     return pipeline.to(torch.device(device))
 
 
