@@ -33,6 +33,10 @@ __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "
 
 CHUNK_SECONDS = 30
 HEAD_SECONDS = 60
+VAD_PIECE_SAMPLES = 10_000 * 512
+"""The rest of a file is cut in pieces of this many samples (320 s), the batch of windows
+faster-whisper's Silero VAD runs at once: the VAD copies what it is given (twice, and more
+while it runs), so a whole hour given at once would cost about a gigabyte."""
 GAP_SAMPLES = SAMPLE_RATE // 100
 """A removed silence shorter than this (10 ms) is no gap: the VAD splits a pause too short to
 remove between its neighbours, and an odd sample can fall between the halves."""
@@ -191,8 +195,23 @@ def _first_chunk_apart(audio: np.ndarray, speech: list[dict]) -> Cut:
 
 def cut_rest(audio: np.ndarray, start: int, offset: float) -> Cut:
     """The speech from sample `start` on, in chunks whose speech-clock offsets follow `offset`
-    (the seconds of speech before it)."""
-    return _chunks(audio, _speech(audio, start), offset)
+    (the seconds of speech before it). The VAD hears it VAD_PIECE_SAMPLES at a time, each piece
+    but the last ending where its last speech region starts, as the head does, so that no
+    region is cut in two."""
+    speech: list[dict] = []
+    while start < len(audio):
+        end = start + VAD_PIECE_SAMPLES
+        found = _speech(audio[:end], start)
+        if end >= len(audio):
+            speech += found
+            break
+        if len(found) >= 2 or (found and found[0]["start"] > start):
+            speech += found[:-1]
+            start = found[-1]["start"]
+        else:  # silence, or a region at the piece's start and silence after it
+            speech += found
+            start = end
+    return _chunks(audio, speech, offset)
 
 
 def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
