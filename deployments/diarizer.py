@@ -12,7 +12,7 @@ from ray import serve
 
 from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
-from serve_app.memory import keep_heap_small, release_memory
+from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -49,6 +49,7 @@ class Diarizer:
         try:
             return await asyncio.to_thread(self._diarize, pipeline, audio, options)
         finally:
+            forget_shared_pages(audio)
             await asyncio.to_thread(release_memory)
 
     def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import ray
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.datastructures import FormData, UploadFile
@@ -17,7 +16,7 @@ from serve_app.api.readiness import Readiness
 from serve_app.errors import BadRequest
 from serve_app.formats import render
 from serve_app.options import SpeechTask
-from serve_app.pipeline import Pipeline
+from serve_app.pipeline import Pipeline, put_audio
 from serve_app.settings import AppSettings
 
 __all__ = ["Ingress"]
@@ -37,7 +36,7 @@ class Ingress:
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline.from_settings(
-            settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, share_audio=ray.put
+            settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, share_audio=put_audio
         )
         self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name

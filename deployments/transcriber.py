@@ -16,7 +16,7 @@ from deployments.multiplexing import multiplexed, requested_model
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
-from serve_app.memory import keep_heap_small, release_memory
+from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -87,6 +87,7 @@ class Transcriber:
                     async for event in events:
                         yield event
         finally:
+            forget_shared_pages(audio)
             if self.engine.active_streams == 0:
                 # In the background: the stream's end is not held up by it.
                 asyncio.get_running_loop().run_in_executor(None, release_memory)

@@ -14,18 +14,20 @@ from functools import partial
 from typing import Any, BinaryIO, cast
 
 import numpy as np
+import ray
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from serve_app.diarization.speakers import Diarization, SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
 from serve_app.errors import BadRequest, GatewayTimeout, NotFound
+from serve_app.memory import forget_shared_pages
 from serve_app.models.catalogue import ModelInfo
 from serve_app.models.ids import WHISPER_1
 from serve_app.options import DecodeOptions, SpeakerOptions
 from serve_app.settings import AppSettings
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
-__all__ = ["Pipeline", "Prepared", "check_model_fits"]
+__all__ = ["Pipeline", "Prepared", "check_model_fits", "put_audio"]
 
 LEASE_MARGIN_S = 60.0
 """How long past the request timeout a model stays protected from deletion if its lease is
@@ -42,6 +44,14 @@ class Prepared:
     audio: Any
     model: ModelInfo
     lease: str
+
+
+def put_audio(audio: np.ndarray) -> ray.ObjectRef:
+    """The deployments' `share_audio`: `audio` put in Ray's object store, and the pages this
+    process wrote there dropped from its resident memory (serve_app/memory.py)."""
+    reference = ray.put(audio)
+    forget_shared_pages(ray.get(reference))
+    return reference
 
 
 def check_model_fits(model: ModelInfo, options: DecodeOptions) -> None:

@@ -4,15 +4,20 @@ replicas of the service after diarizing a long file."""
 from __future__ import annotations
 
 import json
+import mmap
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from media import SAMPLE_WAV, long_recording
 from replicas import MiB, memory, replica_pids
+
+from serve_app.memory import forget_shared_pages
 
 # Blocks of 1 MiB freed among small blocks that stay, after glibc's mmap threshold has risen past
 # them (the first 16 MiB block freed raises it): the pattern of a long request's arrays.
@@ -52,6 +57,28 @@ def test_freed_blocks_go_back_to_the_system_at_once_or_at_the_release() -> None:
     assert plain["freed"] > 200 * MiB, plain  # glibc's defaults: 300 MiB freed, all still resident
     assert plain["released"] < 50 * MiB, plain  # release_memory gives it back
     assert kept["freed"] < 50 * MiB, kept  # keep_heap_small: given back as it is freed
+
+
+def shared_resident() -> int:
+    return memory(os.getpid())["shmem"]
+
+
+def test_pages_read_in_place_from_shared_memory_stop_counting_once_forgotten() -> None:
+    # Shared memory, as Ray's object store is: what the process touched counts in its RSS.
+    shared = mmap.mmap(-1, 64 * MiB)
+    samples = np.frombuffer(shared, dtype=np.float32)
+    samples[:] = 0.25
+    before = shared_resident()
+    assert before >= 60 * MiB
+    assert forget_shared_pages(samples)
+    assert shared_resident() < before - 60 * MiB
+    assert float(samples.sum()) == 0.25 * samples.size  # read again: the same samples
+    del samples
+    shared.close()
+
+    own = np.full(2**20, 0.5, dtype=np.float32)  # the process's own memory is left as it is
+    assert not forget_shared_pages(own)
+    assert float(own.sum()) == 0.5 * own.size
 
 
 LONG_MINUTES = 20
