@@ -16,6 +16,7 @@ from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.metrics import AUDIO_SECONDS, REAL_TIME_FACTOR
+from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -26,6 +27,7 @@ class Diarizer:
     def __init__(self, settings: AppSettings) -> None:
         # pyannote sends usage telemetry unless told not to, and reads this when imported.
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+        keep_heap_small()
         # torch and pyannote load here, in the Diarizer's replicas only, not in every process
         # that imports the application graph.
         import torch
@@ -52,7 +54,11 @@ class Diarizer:
         `ModelInfo.version`), the speakers whose voice matches a known speaker's named after it."""
         started = time.monotonic()
         pipeline = await requested_model(self.load_model)
-        found = await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        try:
+            found = await asyncio.to_thread(self._diarize, pipeline, audio, options)
+        finally:
+            forget_shared_pages(audio)
+            await asyncio.to_thread(release_memory)
         seconds = len(audio) / SAMPLE_RATE
         self.metrics.record(AUDIO_SECONDS, seconds, {"task": "diarize"})
         if seconds > 0:

@@ -17,7 +17,7 @@ from serve_app.api.readiness import Readiness
 from serve_app.errors import BadRequest
 from serve_app.formats import render
 from serve_app.options import SpeechTask
-from serve_app.pipeline import Pipeline
+from serve_app.pipeline import Pipeline, put_audio
 from serve_app.settings import AppSettings
 
 __all__ = ["Ingress"]
@@ -36,7 +36,9 @@ class Ingress:
         job_queue: DeploymentHandle,
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer)
+        self.pipeline = Pipeline.from_settings(
+            settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, share_audio=put_audio
+        )
         self.job_queue = job_queue
         app_name = serve.get_replica_context().app_name
         self.readiness = Readiness(app_name)

@@ -34,7 +34,7 @@ from serve_app.jobs import (
 from serve_app.jobs.models import download_path
 from serve_app.jobs.scheduler import decode_options
 from serve_app.models.catalogue import ModelInfo
-from serve_app.pipeline import Pipeline, check_model_fits
+from serve_app.pipeline import Pipeline, check_model_fits, put_audio
 from serve_app.settings import AppSettings
 
 OFF = "the job API is off: name job_media_folders and job_output_folders in the app's args (config.yaml)"
@@ -47,7 +47,7 @@ class JobQueue:
         self, settings: AppSettings, *, model_store: DeploymentHandle, transcriber: DeploymentHandle
     ) -> None:
         self.settings = settings
-        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber)
+        self.pipeline = Pipeline.from_settings(settings, model_store=model_store, transcriber=transcriber, share_audio=put_audio)
         self.folders = JobFolders(settings.job_media_folders, settings.job_output_folders)
         self.store: JobStore | None = None
         self.scheduler: JobScheduler | None = None

@@ -3,6 +3,7 @@ Serve's model multiplexing holds for it (deployments/multiplexing.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
@@ -19,6 +20,7 @@ from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
 from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
+from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -49,6 +51,7 @@ def replica_budget() -> tuple[str, int, int]:
 class Transcriber:
     def __init__(self, settings: AppSettings) -> None:
         device, workers, cpu_threads = replica_budget()
+        keep_heap_small()
         if settings.device != "auto":
             device = settings.device
         self._failures_in_a_row = 0
@@ -92,14 +95,20 @@ class Transcriber:
         counted in the metrics: its audio, its real-time factor, its time to first segment."""
         started = time.monotonic()
         first_segment = True
-        with self._watched():
-            whisper = await requested_model(self.load_model)
-            async with aclosing(self.engine.astream(audio, whisper, options)) as events:
-                async for event in events:
-                    if first_segment and isinstance(event, Segment):
-                        first_segment = False
-                        self.metrics.record(TIME_TO_FIRST_SEGMENT, time.monotonic() - started)
-                    yield event
+        try:
+            with self._watched():
+                whisper = await requested_model(self.load_model)
+                async with aclosing(self.engine.astream(audio, whisper, options)) as events:
+                    async for event in events:
+                        if first_segment and isinstance(event, Segment):
+                            first_segment = False
+                            self.metrics.record(TIME_TO_FIRST_SEGMENT, time.monotonic() - started)
+                        yield event
+        finally:
+            forget_shared_pages(audio)
+            if self.engine.active_streams == 0:
+                # In the background: the stream's end is not held up by it.
+                asyncio.get_running_loop().run_in_executor(None, release_memory)
         seconds = len(audio) / SAMPLE_RATE
         task = {"task": options.task}
         self.metrics.record(AUDIO_SECONDS, seconds, task)

@@ -7,25 +7,27 @@ that holds that model (deployments/multiplexing.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 import numpy as np
+import ray
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from serve_app.diarization.speakers import Diarization, SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
 from serve_app.errors import BadRequest, GatewayTimeout, NotFound
+from serve_app.memory import forget_shared_pages
 from serve_app.models.catalogue import ModelInfo
 from serve_app.models.ids import WHISPER_1
 from serve_app.options import DecodeOptions, SpeakerOptions
 from serve_app.settings import AppSettings
 from serve_app.transcript import Segment, Transcript, TranscriptInfo
 
-__all__ = ["Pipeline", "Prepared", "check_model_fits"]
+__all__ = ["Pipeline", "Prepared", "check_model_fits", "put_audio"]
 
 LEASE_MARGIN_S = 60.0
 """How long past the request timeout a model stays protected from deletion if its lease is
@@ -34,12 +36,22 @@ never returned (the Ingress or the JobQueue died mid-request)."""
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A request ready to decode: its audio, its model, and the ModelStore's lease on that
-    model, which keeps it from being deleted until `Pipeline.release` returns it."""
+    """A request ready to decode: its audio (as `Pipeline.share_audio` made it: in the
+    deployments, a reference to the one copy in Ray's object store), its model, and the
+    ModelStore's lease on that model, which keeps it from being deleted until
+    `Pipeline.release` returns it."""
 
-    audio: np.ndarray
+    audio: Any
     model: ModelInfo
     lease: str
+
+
+def put_audio(audio: np.ndarray) -> ray.ObjectRef:
+    """The deployments' `share_audio`: `audio` put in Ray's object store, and the pages this
+    process wrote there dropped from its resident memory (serve_app/memory.py)."""
+    reference = ray.put(audio)
+    forget_shared_pages(ray.get(reference))
+    return reference
 
 
 def check_model_fits(model: ModelInfo, options: DecodeOptions) -> None:
@@ -70,7 +82,13 @@ class Pipeline:
         max_audio_seconds: float | None = None,
         timeout_s: float | None = None,
         decode_threads: int = 2,
+        share_audio: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
+        """`share_audio` turns the decoded samples into what the Transcriber and the Diarizer are
+        sent: the deployments pass `ray.put`, so that a request's audio crosses the object store
+        once, as one reference both read (a numpy array sent by value is put once a call), and the
+        caller's own copy is let go as soon as it is put. Without it the array itself is sent."""
+        self.share_audio = share_audio
         self.default_model = default_model
         self.openai_model_alias = openai_model_alias
         self.model_store = model_store
@@ -89,6 +107,7 @@ class Pipeline:
         model_store: DeploymentHandle,
         transcriber: DeploymentHandle,
         diarizer: DeploymentHandle | None = None,
+        share_audio: Callable[[np.ndarray], Any] | None = None,
     ) -> Pipeline:
         return cls(
             model_store=model_store,
@@ -100,6 +119,7 @@ class Pipeline:
             max_audio_seconds=settings.max_audio_minutes * 60,
             timeout_s=settings.request_timeout_s,
             decode_threads=settings.decode_threads,
+            share_audio=share_audio,
         )
 
     async def model(self, name: str) -> ModelInfo:
@@ -128,12 +148,16 @@ class Pipeline:
             raise self._not_found(model_name)
         try:
             check_model_fits(model, options)
-            decode = partial(decode_audio, media, max_seconds=self.max_audio_seconds)
+            decode = partial(self._decode, media)
             audio = await asyncio.get_running_loop().run_in_executor(self.decoder, decode)
         except BaseException:
             await self.release(lease)
             raise
         return Prepared(audio, model, lease)
+
+    def _decode(self, media: BinaryIO) -> Any:
+        audio = decode_audio(media, max_seconds=self.max_audio_seconds)
+        return audio if self.share_audio is None else self.share_audio(audio)
 
     async def missing_default(self) -> str | None:
         """Why the configured default model cannot serve, or None when it is in the catalogue."""
@@ -174,7 +198,7 @@ class Pipeline:
             await self.release(prepared.lease)
 
     async def _transcribe(
-        self, audio: np.ndarray, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions] | None
+        self, audio: Any, model: ModelInfo, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions] | None
     ) -> Transcript:
         decode = _with_word_times(options) if speakers is not None else options
         responses = [self.transcriber.options(multiplexed_model_id=model.version).transcribe.remote(audio, decode)]
@@ -199,7 +223,7 @@ class Pipeline:
             transcript.info.task = "diarize"
         return transcript
 
-    def _diarize(self, audio: np.ndarray, speakers: tuple[ModelInfo, SpeakerOptions]) -> DeploymentResponse:
+    def _diarize(self, audio: Any, speakers: tuple[ModelInfo, SpeakerOptions]) -> DeploymentResponse:
         model, options = speakers
         assert self.diarizer is not None, "only the Ingress's Pipeline diarizes, and it has a Diarizer"
         diarizer = self.diarizer.options(multiplexed_model_id=model.version)

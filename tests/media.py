@@ -72,6 +72,37 @@ def transcode(source: Path, target: Path, *, codec: str, rate: int = 16000, vide
     return target
 
 
+def long_recording(path: Path, seconds: float, *, codec: str = "libopus", bit_rate: int = 24_000) -> Path:
+    """`seconds` of real speech and silence, encoded with `codec` into `path` (container from its
+    suffix): the sample call over and over, 2 to 15 s of silence between two calls (the same
+    lengths every time). Opus at 24 kbit/s: 20 minutes in 3.6 MB, made in a few seconds."""
+    with open(SAMPLE_WAV, "rb") as media, open_media(media) as source:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
+        call = np.concatenate([frame.to_ndarray()[0] for raw in source.decode(audio=0) for frame in resampler.resample(raw)])
+    gaps = np.random.default_rng(0)
+    total = int(seconds * 16000)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=48000 if "opus" in codec else 16000)
+        stream.layout, stream.bit_rate = "mono", bit_rate
+        encoder = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono", rate=stream.rate)
+        written = 0
+        while written < total:
+            silence = np.zeros(int(gaps.uniform(2, 15) * 16000), np.int16)
+            for piece in (call, silence):
+                piece = piece[: total - written]
+                if not piece.size:
+                    break
+                frame = av.AudioFrame.from_ndarray(piece[np.newaxis], format="s16", layout="mono")
+                frame.rate, frame.pts = 16000, written
+                for converted in encoder.resample(frame):
+                    out.mux(stream.encode(converted))
+                written += piece.size
+        for converted in encoder.resample(None):
+            out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return path
+
+
 def video_without_sound(path: Path) -> Path:
     """A second of black video and no audio stream: media the service must refuse."""
     with av.open(str(path), "w") as out:

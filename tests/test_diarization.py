@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,12 +24,14 @@ from huggingface_hub import constants
 from media import SAMPLE_RTTM, SAMPLE_WAV, speak
 from pipelines import CONFIG, save_pyannote_checkpoint
 from pyannote.audio.pipelines import SpeakerDiarization
-from pyannote.core import Annotation, Segment
+from pyannote.audio.pipelines.clustering import AgglomerativeClustering
+from pyannote.core import Annotation, Segment, SlidingWindow, SlidingWindowFeature
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 from serve_app.diarization.campplus import CAMPPLUS_DIMENSION, CAMPPlusEmbedding
-from serve_app.diarization.pipeline import EMBEDDING_STRIDE, diarize, load_pipeline
+from serve_app.diarization.clustering import bound_clustering
+from serve_app.diarization.pipeline import EMBEDDED_PARAMETERS, EMBEDDING_STRIDE, diarize, load_pipeline
 from serve_app.diarization.speakers import SpeakerTurn
 from serve_app.diarization.strided import _matches
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
@@ -261,6 +264,30 @@ def test_audio_without_speech_has_no_turns(pipeline: SpeakerDiarization) -> None
     assert diarize(pipeline, chord.astype(np.float32)) == []
     assert diarize(pipeline, np.zeros(0, dtype=np.float32)) == []
     assert diarize(pipeline, np.zeros(SAMPLE_RATE // 20, dtype=np.float32)) == []
+
+
+def test_a_long_files_embeddings_are_clustered_in_bounded_memory() -> None:
+    # 6000 chunks (an hour and a half), one speaker each: voice A in the first half, B in the
+    # second. Clustering them all would hold 6000 * 5999 / 2 distances (144 MB), twice.
+    rng = np.random.default_rng(0)
+    voices = rng.normal(size=(2, CAMPPLUS_DIMENSION))
+    num_chunks, half = 6000, 3000
+    embeddings = np.full((num_chunks, 3, CAMPPLUS_DIMENSION), np.nan)
+    embeddings[:, 0] = np.repeat(voices, half, axis=0) + 0.3 * rng.normal(size=(num_chunks, CAMPPLUS_DIMENSION))
+    masks = np.zeros((num_chunks, 20, 3))
+    masks[:, :, 0] = 1
+    clustering = AgglomerativeClustering(metric="cosine", constrained_assignment=True)
+    clustering.instantiate(EMBEDDED_PARAMETERS["clustering"])
+    bound_clustering(clustering, most=1000)
+    tracemalloc.start()
+    try:
+        hard, _, centroids = clustering(embeddings, segmentations=SlidingWindowFeature(masks, SlidingWindow(10, 1)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(centroids) == 2
+    assert len(set(hard[:half, 0])) == 1 and len(set(hard[half:, 0])) == 1 and hard[0, 0] != hard[-1, 0]
+    assert peak < 50 * 2**20, peak  # 1000 embeddings clustered: 4 MB of distances
 
 
 def test_campplus_embeds_only_the_frames_the_mask_keeps(sample_audio: np.ndarray) -> None:

@@ -37,7 +37,7 @@ from pyannote.core import Annotation
 
 from serve_app.diarization.campplus import CAMPPlusEmbedding
 from serve_app.diarization.checkpoints import load_model, refusal, trusts
-from serve_app.diarization.clustering import count_exactly
+from serve_app.diarization.clustering import bound_clustering, count_exactly
 from serve_app.diarization.speakers import Diarization, SpeakerTurn
 from serve_app.diarization.strided import StridedSpeakerDiarization
 from serve_app.engine.audio import SAMPLE_RATE
@@ -132,6 +132,7 @@ def load_pipeline(
     # speakers in the cluster nearest to each, and its second speaker is lost even with num_speakers=2.
     pipeline.clustering.constrained_assignment = True
     count_exactly(pipeline.clustering)
+    bound_clustering(pipeline.clustering)
     return pipeline.to(torch.device(device))
 
 

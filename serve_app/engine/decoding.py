@@ -24,7 +24,7 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_compression_ratio, get_suppressed_tokens, pad_or_trim
-from faster_whisper.vad import SpeechTimestampsMap, VadOptions, collect_chunks, get_speech_timestamps
+from faster_whisper.vad import SpeechTimestampsMap, VadOptions, get_speech_timestamps
 
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.transcript import Segment, Word
@@ -33,6 +33,10 @@ __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "
 
 CHUNK_SECONDS = 30
 HEAD_SECONDS = 60
+VAD_PIECE_SAMPLES = 10_000 * 512
+"""The rest of a file is cut in pieces of this many samples (320 s), the batch of windows
+faster-whisper's Silero VAD runs at once: the VAD copies what it is given (twice, and more
+while it runs), so a whole hour given at once would cost about a gigabyte."""
 GAP_SAMPLES = SAMPLE_RATE // 100
 """A removed silence shorter than this (10 ms) is no gap: the VAD splits a pause too short to
 remove between its neighbours, and an odd sample can fall between the halves."""
@@ -56,16 +60,24 @@ class DecodeKey:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """Speech of at most 30 s, silences cut out; `offset`: where it starts on the speech-only
-    clock; `gaps`: where, on that clock, the VAD cut a silence out of it."""
+    """Speech of at most 30 s, silences cut out: the `regions` (samples) of `source`, the
+    request's whole audio, laid end to end; `offset`: where it starts on the speech-only clock;
+    `gaps`: where, on that clock, the VAD cut a silence out of it. The samples are copied out
+    only when the chunk decodes (`audio`), so that a long file's chunks waiting for the batcher
+    hold no copy of its speech."""
 
-    audio: np.ndarray
+    source: np.ndarray
+    regions: tuple[tuple[int, int], ...]
     offset: float
     gaps: tuple[float, ...] = ()
 
     @property
+    def audio(self) -> np.ndarray:
+        return np.concatenate([self.source[start:end] for start, end in self.regions])
+
+    @property
     def seconds(self) -> float:
-        return len(self.audio) / SAMPLE_RATE
+        return sum(end - start for start, end in self.regions) / SAMPLE_RATE
 
 
 class SpeechClock:
@@ -120,21 +132,33 @@ def _speech(audio: np.ndarray, start: int = 0) -> list[dict]:
 
 
 def _chunks(audio: np.ndarray, speech: list[dict], offset: float) -> Cut:
+    """The speech regions grouped, in order, into chunks of at most CHUNK_SECONDS (a region longer
+    than that alone), as faster-whisper's `collect_chunks` groups them."""
     if not speech:
         return Cut([], [])
-    pieces, metadata = collect_chunks(audio, speech, max_duration=CHUNK_SECONDS)
     # Where silence was cut out, in samples of speech before it (as SpeechTimestampsMap counts).
     gaps, before = [], 0
     for region, following in zip(speech, speech[1:]):
         before += region["end"] - region["start"]
         if following["start"] - region["end"] >= GAP_SAMPLES:
             gaps.append(before)
-    chunks = []
-    for piece, meta in zip(pieces, metadata):
-        if len(piece):
-            first = round(meta["offset"] * SAMPLE_RATE)
-            inside = tuple(offset + gap / SAMPLE_RATE for gap in gaps if first < gap < first + len(piece))
-            chunks.append(Chunk(piece, offset + meta["offset"], inside))
+    groups: list[list[tuple[int, int]]] = [[]]
+    size = 0
+    for region in speech:
+        length = region["end"] - region["start"]
+        if groups[-1] and size + length > CHUNK_SECONDS * SAMPLE_RATE:
+            groups.append([])
+            size = 0
+        groups[-1].append((region["start"], region["end"]))
+        size += length
+    chunks, first = [], 0
+    for regions in groups:
+        length = sum(end - start for start, end in regions)
+        if not length:
+            continue
+        inside = tuple(offset + gap / SAMPLE_RATE for gap in gaps if first < gap < first + length)
+        chunks.append(Chunk(audio, tuple(regions), offset + first / SAMPLE_RATE, inside))
+        first += length
     return Cut(chunks, speech)
 
 
@@ -171,8 +195,23 @@ def _first_chunk_apart(audio: np.ndarray, speech: list[dict]) -> Cut:
 
 def cut_rest(audio: np.ndarray, start: int, offset: float) -> Cut:
     """The speech from sample `start` on, in chunks whose speech-clock offsets follow `offset`
-    (the seconds of speech before it)."""
-    return _chunks(audio, _speech(audio, start), offset)
+    (the seconds of speech before it). The VAD hears it VAD_PIECE_SAMPLES at a time, each piece
+    but the last ending where its last speech region starts, as the head does, so that no
+    region is cut in two."""
+    speech: list[dict] = []
+    while start < len(audio):
+        end = start + VAD_PIECE_SAMPLES
+        found = _speech(audio[:end], start)
+        if end >= len(audio):
+            speech += found
+            break
+        if len(found) >= 2 or (found and found[0]["start"] > start):
+            speech += found[:-1]
+            start = found[-1]["start"]
+        else:  # silence, or a region at the piece's start and silence after it
+            speech += found
+            start = end
+    return _chunks(audio, speech, offset)
 
 
 def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
