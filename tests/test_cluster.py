@@ -109,7 +109,8 @@ def test_a_node_lost_mid_job_loses_no_job_and_only_its_requests_fail_with_503(
     statuses = [answer["status"] for answer in requests]
     assert set(statuses) <= {200, 503}, [answer for answer in requests if answer["status"] not in (200, 503)]
     refused = [answer for answer in requests if answer["status"] == 503]
-    assert refused, "no request in flight on B's Transcriber as it died got 503"
+    if result["b_busy_at_kill"] >= 2:  # so at least one HTTP request was in flight there
+        assert refused, "no request in flight on B's Transcriber as it died got 503"
     assert all(answer["retry_after"].isdigit() and "died" in answer["reason"] for answer in refused), refused
     assert all(answer["status"] == 200 for answer in requests if answer["answered"] < killed_at)
     after_kill = [answer for answer in requests if answer["asked"] > killed_at]
@@ -120,6 +121,6 @@ def test_a_node_lost_mid_job_loses_no_job_and_only_its_requests_fail_with_503(
     print(
         f"\ncluster: {time.monotonic() - started:.0f} s in all; {result['timeline']}; "
         f"the long job claimed again {claimed_again:.0f} s after the kill; "
-        f"{len(requests)} requests, {len(refused)} in flight on B answered 503; "
+        f"{len(requests)} requests, {len(refused)} in flight on B answered 503 (B held {result['b_busy_at_kill']}); "
         f"/smi just after the kill took {result['smi_after_kill']['seconds']} s"
     )

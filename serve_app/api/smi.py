@@ -9,7 +9,7 @@ import ray
 from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-__all__ = ["cluster_smi"]
+__all__ = ["cluster_smi", "node_smi"]
 
 NO_GPU = "no node of the cluster has a GPU\n"
 SMI_TIMEOUT_S = 30
@@ -25,7 +25,7 @@ def _nvidia_smi() -> str:
         return f"nvidia-smi could not run: {error}\n"
 
 
-async def _node_smi(node: dict) -> str:
+async def node_smi(node: dict) -> str:
     """The node's nvidia-smi, or a line saying why it did not answer: a node lost since Ray
     listed it (its task can never run), or one that answers too slowly, does not hold up the
     others' sections, nor turn the page into an error."""
@@ -47,7 +47,7 @@ async def cluster_smi() -> str:
     nodes = [node for node in listed if node["Alive"] and node["Resources"].get("GPU", 0) > 0]
     if not nodes:
         return NO_GPU
-    outputs = await asyncio.gather(*(_node_smi(node) for node in nodes))
+    outputs = await asyncio.gather(*(node_smi(node) for node in nodes))
     return "\n".join(
         f"== node {node['NodeManagerAddress']} ({node['NodeID'][:12]})\n{output}"
         for node, output in zip(nodes, outputs, strict=True)
