@@ -263,9 +263,15 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         result["jobs"] = jobs
         mark("every job ended")
         result["job_queue_node_after"] = [actor["Address"]["NodeID"] for actor in replicas("JobQueue")]
-        with JobStore(plan["store_url"]) as store:  # the jobs' callbacks sent before the cluster goes
-            wait_for("every callback delivered", lambda: not store.pending_callbacks(), 180)
-        mark("every callback delivered")
+        # The callbacks, sent by now; but one that B's JobQueue had taken to send when it died
+        # is held for 100 s (scheduler.py: callback_hold_s) before another replica sends it.
+        with JobStore(plan["store_url"]) as store:
+            try:
+                wait_for("every callback delivered", lambda: not store.pending_callbacks(), 20)
+            except TimeoutError:
+                pass
+            result["callbacks_pending"] = [pending.job_id for pending in store.pending_callbacks()]
+        mark("callbacks delivered")
 
         wait_for("B marked dead", lambda: not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == nodes["b"]), 120)
         result["smi_end"] = smi()
