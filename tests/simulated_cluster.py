@@ -106,6 +106,18 @@ class Traffic:
                 self.answers.append(answer)
 
 
+def started(what: str, start: Callable[[], Any]) -> Any:
+    """`start()` (a node), tried a second time if it timed out: Ray gives a new node a fixed
+    30 s to register with the GCS, which a host shared with other test runs can exceed."""
+    try:
+        return start()
+    except Exception as error:
+        if "timed out during startup" not in str(error):
+            raise
+        log(f"{what}: {error}; once more")
+        return start()
+
+
 def kill_node(cluster: Any, node: Any) -> list[int]:
     """Kill the node's raylet and every process under it (its workers: the replicas) at once,
     then let the cluster forget it. The pids killed."""
@@ -147,9 +159,11 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
 
     # Free ports for what would take fixed ones, beside another Ray on this host (the test session's).
     head_args = {"dashboard_port": free_port(), "dashboard_agent_listen_port": free_port(), "include_dashboard": False}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD: 100}, **head_args})
+    cluster = started(
+        "the head", lambda: Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD: 100}, **head_args})
+    )
     try:
-        node_b = cluster.add_node(num_cpus=1, num_gpus=1, resources={TRANSCRIBER_SLOT: 1, JOB_HOST: 1})
+        node_b = started("node B", lambda: cluster.add_node(num_cpus=1, num_gpus=1, resources={TRANSCRIBER_SLOT: 1, JOB_HOST: 1}))
         ray.init(address=cluster.address, namespace="serve", log_to_driver=False)
         nodes = {"head": cluster.head_node.node_id, "b": node_b.node_id}
         mark("cluster of head and B up")
@@ -178,7 +192,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         wait_for(
             "the JobQueue running on B", lambda: [a for a in replicas("JobQueue") if a["Address"]["NodeID"] == nodes["b"]], 120
         )
-        node_a = cluster.add_node(num_cpus=1, resources={TRANSCRIBER_SLOT: 1, JOB_HOST: 1})
+        node_a = started("node A", lambda: cluster.add_node(num_cpus=1, resources={TRANSCRIBER_SLOT: 1, JOB_HOST: 1}))
         nodes["a"] = node_a.node_id
 
         def transcribers_running() -> int:
