@@ -75,9 +75,9 @@ def test_a_node_lost_mid_job_loses_no_job_and_only_its_requests_fail_with_503(
     assert "nvidia-smi" in before["text"]  # what it said there: this host has no nvidia-smi
     # Asked at once after the kill, before Ray has noticed (its health checks take some 15 s):
     # B is still listed, and its section says it did not answer; or, noticed, no GPU is left.
-    after_kill = result["smi_after_kill"]
-    assert after_kill["status"] == 200, after_kill
-    assert after_kill["text"] == "no node of the cluster has a GPU\n" or "did not answer" in after_kill["text"], after_kill
+    smi_after = result["smi_after_kill"]
+    assert smi_after["status"] == 200, smi_after
+    assert smi_after["text"] == "no node of the cluster has a GPU\n" or "did not answer" in smi_after["text"], smi_after
     assert result["smi_end"] == {**result["smi_end"], "status": 200, "text": "no node of the cluster has a GPU\n"}
 
     # The long job was in its middle when B died: running on B's JobQueue, segments back, not done.
