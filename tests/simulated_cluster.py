@@ -16,8 +16,7 @@ must list B while it lives (with what nvidia-smi said there) and say no node has
 is gone. The model folder is one path every node sees, as on a cluster with a shared volume.
 
 "In the middle of a job": the long job is RUNNING and its progress is above 0 (segments have
-come back), and B's Transcriber holds an HTTP request too where that moment comes (mid_job),
-when B's raylet and every process under it are killed, at once, as a power cut would.
+come back), and B's Transcriber likely holds an HTTP request too (mid_job), when B's raylet and every process under it are killed, at once, as a power cut would.
 """
 
 from __future__ import annotations
@@ -235,7 +234,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
 
         def mid_job() -> dict[str, Any] | None:
             """The long job, once it is in its middle, at a moment when B's Transcriber holds two
-            requests: then at least one of them is an HTTP request (the job makes one at a time).
+            requests, so that likely one of them is an HTTP request (the job makes one at a time).
             Serve routes by queue length, not to a chosen replica, so that moment may not come
             before the job ends: after 15 looks at the job in its middle, it is killed anyway."""
             nonlocal looks_in_middle
