@@ -16,7 +16,8 @@ must list B while it lives (with what nvidia-smi said there) and say no node has
 is gone. The model folder is one path every node sees, as on a cluster with a shared volume.
 
 "In the middle of a job": the long job is RUNNING and its progress is above 0 (segments have
-come back), and B's Transcriber likely holds an HTTP request too (mid_job), when B's raylet and every process under it are killed, at once, as a power cut would.
+come back), and B's Transcriber likely holds an HTTP request too (mid_job), when B's raylet
+and every process under it are killed, at once, as a power cut would.
 """
 
 from __future__ import annotations
