@@ -106,16 +106,28 @@ class Traffic:
                 self.answers.append(answer)
 
 
-def started(what: str, start: Callable[[], Any]) -> Any:
-    """`start()` (a node), tried a second time if it timed out: Ray gives a new node a fixed
-    30 s to register with the GCS, which a host shared with other test runs can exceed."""
-    try:
-        return start()
-    except Exception as error:
-        if "timed out during startup" not in str(error):
-            raise
-        log(f"{what}: {error}; once more")
-        return start()
+def started(what: str, start: Callable[[], Any], *, tries: int = 3) -> Any:
+    """`start()` (a node), tried again if it timed out: Ray gives a new node a fixed 30 s to
+    register with the GCS, which a host shared with other test runs can exceed. The processes
+    a failed try left are ended first (those of the nodes already up are kept)."""
+    import psutil
+
+    before = {process.pid for process in psutil.Process().children()}  # the nodes up: their processes
+    for attempt in range(1, tries + 1):
+        try:
+            return start()
+        except Exception as error:
+            if "timed out during startup" not in str(error) or attempt == tries:
+                raise
+            log(f"{what}: {error}; once more")
+            roots = [process for process in psutil.Process().children() if process.pid not in before]
+            left = [*roots, *(child for root in roots for child in root.children(recursive=True))]
+            for process in left:
+                try:
+                    process.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(left, timeout=30)
 
 
 def kill_node(cluster: Any, node: Any) -> list[int]:
