@@ -57,7 +57,9 @@ class LocalService:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if not ray.is_initialized():
             ray.init(namespace="serve", num_cpus=os.cpu_count(), log_to_driver=False)
-        self._serve = serve_api.serve_start(http_options={"host": "127.0.0.1", "port": self.port})
+        self._serve = serve_api.serve_start(
+            http_options={"host": "127.0.0.1", "port": self.port}, proxy_location=self.config.get("proxy_location")
+        )
         self.deploy(self.apps)
         self.wait_healthy(timeout=timeout)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -15,6 +16,7 @@ from media import SAMPLE_WAV, speak
 from receiver import Receiver
 from subtitles import parse_srt, parse_vtt
 
+from serve_app.api.smi import node_smi
 from serve_app.jobs import SIGNATURE_HEADER, verify_signature
 
 pytestmark = pytest.mark.slow
@@ -277,6 +279,13 @@ def test_smi_says_there_is_no_gpu(client: httpx.Client) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert response.text == "no node of the cluster has a GPU\n"
+
+
+def test_smi_says_a_node_that_cannot_answer_did_not(service) -> None:
+    """A GPU node lost after Ray listed it (tests/test_cluster.py loses a real one): its
+    section says so, rather than the page failing."""
+    text = asyncio.run(node_smi({"NodeID": "ab" * 28}))
+    assert text.startswith("the node did not answer (TaskUnschedulableError"), text
 
 
 def test_the_job_api_is_off_unless_folders_are_configured(alt: str) -> None:
