@@ -10,7 +10,7 @@ whisper:Transcriber` becomes `Transcriber`, `ray::ServeController` `controller`,
 an idle worker), Ray's daemons and scripts by their program (`gcs_server`, `raylet`,
 `dashboard`, ...), the rest by their command.
 
-    .venv/bin/python benchmarks/memory.py PID [PID ...]   # what those processes and theirs hold now
+    .venv/bin/python benchmarks/memory.py PID [-PGID ...]   # what those processes (and groups) and theirs hold now
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import psutil
 
@@ -85,10 +85,22 @@ def role(process: psutil.Process) -> str:
     return " ".join(os.path.basename(part) for part in command[:2])
 
 
-def service_processes(roots: Iterable[int]) -> list[psutil.Process]:
-    """The processes `roots` name and all their descendants, each once."""
+def group_members(group: int) -> list[int]:
+    """The processes of a process group (whose leader may have exited)."""
+    found = []
+    for pid in psutil.pids():
+        try:
+            if os.getpgid(pid) == group:
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def service_processes(roots: Iterable[int], groups: Iterable[int] = ()) -> list[psutil.Process]:
+    """The processes `roots` name, those of the process `groups`, and all their descendants, each once."""
     seen: dict[int, psutil.Process] = {}
-    for pid in roots:
+    for pid in [*roots, *(member for group in groups for member in group_members(group))]:
         try:
             root = psutil.Process(pid)
             for process in [root, *root.children(recursive=True)]:
@@ -120,16 +132,16 @@ class Snapshot:
         return sum(self.counts.values())
 
 
-def snapshot(roots: Iterable[int]) -> Snapshot:
-    return Snapshot(service_processes(roots))
+def snapshot(roots: Iterable[int], groups: Iterable[int] = ()) -> Snapshot:
+    return Snapshot(service_processes(roots, groups))
 
 
 class PeakWatch:
     """The peak PSS of the processes of `roots`, the whole and each role's (each at its own
     moment), sampled every `interval` seconds until `stop`."""
 
-    def __init__(self, roots: Iterable[int], interval: float = 0.5) -> None:
-        self.roots = list(roots)
+    def __init__(self, roots: Iterable[int], groups: Iterable[int] = (), *, interval: float = 0.5) -> None:
+        self.roots, self.groups = list(roots), list(groups)
         self.peak_total = 0
         self.peak_by_role: Counter[str] = Counter()
         self._interval = interval
@@ -139,7 +151,7 @@ class PeakWatch:
 
     def _watch(self) -> None:
         while True:
-            now = snapshot(self.roots)
+            now = snapshot(self.roots, self.groups)
             self.peak_total = max(self.peak_total, now.total)
             for name, pss in now.by_role.items():
                 self.peak_by_role[name] = max(self.peak_by_role[name], pss)
@@ -152,18 +164,18 @@ class PeakWatch:
         return self
 
 
-def table(columns: dict[str, Counter[str]], counts: Counter[str], order: Iterable[str] = ()) -> str:
+def table(columns: dict[str, Mapping[str, int]], counts: Mapping[str, int], order: Iterable[str] = ()) -> str:
     """Roles down, `columns` (title: PSS by role) across, in MiB, the service's deployments
     (`order`) first, then the rest largest first, then the sum of each column."""
     first = [name for name in order if any(name in column for column in columns.values())]
     largest = max(columns.values(), key=lambda column: sum(column.values()))
-    rest = sorted((name for column in columns.values() for name in column if name not in first), key=lambda n: -largest[n])
+    rest = sorted((name for column in columns.values() for name in column if name not in first), key=lambda n: -largest.get(n, 0))
     names = list(dict.fromkeys([*first, *rest]))
     width = max(len(name) for name in [*names, "the whole service"]) + 6
     lines = [f"{'PSS, MiB':<{width}}" + "".join(f"{title:>14}" for title in columns)]
     for name in names:
-        label = f"{name} (x{counts[name]})" if counts[name] > 1 else name
-        lines.append(f"{label:<{width}}" + "".join(f"{column[name] / MiB:>14.0f}" for column in columns.values()))
+        label = f"{name} (x{counts[name]})" if counts.get(name, 0) > 1 else name
+        lines.append(f"{label:<{width}}" + "".join(f"{column.get(name, 0) / MiB:>14.0f}" for column in columns.values()))
     lines.append(
         f"{'the whole service':<{width}}" + "".join(f"{sum(column.values()) / MiB:>14.0f}" for column in columns.values())
     )
@@ -171,7 +183,8 @@ def table(columns: dict[str, Counter[str]], counts: Counter[str], order: Iterabl
 
 
 def main() -> None:
-    now = snapshot(int(pid) for pid in sys.argv[1:])
+    ids = [int(arg) for arg in sys.argv[1:]]
+    now = snapshot([pid for pid in ids if pid > 0], [-pid for pid in ids if pid < 0])
     print(table({"now": now.by_role}, now.counts))
     print(f"{now.processes} processes, {now.total / GiB:.2f} GiB")
 

@@ -49,9 +49,14 @@ class ScriptService:
 
     @property
     def roots(self) -> list[int]:
-        """The script's process and its Ray's (a process group of its own): every process of
-        the service is one of these or a descendant."""
-        return [pid for pid in (self.process.pid if self.process else 0, self.ray_pid) if pid]
+        """The script's process: it and its descendants are the service's processes, with
+        those of the Ray it started (`groups`)."""
+        return [self.process.pid] if self.process else []
+
+    @property
+    def groups(self) -> list[int]:
+        """The process group of the script's Ray (scripts/ray-local)."""
+        return [self.ray_pid] if self.ray_pid else []
 
     def start(self, media: Path, *, timeout: float = 300) -> float:
         """Start the script; the seconds until a transcription of `media` first answers 200."""
