@@ -41,6 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # scripts/serve's Ray asks for the token; read when ray is imported
 import ray
 from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
 from httpx_sse import EventSource
@@ -214,7 +216,6 @@ def main() -> None:
             cold_start = service.start(SAMPLE_WAV)
             diarize(service.url, 1)
             warm = idle(service)
-            os.environ["RAY_AUTH_MODE"] = "token"  # as scripts/serve's Ray asks
             ray.init(address=service.ray_address, namespace="serve", log_to_driver=False)
             model_dir = model_dir / "tiny.en"
             baseline, alone = Run("engine in-process, one file after another"), Run("service, one request at a time")
