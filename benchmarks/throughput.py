@@ -11,12 +11,19 @@ int8, beam 5, in alternating rounds so that the noise of a shared machine falls 
    `BatchedInferencePipeline`, the files dealt out between them, all at once; and one such
    process alone, which shows what batching alone gains on this machine;
 5. time to the first streamed segment of a long clip, service against engine;
-6. peak memory of the whole service (every process of its Ray cluster) against the engine's.
+6. the service's memory, as PSS summed over every one of its processes, Ray's included
+   (benchmarks/memory.py), by deployment and process: idle once warm (after one transcription
+   and one diarization), at its peak under the 8 concurrent clients, at its peak while
+   `--diarizations` sample calls are diarized two at a time, and idle after all that;
+7. the cold start: from starting `scripts/serve` (installed, the models already in its model
+   folder) to the first 200 of a transcription.
 
-Figures are medians over the rounds, as ratios to the baseline of the same run, with each
-path's word error rate on the sample call.
+The service runs as an operator runs it, `scripts/serve` on config.cpu.yaml (with a free port
+and a model folder of the run's own: benchmarks/serve_script.py). Speeds are medians over the
+rounds, as ratios to the baseline of the same run, with each path's word error rate on the
+sample call.
 
-    .venv/bin/python benchmarks/throughput.py [--rounds 3] [--copies 2] [--minutes 3]
+    .venv/bin/python benchmarks/throughput.py [--rounds 3] [--copies 2] [--minutes 3] [--diarizations 14]
 """
 
 from __future__ import annotations
@@ -29,19 +36,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import psutil
+
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # scripts/serve's Ray asks for the token; read when ray is imported
+import ray
 from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
 from httpx_sse import EventSource
+from memory import PeakWatch, snapshot, table
 from ray import serve
-
-from serve_app.local import LocalService
+from serve_script import ScriptService, seed
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -147,36 +154,40 @@ def service_first_segment(url: str, clip: Path) -> tuple[float, float]:
     return first, time.perf_counter() - started
 
 
-class MemoryWatch:
-    """The peak of the summed resident memory of the service's processes, sampled 4 times a second."""
+def diarize(url: str, times: int, clients: int = 2) -> None:
+    """The sample call diarized `times`, by `clients` at once; each retried while the Diarizer
+    is still starting (503)."""
 
-    def __init__(self, exclude: Callable[[psutil.Process], bool]) -> None:
-        self.peak = 0
-        self._exclude = exclude
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self._thread.start()
+    def one(_: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for _ in range(240):
+                with SAMPLE_WAV.open("rb") as media:
+                    response = http.post("/v1/audio/diarize", files={"file": media}, data={"model": "tiny.en"})
+                if response.status_code != 503:
+                    response.raise_for_status()
+                    return
+                time.sleep(1)
+            response.raise_for_status()
 
-    def _watch(self) -> None:
-        me = psutil.Process()
-        while not self._stop.wait(0.25):
-            total = 0
-            for process in me.children(recursive=True):
-                try:
-                    if not self._exclude(process):
-                        total += process.memory_info().rss
-                except psutil.Error:
-                    continue
-            self.peak = max(self.peak, total)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(times)))
 
 
-def is_engine_process(process: psutil.Process) -> bool:
-    return any("engine_process.py" in part for part in process.cmdline())
+def idle(service: ScriptService, settle: float = 5.0):
+    """The service's memory once its replicas have had `settle` seconds to quiet down."""
+    time.sleep(settle)
+    return snapshot(service.roots, service.groups)
+
+
+DEPLOYMENTS = ("Ingress", "Transcriber", "Diarizer", "ModelStore", "JobQueue", "controller", "proxy", "serve run")
+
+
+def max_by_role(watches: list[PeakWatch]) -> dict[str, int]:
+    peaks: dict[str, int] = {}
+    for watch in watches:
+        for name, pss in watch.peak_by_role.items():
+            peaks[name] = max(peaks.get(name, 0), pss)
+    return peaks
 
 
 def transcriber_counts() -> tuple[int, int]:
@@ -189,6 +200,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--copies", type=int, default=2, help="copies of the corpus each path transcribes (default 2)")
     parser.add_argument("--minutes", type=float, default=3, help="length of the first-segment clip (default 3)")
+    parser.add_argument("--diarizations", type=int, default=14, help="sample calls diarized for the memory peak (default 14)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -197,12 +209,15 @@ def main() -> None:
         files = clips * args.copies
         audio_seconds = sum(clip_seconds[path] for path in files)
         long = long_clip(Path(scratch), args.minutes)
-        service = LocalService(model_dir=Path(scratch) / "models")
-        service.start()
+        model_dir = Path(scratch) / "models"
+        seed(model_dir)
+        service = ScriptService(model_dir)
         try:
-            model_dir = service.model_dir / "tiny.en"
-            memory = MemoryWatch(exclude=is_engine_process)
-            through_service(service.url, clips[:2], 2)  # the replica loads its model
+            cold_start = service.start(SAMPLE_WAV)
+            diarize(service.url, 1)
+            warm = idle(service)
+            ray.init(address=service.ray_address, namespace="serve", log_to_driver=False)
+            model_dir = model_dir / "tiny.en"
             baseline, alone = Run("engine in-process, one file after another"), Run("service, one request at a time")
             batched, limit = (
                 Run("engine in-process, batched, one process"),
@@ -212,13 +227,17 @@ def main() -> None:
             firsts: dict[str, list[tuple[float, float]]] = {"engine": [], "service": []}
             batched_before = transcriber_counts()
             engine_peak = 0
+            busy: list[PeakWatch] = []
             for _ in range(args.rounds):
                 result = engine_processes(model_dir, "sequential", [files])
                 baseline.add(result["wall"], result["texts"])
                 engine_peak = max(engine_peak, result["peak_bytes"])
                 alone.add(*through_service(service.url, files, 1))
                 for clients, run in concurrent.items():
+                    watch = PeakWatch(service.roots, service.groups) if clients == 8 else None
                     run.add(*through_service(service.url, files, clients))
+                    if watch:
+                        busy.append(watch.stop())
                 result = engine_processes(model_dir, "batched", [files])
                 batched.add(result["wall"], result["texts"])
                 result = engine_processes(model_dir, "batched", deal(files, clip_seconds, CORES))
@@ -227,7 +246,11 @@ def main() -> None:
                 firsts["engine"].append((engine["first"], engine["wall"]))
                 firsts["service"].append(service_first_segment(service.url, long))
             batches, chunks = (after - before for after, before in zip(transcriber_counts(), batched_before))
-            service_peak = memory.stop()
+            ray.shutdown()
+            diarizing = PeakWatch(service.roots, service.groups)
+            diarize(service.url, args.diarizations)
+            diarizing.stop()
+            after = idle(service)
             long_seconds = seconds_of_audio([long])
         finally:
             service.stop()
@@ -259,10 +282,21 @@ def main() -> None:
     print(f"{'service, SSE over HTTP':<{width}}{service_first:>8.3f}{service_whole:>9.2f}{service_first / service_whole:>13.2f}")
     print(f"service first segment - engine first segment: {1000 * (service_first - engine_first):+.0f} ms")
 
+    peak_8 = max(busy, key=lambda watch: watch.peak_total)
+    columns = {
+        "idle, warm": warm.by_role,
+        "8 clients": max_by_role(busy),
+        f"{args.diarizations} diarized": diarizing.peak_by_role,
+        "idle after": after.by_role,
+    }
+    print("\nmemory (PSS, every process of the service, Ray's included; peaks sampled twice a second):")
+    print(table(columns, after.counts, order=DEPLOYMENTS))
     print(
-        f"\npeak memory: the whole service (every process of its Ray cluster) {service_peak / GiB:.2f} GiB; "
-        f"one engine process {engine_peak / GiB:.2f} GiB; ratio {service_peak / engine_peak:.1f}"
+        f"the whole service: idle {warm.total / GiB:.2f} GiB over {warm.processes} processes; at its peak under 8 clients "
+        f"{peak_8.peak_total / GiB:.2f} GiB, diarizing {diarizing.peak_total / GiB:.2f} GiB; idle after {after.total / GiB:.2f} GiB. "
+        f"One engine process's peak RSS: {engine_peak / GiB:.2f} GiB"
     )
+    print(f"cold start: scripts/serve started to the first 200 of a transcription: {cold_start:.1f} s")
 
 
 if __name__ == "__main__":

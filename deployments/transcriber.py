@@ -19,8 +19,8 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
-from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
+from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings

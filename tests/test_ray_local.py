@@ -4,6 +4,7 @@ stopping it stops that Ray's processes (issue 13, Ray's own ports)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -40,6 +41,19 @@ def scrape(url: str, *, within_s: float = 120) -> str:
             time.sleep(1)
 
 
+def group(pgid: int) -> list[psutil.Process]:
+    """The processes of the process group and their descendants (Ray's workers have groups of their own)."""
+    found: dict[int, psutil.Process] = {}
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                for member in [process, *process.children(recursive=True)]:
+                    found[member.pid] = member
+        except (OSError, psutil.Error):
+            continue
+    return list(found.values())
+
+
 def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(tmp_path: Path) -> None:
     metrics_port = free_port()
     started = subprocess.run(
@@ -50,8 +64,7 @@ def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(t
         timeout=180,
         check=True,
     )
-    address, pid = started.stdout.split()
-    ray_start = psutil.Process(int(pid))
+    address, pgid = started.stdout.split()
     try:
         assert "ray_" in scrape(f"http://127.0.0.1:{metrics_port}/metrics"), "no metrics on WHISPER_SERVE_METRICS_PORT"
         owner = connect(address)
@@ -64,9 +77,17 @@ def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(t
             stranger = connect(address, **env)
             assert stranger.returncode != 0, f"a client with {env} joined the cluster"
             assert "Authentication" in stranger.stderr or "Failed to connect" in stranger.stderr, stranger.stderr[-2000:]
-        processes = [ray_start, *ray_start.children(recursive=True)]
-        assert any(p.name() == "gcs_server" for p in processes)
+        processes = group(int(pgid))
+        names = {p.name() for p in processes}
+        assert {"gcs_server", "raylet"} <= names
+        assert not any("autoscaler" in " ".join(p.cmdline()) for p in processes), "a one-host Ray runs no autoscaler"
     finally:
-        os.kill(int(pid), signal.SIGTERM)
+        # as scripts/serve stops it: TERM, then KILL what is left after 10 s (the GCS server
+        # outlives a TERM)
+        os.killpg(int(pgid), signal.SIGTERM)
+        psutil.wait_procs(processes, timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(pgid), signal.SIGKILL)
     _gone, alive = psutil.wait_procs(processes, timeout=60)
-    assert alive == [], f"still running after the script stopped: {[p.name() for p in alive]}"
+    running = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]  # stopped, not yet reaped by init
+    assert running == [], f"still running after the script stopped: {[p.name() for p in running]}"
