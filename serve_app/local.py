@@ -48,8 +48,7 @@ class LocalService:
 
     def __init__(self, *, model_dir: Path, config_name: str = "config.cpu.yaml", port: int | None = None, **args: Any) -> None:
         self.model_dir = model_dir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._port = port
         self.config = load_config(config_name)
         self.apps = [application(self.config, model_dir=model_dir, **args)]
 
@@ -57,11 +56,24 @@ class LocalService:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if not ray.is_initialized():
             ray.init(namespace="serve", num_cpus=os.cpu_count(), log_to_driver=False)
+        if self._port is None:
+            # Chosen once Ray's processes have taken theirs: chosen before, one of them may take it.
+            self._port = free_port()
         self._serve = serve_api.serve_start(
             http_options={"host": "127.0.0.1", "port": self.port}, proxy_location=self.config.get("proxy_location")
         )
         self.deploy(self.apps)
         self.wait_healthy(timeout=timeout)
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the service has no port before it starts")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def deploy(self, apps: list[dict[str, Any]]) -> None:
         config = {key: value for key, value in self.config.items() if key != "http_options"}
