@@ -20,7 +20,6 @@ from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
-from serve_app.metrics import AUDIO_SECONDS, REAL_TIME_FACTOR
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -87,10 +86,7 @@ class Diarizer:
         finally:
             forget_shared_pages(audio)
             await asyncio.to_thread(release_memory)
-        seconds = len(audio) / SAMPLE_RATE
-        self.metrics.record(AUDIO_SECONDS, seconds, {"task": "diarize"})
-        if seconds > 0:
-            self.metrics.record(REAL_TIME_FACTOR, (time.monotonic() - started) / seconds, {"task": "diarize"})
+        self.metrics.record_work("diarize", len(audio) / SAMPLE_RATE, started)
         return found
 
     def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from ray.serve import metrics as serve_metrics
 
-from serve_app.metrics import GAUGE_EVERY_S, Metric
+from serve_app.metrics import AUDIO_SECONDS, GAUGE_EVERY_S, REAL_TIME_FACTOR, Metric
 
 __all__ = ["ServeMetrics"]
 
@@ -60,6 +60,12 @@ class ServeMetrics:
             if metric.name not in self._failed:
                 self._failed.add(metric.name)
                 logger.exception("metric %s could not be recorded", metric.name)
+
+    def record_work(self, task: str, audio_seconds: float, started: float) -> None:
+        """A request's audio, and its real-time factor: the time since `started` (monotonic) over it."""
+        self.record(AUDIO_SECONDS, audio_seconds, {"task": task})
+        if audio_seconds > 0:
+            self.record(REAL_TIME_FACTOR, (time.monotonic() - started) / audio_seconds, {"task": task})
 
     def keep_recording(self, gauges: Callable[[], Iterable[tuple[Metric, float]]], *, every_s: float = GAUGE_EVERY_S) -> None:
         """Record the gauges `gauges` reads now, and again every `every_s` seconds while the

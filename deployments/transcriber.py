@@ -20,7 +20,7 @@ from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
 from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
-from serve_app.metrics import AUDIO_SECONDS, DECODING_REQUESTS, REAL_TIME_FACTOR, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
+from serve_app.metrics import DECODING_REQUESTS, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
 from serve_app.settings import AppSettings
@@ -109,11 +109,7 @@ class Transcriber:
             if self.engine.active_streams == 0:
                 # In the background: the stream's end is not held up by it.
                 asyncio.get_running_loop().run_in_executor(None, release_memory)
-        seconds = len(audio) / SAMPLE_RATE
-        task = {"task": options.task}
-        self.metrics.record(AUDIO_SECONDS, seconds, task)
-        if seconds > 0:
-            self.metrics.record(REAL_TIME_FACTOR, (time.monotonic() - started) / seconds, task)
+        self.metrics.record_work(options.task, len(audio) / SAMPLE_RATE, started)
 
     @contextmanager
     def _watched(self) -> Iterator[None]:

@@ -61,11 +61,12 @@ class ExactCountClustering(AgglomerativeClustering):
         max_clusters: int | None = None,
         num_clusters: int | None = None,
     ) -> np.ndarray:
-        normalised = embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)  # pyannote's is in place
         clusters = super().cluster(embeddings, min_clusters, max_clusters, num_clusters=num_clusters)
         wanted = min_clusters or 1
         if len(np.unique(clusters)) < wanted <= len(embeddings):
             if self.metric == "cosine" and self.method in ("centroid", "median", "ward"):
+                # pyannote may have normalised them in place already: normalising is idempotent.
+                normalised = embeddings / np.linalg.norm(embeddings, axis=-1, keepdims=True)
                 dendrogram = linkage(normalised, method=self.method, metric="euclidean")
             else:
                 dendrogram = linkage(embeddings, method=self.method, metric=self.metric)
