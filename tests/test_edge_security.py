@@ -269,3 +269,22 @@ async def test_a_client_gone_mid_upload_is_one_info_line(anonymous: InProcess, c
     problems = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert problems == [], [record.getMessage() for record in problems]
     assert any("went away" in record.getMessage() for record in caplog.records)
+
+
+async def test_a_request_cancelled_by_serve_is_one_info_line_and_stays_cancelled(caplog: pytest.LogCaptureFixture) -> None:
+    from serve_app.api.http import CatchAll
+
+    async def waits_for_a_decode(scope: dict, receive: object, send: object) -> None:
+        await asyncio.sleep(60)
+
+    async def call() -> None:
+        await CatchAll(waits_for_a_decode)({"type": "http", "method": "POST", "path": "/v1/audio/transcriptions"}, None, None)  # type: ignore[arg-type]
+
+    with caplog.at_level(logging.INFO):
+        task = asyncio.create_task(call())
+        await asyncio.sleep(0.01)
+        task.cancel()  # what Serve does when the client disconnects first
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert [record.levelno for record in caplog.records] == [logging.INFO]
+    assert "went away" in caplog.records[0].getMessage()

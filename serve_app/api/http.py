@@ -103,6 +103,9 @@ class CatchAll:
             await self.app(scope, receive, tracked)
         except (ClientDisconnect, TaskCancelledError):  # the latter: Serve's answer to a client gone mid-body
             logger.info("%s %s: the client went away before its request was read whole", scope.get("method"), scope.get("path"))
+        except asyncio.CancelledError:  # Serve cancels the request's task when its client disconnects first
+            logger.info("%s %s: cancelled, the client went away before it was answered", scope.get("method"), scope.get("path"))
+            raise
         except Exception as exc:
             if scope["type"] != "http" or started:
                 raise
