@@ -43,6 +43,9 @@ from pathlib import Path
 import httpx
 
 os.environ.setdefault("RAY_AUTH_MODE", "token")  # scripts/serve's Ray asks for the token; read when ray is imported
+# Serve's handle keeps a thread that, once this script has let go of the service's Ray, would
+# start a Ray of its own (with a dashboard) beside the service being measured.
+os.environ["RAY_ENABLE_AUTO_CONNECT"] = "0"
 import ray
 from corpus import SAMPLE_WAV, build, long_clip, seconds_of_audio
 from httpx_sse import EventSource

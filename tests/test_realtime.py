@@ -351,6 +351,53 @@ def test_server_vad_finds_the_utterance_in_speech(speech_pcm: bytes) -> None:
         assert client.seen[-1]["usage"]["seconds"] > len(speech_pcm) / 48000
 
 
+def paced(client: Session, pcm: bytes) -> None:
+    """Append in 100 ms pieces with a pause between, so that the session decodes between them."""
+    for start in range(0, len(pcm), 4800):
+        client.append(pcm[start : start + 4800])
+        time.sleep(0.005)
+
+
+def fake_text(seconds: float) -> str:
+    return " ".join(WORDS[: round(seconds * 2)]).capitalize() + "."
+
+
+def test_server_vad_completes_with_the_decode_made_as_the_silence_began(speech_pcm: bytes) -> None:
+    decoder = FakeDecoder()
+    silence = bytes(int(0.6 * 24000) * 2)
+    with session(make_app(decoder)) as client:
+        client.until("session.created")
+        paced(client, silence + speech_pcm + silence * 2)
+        completed = client.until("conversation.item.input_audio_transcription.completed")
+    # The last decode heard the speech and 300 ms of the silence after it, not the 500 ms that
+    # ended the turn: the completed text is that decode's, with no decode of the committed audio.
+    assert decoder.calls[-1] <= completed["usage"]["seconds"] - 0.15, (decoder.calls, completed)
+    assert decoder.calls[-1] >= len(speech_pcm) / 48000
+    assert completed["transcript"] == fake_text(decoder.calls[-1])
+
+
+def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) -> None:
+    decoder = FakeDecoder()
+    pause, silence = bytes(int(0.6 * 24000) * 2), bytes(int(1.5 * 24000) * 2)
+    vad = {"type": "server_vad", "silence_duration_ms": 1000}
+    with session(make_app(decoder)) as client:
+        client.until("session.created")
+        client.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}})
+        client.until("session.updated")
+        paced(client, pause + speech_pcm + pause + speech_pcm + silence)
+        kinds = client.types_until("conversation.item.input_audio_transcription.completed")
+        completed = client.seen[-1]
+    # A decode was made 300 ms into the pause between the two, and the speech went on: the
+    # completed text is of both.
+    assert kinds.count("input_audio_buffer.committed") == 1, kinds
+    assert completed["usage"]["seconds"] >= 2 * len(speech_pcm) / 48000 + 0.6
+    assert completed["transcript"] == fake_text(decoder.calls[-1])
+    assert decoder.calls[-1] >= 2 * len(speech_pcm) / 48000 + 0.6, decoder.calls
+    # The item starts 300 ms before the first speech: a decode ended before the second began.
+    first_speech_s = len(speech_pcm) / 48000
+    assert any(first_speech_s < heard < first_speech_s + 0.3 + 0.6 for heard in decoder.calls), decoder.calls
+
+
 def test_g711_formats(speech_pcm: bytes) -> None:
     table = np.arange(256, dtype=np.uint8).tobytes()
     audioop = pytest.importorskip("audioop")  # gone in Python 3.13: the tables stand alone there

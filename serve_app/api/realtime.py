@@ -61,6 +61,10 @@ CLIENT_EVENTS_NOT_SERVED = frozenset(
         "output_audio_buffer.clear",
     }
 )
+EARLY_DECODE_S = 0.3
+"""Server VAD: this far into a silence, the utterance so far is decoded at once, so that when
+the silence lasts long enough to end the turn its text is ready (the speech decoded, padded
+with this much of the silence after it)."""
 MIN_COMMIT_S = 0.1
 """The least audio a commit takes, as OpenAI's service asks (100 ms)."""
 NORMAL_CLOSE = 1000
@@ -144,6 +148,11 @@ class Item:
     sent: list[str] = field(default_factory=list)
     last_words: list[str] = field(default_factory=list)
     decoded_until: int = 0
+    """Where the latest partial decode asked for ends (it may still be under way)."""
+    decoded: tuple[int, str] | None = None
+    """The latest partial decode done: where its audio ends, and its text."""
+    speech_end: int | None = None
+    """Server VAD: where the silence that ended the utterance began, padded (`_speech_end`)."""
     dropped: bool = False
     probabilities: list[float] = field(default_factory=list)
     audio: np.ndarray | None = None
@@ -497,6 +506,7 @@ class RealtimeSession:
                 self.silence_from = start
             if self.silence_from is not None and end - self.silence_from >= turn.silence_duration_ms * SAMPLE_RATE // 1000:
                 self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item.id})
+                item.speech_end = self._speech_end()
                 self.speaking, self.silence_from = False, None
                 self._commit(item, end)
             elif end - item.start >= self.limits.max_utterance_s * SAMPLE_RATE:
@@ -555,14 +565,35 @@ class RealtimeSession:
                     await self._complete(self.committed.popleft())
                     continue
                 item = self.item
-                if item is None or self.timeline.end - max(item.decoded_until, item.start) < interval:
+                if item is None:
+                    break
+                early = self._early_decode_end()
+                if early is not None:
+                    await self._partial(item, early)
+                    continue
+                if self.timeline.end - max(item.decoded_until, item.start) < interval:
                     break
                 if self.timeline.end - item.start > longest:
                     break  # no turn detection, and the client has not committed for long: no partials
-                await self._partial(item)
+                await self._partial(item, self.timeline.end)
 
-    async def _partial(self, item: Item) -> None:
-        end = self.timeline.end
+    def _speech_end(self) -> int | None:
+        """Where the utterance in progress has stopped, if a silence is heard: the silence's
+        start, padded with EARLY_DECODE_S of it (half the turn's silence at most)."""
+        turn = self.config.turn_detection
+        if self.silence_from is None or turn is None:
+            return None
+        return self.silence_from + min(int(EARLY_DECODE_S * SAMPLE_RATE), turn.silence_duration_ms * SAMPLE_RATE // 2000)
+
+    def _early_decode_end(self) -> int | None:
+        """Where to decode the utterance in progress to now, ahead of its turn's end: its
+        speech has stopped, and no decode yet reaches that far."""
+        end = self._speech_end()
+        if self.item is None or end is None:
+            return None
+        return end if self.item.decoded_until < end <= self.timeline.end else None
+
+    async def _partial(self, item: Item, end: int) -> None:
         audio = self.timeline.view(item.start, end)
         item.decoded_until = end
         try:
@@ -571,6 +602,7 @@ class RealtimeSession:
             if as_service_error(failure) is None:
                 logger.exception("a partial decode of live session %s failed", self.id)
             return  # the completed transcription will say, if it fails too
+        item.decoded = (end, text)
         words = text.split()
         stable = agreed_words(item.last_words, words)
         item.last_words = words
@@ -588,7 +620,9 @@ class RealtimeSession:
         assert item.audio is not None
         seconds = len(item.audio) / SAMPLE_RATE
         try:
-            text = await self.decoder.transcribe(item.audio, self.model, self.config.options)
+            text = self._decoded_whole(item)
+            if text is None:
+                text = await self.decoder.transcribe(item.audio, self.model, self.config.options)
         except Exception as failure:
             error = as_service_error(failure)
             if error is None:
@@ -624,6 +658,16 @@ class RealtimeSession:
                 "usage": {"type": "duration", "seconds": round(seconds, 3)},
             }
         )
+
+    @staticmethod
+    def _decoded_whole(item: Item) -> str | None:
+        """The text of a partial decode that heard all of the utterance's speech (it reached
+        as far into the silence that ended the turn as `_speech_end`): the completed text, with
+        no decode again."""
+        if item.speech_end is None or item.decoded is None:
+            return None
+        end, text = item.decoded
+        return text if end >= item.speech_end else None
 
     # -- the whole session -------------------------------------------------------------------
 
