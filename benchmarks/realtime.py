@@ -39,9 +39,9 @@ SPEECH = (
 )
 
 
-def file_text(url: str, path: Path) -> str:
+def file_text(url: str, path: Path, model: str) -> str:
     with path.open("rb") as media:
-        response = httpx.post(f"{url}/v1/audio/transcriptions", files={"file": media}, data={"model": "whisper-1"}, timeout=600)
+        response = httpx.post(f"{url}/v1/audio/transcriptions", files={"file": media}, data={"model": model}, timeout=600)
     response.raise_for_status()
     return response.json()["text"]
 
@@ -57,6 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
+    parser.add_argument("--model", default="tiny.en", help="the sessions' and the file route's model (default tiny.en)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
     espeak = speak(SPEECH, folder / "speech.wav", voice="en-us", speed=150)
@@ -65,24 +66,24 @@ def main() -> None:
     service.start()
     try:
         url = service.url
-        sample_ref, speech_ref = file_text(url, SAMPLE_WAV), file_text(url, espeak)
+        sample_ref, speech_ref = file_text(url, SAMPLE_WAV, args.model), file_text(url, espeak, args.model)
         sample_pcm, speech_pcm = pcm24(SAMPLE_WAV), pcm24(espeak)
         print(f"sample call {len(sample_pcm) / 48000:.1f} s, espeak speech {len(speech_pcm) / 48000:.1f} s", flush=True)
         results = {
-            "sample, 1 session": show("sample call, 1 session", stream(url, sample_pcm), sample_ref),
-            "espeak, 1 session": show("espeak speech, 1 session", stream(url, speech_pcm), speech_ref),
+            "sample, 1 session": show("sample call, 1 session", stream(url, sample_pcm, model=args.model), sample_ref),
+            "espeak, 1 session": show("espeak speech, 1 session", stream(url, speech_pcm, model=args.model), speech_ref),
         }
         runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
 
         def session(index: int) -> None:
             time.sleep(index * 0.25)  # as people would not start together to the millisecond
-            runs[index] = stream(url, sample_pcm, timeout_s=300)
+            runs[index] = stream(url, sample_pcm, model=args.model, timeout_s=300)
 
         beside: dict[str, float] = {}
 
         def transcribe_beside() -> None:
             started = time.monotonic()
-            file_text(url, long_clip)
+            file_text(url, long_clip, args.model)
             beside["wall_s"] = time.monotonic() - started
 
         threads = [threading.Thread(target=session, args=(i,)) for i in range(args.sessions)]

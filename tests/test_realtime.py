@@ -302,6 +302,22 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         assert client.until("conversation.item.input_audio_transcription.completed")["transcript"] == "The quick."
 
 
+def test_partial_decodes_come_less_often_when_the_transcriber_is_slow() -> None:
+    decoder = FakeDecoder(delay_s=0.5)
+    with session(make_app(decoder, realtime_partial_interval_s=0.2)) as client:
+        client.until("session.created")
+        manual(client)
+        for _ in range(30):  # 3 s at real-time pace
+            client.append(pcm24(0.1))
+            time.sleep(0.1)
+        client.send({"type": "input_audio_buffer.commit"})
+        client.until("conversation.item.input_audio_transcription.completed")
+    partials = decoder.calls[:-1]
+    # Each partial decode takes 0.5 s: the next waits for 1.5 x 0.5 s of new audio, not 0.2 s.
+    assert len(partials) >= 2, decoder.calls
+    assert min(b - a for a, b in zip(partials, partials[1:])) >= 0.75 - 0.01, decoder.calls
+
+
 def test_no_delta_is_taken_back_when_decodes_disagree() -> None:
     class Wavering(FakeDecoder):
         async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
@@ -369,25 +385,35 @@ def test_server_vad_completes_with_the_decode_made_as_the_silence_began(speech_p
         client.until("session.created")
         paced(client, silence + speech_pcm + silence * 2)
         completed = client.until("conversation.item.input_audio_transcription.completed")
-    # The last decode heard the speech and 300 ms of the silence after it, not the 500 ms that
+    # The last decode heard the speech and 200 ms of the silence after it, not the 500 ms that
     # ended the turn: the completed text is that decode's, with no decode of the committed audio.
     assert decoder.calls[-1] <= completed["usage"]["seconds"] - 0.15, (decoder.calls, completed)
     assert decoder.calls[-1] >= len(speech_pcm) / 48000
     assert completed["transcript"] == fake_text(decoder.calls[-1])
 
 
-def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) -> None:
-    decoder = FakeDecoder()
+def two_sentences_with_a_pause(client: Session, speech_pcm: bytes) -> list[str]:
+    """Speech, 600 ms of silence, the speech again, then silence, with server VAD ending a turn
+    after 1 s of silence; the event types until every utterance committed is completed."""
     pause, silence = bytes(int(0.6 * 24000) * 2), bytes(int(1.5 * 24000) * 2)
     vad = {"type": "server_vad", "silence_duration_ms": 1000}
-    with session(make_app(decoder)) as client:
-        client.until("session.created")
-        client.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}})
-        client.until("session.updated")
-        paced(client, pause + speech_pcm + pause + speech_pcm + silence)
-        kinds = client.types_until("conversation.item.input_audio_transcription.completed")
-        completed = client.seen[-1]
-    # A decode was made 300 ms into the pause between the two, and the speech went on: the
+    client.until("session.created")
+    client.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}})
+    client.until("session.updated")
+    paced(client, pause + speech_pcm + pause + speech_pcm + silence)
+    client.send({"type": "input_audio_buffer.clear"})  # answered once every append before it is heard
+    kinds = client.types_until("input_audio_buffer.cleared")
+    while kinds.count("input_audio_buffer.committed") > kinds.count("conversation.item.input_audio_transcription.completed"):
+        kinds += client.types_until("conversation.item.input_audio_transcription.completed")
+    return kinds
+
+
+def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) -> None:
+    decoder = FakeDecoder()
+    with session(make_app(decoder, realtime_max_utterance_s=60)) as client:
+        kinds = two_sentences_with_a_pause(client, speech_pcm)
+        completed = next(e for e in client.seen if e["type"] == "conversation.item.input_audio_transcription.completed")
+    # A decode was made 200 ms into the pause between the two, and the speech went on: the
     # completed text is of both.
     assert kinds.count("input_audio_buffer.committed") == 1, kinds
     assert completed["usage"]["seconds"] >= 2 * len(speech_pcm) / 48000 + 0.6
@@ -396,6 +422,17 @@ def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) 
     # The item starts 300 ms before the first speech: a decode ended before the second began.
     first_speech_s = len(speech_pcm) / 48000
     assert any(first_speech_s < heard < first_speech_s + 0.3 + 0.6 for heard in decoder.calls), decoder.calls
+
+
+def test_a_long_utterance_ends_at_its_next_short_pause(speech_pcm: bytes) -> None:
+    # The first sentence is over half of realtime_max_utterance_s: the 600 ms pause after it
+    # ends its turn, though the turn's silence is 1 s.
+    with session(make_app(FakeDecoder(), realtime_max_utterance_s=8)) as client:
+        kinds = two_sentences_with_a_pause(client, speech_pcm)
+        completed = [e for e in client.seen if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert kinds.count("input_audio_buffer.committed") >= 2, kinds
+    first_speech_s = len(speech_pcm) / 48000
+    assert 4 <= completed[0]["usage"]["seconds"] < first_speech_s + 0.3 + 0.6, completed[0]
 
 
 def test_g711_formats(speech_pcm: bytes) -> None:

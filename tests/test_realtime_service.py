@@ -27,8 +27,8 @@ WER_LIMIT = 0.15
 
 def test_the_sdk_streams_the_sample_call_at_real_time_pace(service: LocalService, client: httpx.Client) -> None:
     with SAMPLE_WAV.open("rb") as media:
-        reference = client.post("/v1/audio/transcriptions", files={"file": media}, data={"model": "whisper-1"}).json()["text"]
-    run = stream(service.url, pcm24(SAMPLE_WAV))
+        reference = client.post("/v1/audio/transcriptions", files={"file": media}, data={"model": "tiny.en"}).json()["text"]
+    run = stream(service.url, pcm24(SAMPLE_WAV), model="tiny.en")
     kinds = [event.type for _, event in run.events]
     assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.speech_stopped" in kinds
     assert run.first_delta_s is not None and run.first_delta_s < run.sent_s, "deltas arrive while the audio is still being sent"

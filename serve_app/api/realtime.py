@@ -61,10 +61,19 @@ CLIENT_EVENTS_NOT_SERVED = frozenset(
         "output_audio_buffer.clear",
     }
 )
-EARLY_DECODE_S = 0.3
+EARLY_DECODE_S = 0.2
 """Server VAD: this far into a silence, the utterance so far is decoded at once, so that when
 the silence lasts long enough to end the turn its text is ready (the speech decoded, padded
-with this much of the silence after it)."""
+with this much of the silence after it). No other partial decode starts in a silence meanwhile."""
+LONG_PAUSE_S = 0.2
+"""Server VAD: an utterance past half of `realtime_max_utterance_s` ends at its next pause of
+this long, not only at a silence of the turn's `silence_duration_ms`: a monologue comes back
+in pieces cut where the speaker breathes, each completed soon after it is spoken."""
+PARTIAL_BACKOFF = 1.5
+"""The utterance in progress is decoded again once the new audio is as long as the partial
+interval, or this many times the last partial decode took, whichever is more: when the
+Transcriber is busy, each session asks it for fewer partial decodes, and the completed texts
+keep up."""
 MIN_COMMIT_S = 0.1
 """The least audio a commit takes, as OpenAI's service asks (100 ms)."""
 NORMAL_CLOSE = 1000
@@ -237,6 +246,8 @@ class RealtimeSession:
         self.previous_item_id: str | None = None
         self.outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=limits.send_queue)
         self.wake = asyncio.Event()
+        self.last_partial_s = 0.0
+        """How long the latest partial decode took (PARTIAL_BACKOFF)."""
         self.last_client_event = time.monotonic()
         self.closing: Closing | None = None
         self.ended = asyncio.Event()
@@ -504,7 +515,7 @@ class RealtimeSession:
                 self.silence_from = None
             elif probability < max(turn.threshold - 0.15, 0.01) and self.silence_from is None:
                 self.silence_from = start
-            if self.silence_from is not None and end - self.silence_from >= turn.silence_duration_ms * SAMPLE_RATE // 1000:
+            if self.silence_from is not None and end - self.silence_from >= self._silence_ending(item):
                 self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item.id})
                 item.speech_end = self._speech_end()
                 self.speaking, self.silence_from = False, None
@@ -571,19 +582,31 @@ class RealtimeSession:
                 if early is not None:
                     await self._partial(item, early)
                     continue
-                if self.timeline.end - max(item.decoded_until, item.start) < interval:
+                if self._speech_end() is not None:
+                    break  # a silence: its early decode comes next, unless speech resumes
+                wait = max(interval, int(PARTIAL_BACKOFF * self.last_partial_s * SAMPLE_RATE))
+                if self.timeline.end - max(item.decoded_until, item.start) < wait:
                     break
                 if self.timeline.end - item.start > longest:
                     break  # no turn detection, and the client has not committed for long: no partials
                 await self._partial(item, self.timeline.end)
 
+    def _silence_ending(self, item: Item) -> int:
+        """The samples of silence that end `item`'s turn: the turn's `silence_duration_ms`, or
+        LONG_PAUSE_S once the utterance is long (see there)."""
+        turn = self.config.turn_detection
+        assert turn is not None
+        silence = turn.silence_duration_ms * SAMPLE_RATE // 1000
+        if self.timeline.end - item.start >= self.limits.max_utterance_s * SAMPLE_RATE / 2:
+            return min(silence, int(LONG_PAUSE_S * SAMPLE_RATE))
+        return silence
+
     def _speech_end(self) -> int | None:
         """Where the utterance in progress has stopped, if a silence is heard: the silence's
-        start, padded with EARLY_DECODE_S of it (half the turn's silence at most)."""
-        turn = self.config.turn_detection
-        if self.silence_from is None or turn is None:
+        start, padded with EARLY_DECODE_S of it (half the silence that ends the turn at most)."""
+        if self.silence_from is None or self.item is None or self.config.turn_detection is None:
             return None
-        return self.silence_from + min(int(EARLY_DECODE_S * SAMPLE_RATE), turn.silence_duration_ms * SAMPLE_RATE // 2000)
+        return self.silence_from + min(int(EARLY_DECODE_S * SAMPLE_RATE), self._silence_ending(self.item) // 2)
 
     def _early_decode_end(self) -> int | None:
         """Where to decode the utterance in progress to now, ahead of its turn's end: its
@@ -596,8 +619,10 @@ class RealtimeSession:
     async def _partial(self, item: Item, end: int) -> None:
         audio = self.timeline.view(item.start, end)
         item.decoded_until = end
+        started = time.monotonic()
         try:
             text = await self.decoder.transcribe(audio, self.model, self.config.options)
+            self.last_partial_s = time.monotonic() - started
         except Exception as failure:
             if as_service_error(failure) is None:
                 logger.exception("a partial decode of live session %s failed", self.id)
