@@ -13,7 +13,8 @@ int8, beam 5, in alternating rounds so that the noise of a shared machine falls 
 5. time to the first streamed segment of a long clip, service against engine;
 6. the service's memory, as PSS summed over every one of its processes, Ray's included
    (benchmarks/memory.py), by deployment and process: idle once warm (after one transcription
-   and one diarization), at its peak under the 8 concurrent clients, at its peak while
+   and one diarization), at its peak under 8 concurrent clients (a run of its own after the
+   timed ones: sampling the memory takes CPU), at its peak while
    `--diarizations` sample calls are diarized two at a time, and idle after all that;
 7. the cold start: from starting `scripts/serve` (installed, the models already in its model
    folder) to the first 200 of a transcription.
@@ -185,14 +186,6 @@ def idle(service: ScriptService, settle: float = 5.0):
 DEPLOYMENTS = ("Ingress", "Transcriber", "Diarizer", "ModelStore", "JobQueue", "controller", "proxy", "serve run")
 
 
-def max_by_role(watches: list[PeakWatch]) -> dict[str, int]:
-    peaks: dict[str, int] = {}
-    for watch in watches:
-        for name, pss in watch.peak_by_role.items():
-            peaks[name] = max(peaks.get(name, 0), pss)
-    return peaks
-
-
 def transcriber_counts() -> tuple[int, int]:
     state = serve.get_deployment_handle("Transcriber", app_name="whisper").describe.remote().result()
     return state["batches"], state["chunks_decoded"]
@@ -230,17 +223,13 @@ def main() -> None:
             firsts: dict[str, list[tuple[float, float]]] = {"engine": [], "service": []}
             batched_before = transcriber_counts()
             engine_peak = 0
-            busy: list[PeakWatch] = []
             for _ in range(args.rounds):
                 result = engine_processes(model_dir, "sequential", [files])
                 baseline.add(result["wall"], result["texts"])
                 engine_peak = max(engine_peak, result["peak_bytes"])
                 alone.add(*through_service(service.url, files, 1))
                 for clients, run in concurrent.items():
-                    watch = PeakWatch(service.roots, service.groups) if clients == 8 else None
                     run.add(*through_service(service.url, files, clients))
-                    if watch:
-                        busy.append(watch.stop())
                 result = engine_processes(model_dir, "batched", [files])
                 batched.add(result["wall"], result["texts"])
                 result = engine_processes(model_dir, "batched", deal(files, clip_seconds, CORES))
@@ -250,6 +239,11 @@ def main() -> None:
                 firsts["service"].append(service_first_segment(service.url, long))
             batches, chunks = (after - before for after, before in zip(transcriber_counts(), batched_before))
             ray.shutdown()
+            # Apart from the timed runs: reading every process's smaps_rollup twice a second
+            # takes CPU from the service.
+            busy = PeakWatch(service.roots, service.groups)
+            through_service(service.url, files, 8)
+            busy.stop()
             diarizing = PeakWatch(service.roots, service.groups)
             diarize(service.url, args.diarizations)
             diarizing.stop()
@@ -285,10 +279,9 @@ def main() -> None:
     print(f"{'service, SSE over HTTP':<{width}}{service_first:>8.3f}{service_whole:>9.2f}{service_first / service_whole:>13.2f}")
     print(f"service first segment - engine first segment: {1000 * (service_first - engine_first):+.0f} ms")
 
-    peak_8 = max(busy, key=lambda watch: watch.peak_total)
     columns = {
         "idle, warm": warm.by_role,
-        "8 clients": max_by_role(busy),
+        "8 clients": busy.peak_by_role,
         f"{args.diarizations} diarized": diarizing.peak_by_role,
         "idle after": after.by_role,
     }
@@ -296,7 +289,7 @@ def main() -> None:
     print(table(columns, after.counts, order=DEPLOYMENTS))
     print(
         f"the whole service: idle {warm.total / GiB:.2f} GiB over {warm.processes} processes; at its peak under 8 clients "
-        f"{peak_8.peak_total / GiB:.2f} GiB, diarizing {diarizing.peak_total / GiB:.2f} GiB; idle after {after.total / GiB:.2f} GiB. "
+        f"{busy.peak_total / GiB:.2f} GiB, diarizing {diarizing.peak_total / GiB:.2f} GiB; idle after {after.total / GiB:.2f} GiB. "
         f"One engine process's peak RSS: {engine_peak / GiB:.2f} GiB"
     )
     print(f"cold start: scripts/serve started to the first 200 of a transcription: {cold_start:.1f} s")

@@ -19,7 +19,7 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.engine.budget import thread_budget
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.errors import ServiceError
-from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
+from serve_app.memory import forget_shared_pages, release_memory
 from serve_app.metrics import DECODING_REQUESTS, TIME_TO_FIRST_SEGMENT, WAITING_CHUNKS
 from serve_app.models.catalogue import ModelCatalogue
 from serve_app.options import DecodeOptions
@@ -50,8 +50,9 @@ def replica_budget() -> tuple[str, int, int]:
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
 class Transcriber:
     def __init__(self, settings: AppSettings) -> None:
+        # glibc's own mmap threshold, not keep_heap_small's: CTranslate2's large buffers mapped
+        # and unmapped afresh cost it 44% more CPU (benchmarks/throughput.py, 8 clients).
         device, workers, cpu_threads = replica_budget()
-        keep_heap_small()
         if settings.device != "auto":
             device = settings.device
         self._failures_in_a_row = 0

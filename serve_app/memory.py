@@ -9,6 +9,11 @@ the length of the audio and stays that size after the request. `keep_heap_small`
 threshold, so that large blocks are mapped on their own and unmapped when freed, and
 `release_memory` gives back what a request left free in the heaps.
 
+The Diarizer keeps its heap small so. The Transcriber does not: CTranslate2 allocates large
+buffers at every step of a decode, and mapping each afresh (page faults, zeroed pages) cost it
+44% more CPU; there glibc's own threshold, two arenas (MALLOC_ARENA_MAX in config.yaml) and
+`release_memory` after the requests hold the heap to about 130 MiB over the model's.
+
 A request's audio is read in place from Ray's object store, shared memory that each process
 reading it maps: the pages it touched count in its resident memory until it unmaps them, long
 after the object is freed. `forget_shared_pages` drops them from the process once a request is

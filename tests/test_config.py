@@ -37,9 +37,10 @@ def test_the_two_configs_are_the_same_graph() -> None:
     assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber", "Diarizer"}
     for name in ("Ingress", "ModelStore", "JobQueue"):
         assert deployments(gpu)[name] == deployments(cpu)[name]
-    runtime_env = deployments(cpu)["Diarizer"]["ray_actor_options"]["runtime_env"]
-    assert deployments(gpu)["Diarizer"]["ray_actor_options"]["runtime_env"] == runtime_env
-    assert runtime_env["env_vars"]["MALLOC_ARENA_MAX"] == "2"
+    for name in ("Transcriber", "Diarizer"):
+        runtime_env = deployments(cpu)[name]["ray_actor_options"]["runtime_env"]
+        assert deployments(gpu)[name]["ray_actor_options"]["runtime_env"] == runtime_env
+        assert runtime_env["env_vars"]["MALLOC_ARENA_MAX"] == "2"
 
 
 def test_the_transcriber_is_pinned_to_a_gpu_and_autoscaled() -> None:

@@ -64,9 +64,10 @@ def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(t
         timeout=180,
         check=True,
     )
-    address, pgid = started.stdout.split()
+    address, pgid, folder = started.stdout.split()
     try:
         assert "ray_" in scrape(f"http://127.0.0.1:{metrics_port}/metrics"), "no metrics on WHISPER_SERVE_METRICS_PORT"
+        assert (Path(folder) / "session_latest" / "logs").is_dir(), "scripts/serve follows the logs there"
         owner = connect(address)
         assert owner.returncode == 0, owner.stderr[-2000:]
         assert int(owner.stdout.split()[-1]) >= 1
