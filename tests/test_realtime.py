@@ -47,6 +47,7 @@ class FakeDecoder:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
+        self.cancelled = 0
         self.delay_s = delay_s
 
     async def resolve(self, name: str, options: DecodeOptions) -> Any:
@@ -57,7 +58,11 @@ class FakeDecoder:
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
         if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+            try:
+                await asyncio.sleep(self.delay_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         return " ".join(WORDS[: round(len(audio) / 16000 * 2)]).capitalize() + "."
 
 
@@ -406,6 +411,18 @@ def two_sentences_with_a_pause(client: Session, speech_pcm: bytes) -> list[str]:
     while kinds.count("input_audio_buffer.committed") > kinds.count("conversation.item.input_audio_transcription.completed"):
         kinds += client.types_until("conversation.item.input_audio_transcription.completed")
     return kinds
+
+
+def test_a_partial_decode_under_way_gives_way_when_the_speech_stops(speech_pcm: bytes) -> None:
+    decoder = FakeDecoder(delay_s=0.6)
+    silence = bytes(int(0.6 * 24000) * 2)
+    with session(make_app(decoder)) as client:
+        client.until("session.created")
+        paced(client, silence + speech_pcm + silence * 2)  # 20 times real time: all of it within one decode
+        completed = client.until("conversation.item.input_audio_transcription.completed")
+    # The partial decode under way when the turn ended was cancelled, not waited for.
+    assert decoder.cancelled >= 1, decoder.calls
+    assert completed["transcript"] == fake_text(decoder.calls[-1])
 
 
 def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) -> None:

@@ -248,6 +248,8 @@ class RealtimeSession:
         self.wake = asyncio.Event()
         self.last_partial_s = 0.0
         """How long the latest partial decode took (PARTIAL_BACKOFF)."""
+        self.partial: asyncio.Task[None] | None = None
+        """The partial decode of the utterance in progress under way, if any (not an early one)."""
         self.last_client_event = time.monotonic()
         self.closing: Closing | None = None
         self.ended = asyncio.Event()
@@ -489,6 +491,7 @@ class RealtimeSession:
             return
         if self.item is not None:
             self.wake.set()
+        self._drop_stale_partial()
 
     def _detect(self, samples: np.ndarray) -> None:
         turn = self.config.turn_detection
@@ -540,6 +543,7 @@ class RealtimeSession:
         self.previous_item_id = item.id
         self.committed.append(item)
         self.wake.set()
+        self._drop_stale_partial()
 
     def commit_buffer(self) -> None:
         buffered = self.timeline.samples if self.item is None else self.timeline.end - max(self.item.start, self.timeline.start)
@@ -589,7 +593,19 @@ class RealtimeSession:
                     break
                 if self.timeline.end - item.start > longest:
                     break  # no turn detection, and the client has not committed for long: no partials
-                await self._partial(item, self.timeline.end)
+                self.partial = asyncio.create_task(self._partial(item, self.timeline.end))
+                try:
+                    await asyncio.wait({self.partial})
+                finally:
+                    self.partial.cancel()  # done already, unless this loop itself is cancelled
+                    self.partial = None
+
+    def _drop_stale_partial(self) -> None:
+        """Cancel the partial decode under way once a decode that makes it stale is due: the
+        early decode of a silence, or the utterance's completion. A decode already in a batch
+        runs on, but the next starts at once, on the Transcriber's other worker or replica."""
+        if self.partial is not None and (self.committed or self._early_decode_end() is not None):
+            self.partial.cancel()
 
     def _silence_ending(self, item: Item) -> int:
         """The samples of silence that end `item`'s turn: the turn's `silence_duration_ms`, or
@@ -618,11 +634,14 @@ class RealtimeSession:
 
     async def _partial(self, item: Item, end: int) -> None:
         audio = self.timeline.view(item.start, end)
-        item.decoded_until = end
+        before, item.decoded_until = item.decoded_until, end
         started = time.monotonic()
         try:
             text = await self.decoder.transcribe(audio, self.model, self.config.options)
             self.last_partial_s = time.monotonic() - started
+        except asyncio.CancelledError:
+            item.decoded_until = before  # should the speech go on, the next partial comes as soon
+            raise
         except Exception as failure:
             if as_service_error(failure) is None:
                 logger.exception("a partial decode of live session %s failed", self.id)
