@@ -85,7 +85,7 @@ class Pipeline:
         share_audio: Callable[[np.ndarray], Any] | None = None,
     ) -> None:
         """`share_audio` turns the decoded samples into what the Transcriber and the Diarizer are
-        sent: the deployments pass `ray.put`, so that a request's audio crosses the object store
+        sent: the deployments pass `put_audio`, so that a request's audio crosses the object store
         once, as one reference both read (a numpy array sent by value is put once a call), and the
         caller's own copy is let go as soon as it is put. Without it the array itself is sent."""
         self.share_audio = share_audio
