@@ -1,6 +1,6 @@
 """scripts/ray-local, the Ray that scripts/serve starts: a client without the user's token is
 refused, its Prometheus metrics are on the port WHISPER_SERVE_METRICS_PORT names, and
-stopping it stops that Ray's processes (issue 13, Ray's own ports)."""
+stopping it stops that Ray's processes (issue 13, Ray's own ports); and scripts/serve over it."""
 
 from __future__ import annotations
 
@@ -92,3 +92,31 @@ def test_rays_ports_refuse_a_client_without_the_token_and_stop_with_the_script(t
     _gone, alive = psutil.wait_procs(processes, timeout=60)
     running = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]  # stopped, not yet reaped by init
     assert running == [], f"still running after the script stopped: {[p.name() for p in running]}"
+
+
+def test_scripts_serve_answers_shows_the_replicas_logs_and_stops_whole_on_ctrl_c(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from media import SAMPLE_WAV
+    from serve_script import ScriptService, seed
+
+    seed(tmp_path / "models")
+    monkeypatch.setenv("WHISPER_SERVE_METRICS_PORT", str(free_port()))
+    service = ScriptService(tmp_path / "models")
+    processes: list[psutil.Process] = []
+    try:
+        service.start(SAMPLE_WAV)  # a transcription answered 200
+        processes = [process for pgid in service.groups for process in group(pgid)]
+        processes += psutil.Process(service.roots[0]).children(recursive=True)
+        commands = [" ".join(process.cmdline()) for process in processes]
+        assert not any("serve run" in command for command in commands), "serve run --non-blocking stays no longer"
+        deadline = time.monotonic() + 30
+        while "whisper_Transcriber" not in service.log.read_text() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "whisper_Transcriber" in service.log.read_text(), "the replicas' log lines are followed on the script's output"
+    finally:
+        service.stop()  # SIGINT to the script's group, as Ctrl-C in a terminal
+    _gone, alive = psutil.wait_procs(processes, timeout=60)
+    running = [" ".join(p.cmdline())[:120] for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert running == [], f"still running after Ctrl-C (Ray's processes, the log followers): {running}"
