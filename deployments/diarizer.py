@@ -19,7 +19,7 @@ from deployments.metrics import ServeMetrics
 from deployments.multiplexing import multiplexed, requested_model
 from serve_app.diarization.speakers import Diarization
 from serve_app.engine.audio import SAMPLE_RATE
-from serve_app.memory import forget_shared_pages, keep_heap_small, release_memory
+from serve_app.memory import forget_shared_pages, release_memory
 from serve_app.models.catalogue import ModelCatalogue, ModelInfo
 from serve_app.options import SpeakerOptions
 from serve_app.settings import AppSettings
@@ -47,7 +47,6 @@ class Diarizer:
     def __init__(self, settings: AppSettings) -> None:
         # pyannote sends usage telemetry unless told not to, and reads this when imported.
         os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
-        keep_heap_small()
         assigned = ray.get_runtime_context().get_assigned_resources()
         self.device = "cuda" if assigned.get("GPU", 0) > 0 else "cpu"
         threads = max(1, int(assigned.get("CPU", 1)))  # as many torch threads as the replica has cores

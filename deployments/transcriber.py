@@ -50,8 +50,6 @@ def replica_budget() -> tuple[str, int, int]:
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
 class Transcriber:
     def __init__(self, settings: AppSettings) -> None:
-        # glibc's own mmap threshold, not keep_heap_small's: CTranslate2's large buffers mapped
-        # and unmapped afresh cost it 44% more CPU (benchmarks/throughput.py, 8 clients).
         device, workers, cpu_threads = replica_budget()
         if settings.device != "auto":
             device = settings.device

@@ -1,18 +1,18 @@
 """Giving a replica's freed memory back to the operating system (glibc's malloc; elsewhere,
 nothing is done).
 
-glibc keeps the memory that Python, numpy and torch free in its heaps, for reuse, and by
-default raises its mmap threshold each time a large block is freed (up to 32 MiB): after the
-first, the large transient arrays of a request (a batch of segmentation frames, a chunk's
-features) come from the heap, among small blocks that outlive them, and the heap grows with
-the length of the audio and stays that size after the request. `keep_heap_small` fixes the
-threshold, so that large blocks are mapped on their own and unmapped when freed, and
-`release_memory` gives back what a request left free in the heaps.
+glibc keeps the memory that Python, numpy, torch and CTranslate2 free in its heaps, for reuse,
+and raises its mmap threshold each time a large block is freed (up to 32 MiB): a request's large
+transient arrays then come from the heap, and the heap grows with the length of the audio and
+stays that size after the request. `release_memory` gives back what a request left free there.
 
-The Diarizer keeps its heap small so. The Transcriber does not: CTranslate2 allocates large
-buffers at every step of a decode, and mapping each afresh (page faults, zeroed pages) cost it
-44% more CPU; there glibc's own threshold, two arenas (MALLOC_ARENA_MAX in config.yaml) and
-`release_memory` after the requests hold the heap to about 130 MiB over the model's.
+Fixing the threshold low instead (large blocks mapped on their own, unmapped when freed) keeps
+the heap small as it goes, but at a price in CPU, page faults on fresh zeroed pages at every
+step. At 256 KiB, CTranslate2 took 44% more CPU (8 decodes at once), and the Diarizer's pipeline
+four times the page faults and 20 to 50% more time for the sample call (one thread), both
+in-process. So both replicas keep glibc's own threshold, with two arenas (MALLOC_ARENA_MAX in
+config.yaml) and `release_memory` after their requests: after diarizing 20 minutes, the
+Diarizer's resident memory is back within 50 MiB of where it was (tests/test_memory.py).
 
 A request's audio is read in place from Ray's object store, shared memory that each process
 reading it maps: the pages it touched count in its resident memory until it unmaps them, long
@@ -31,15 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["forget_shared_pages", "keep_heap_small", "release_memory"]
+__all__ = ["forget_shared_pages", "release_memory"]
 
 logger = logging.getLogger(__name__)
 
-MMAP_THRESHOLD = 256 * 1024
-"""Blocks of this size and more are mapped on their own, and given back as soon as they are freed."""
-TRIM_THRESHOLD = 32 * 1024 * 1024
-"""Free memory at the top of a heap beyond this goes back at once."""
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 _MADV_DONTNEED = 4  # linux/mman.h
 
 
@@ -52,14 +47,6 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
-
-
-def keep_heap_small() -> bool:
-    """Fix glibc's mmap and trim thresholds for this process (see the module's docstring).
-    False where malloc is not glibc's."""
-    if _LIBC is None:
-        return False
-    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(_LIBC.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def release_memory() -> None:

@@ -22,17 +22,15 @@ from serve_app.memory import forget_shared_pages
 # Blocks of 1 MiB freed among small blocks that stay, after glibc's mmap threshold has risen past
 # them (the first 16 MiB block freed raises it): the pattern of a long request's arrays.
 FRAGMENTED = """
-import json, sys
+import json
 from pathlib import Path
 import numpy as np
-from serve_app.memory import keep_heap_small, release_memory
+from serve_app.memory import release_memory
 
 def rss():
     status = Path("/proc/self/status").read_text()
     return int(status.split("VmRSS:")[1].split()[0]) * 1024
 
-if sys.argv[1] == "keep":
-    keep_heap_small()
 np.ones(2**21)  # 16 MiB, freed at once
 before = rss()
 blocks, kept = [], []
@@ -46,17 +44,12 @@ print(json.dumps({"freed": freed - before, "released": rss() - before}))
 """
 
 
-def fragment(mode: str) -> dict[str, int]:
+def test_freed_blocks_go_back_to_the_system_at_the_release() -> None:
     root = Path(__file__).parent.parent
-    done = subprocess.run([sys.executable, "-c", FRAGMENTED, mode], cwd=root, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
-
-
-def test_freed_blocks_go_back_to_the_system_at_once_or_at_the_release() -> None:
-    plain, kept = fragment("plain"), fragment("keep")
+    done = subprocess.run([sys.executable, "-c", FRAGMENTED], cwd=root, capture_output=True, text=True, check=True)
+    plain = json.loads(done.stdout)
     assert plain["freed"] > 200 * MiB, plain  # glibc's defaults: 300 MiB freed, all still resident
     assert plain["released"] < 50 * MiB, plain  # release_memory gives it back
-    assert kept["freed"] < 50 * MiB, kept  # keep_heap_small: given back as it is freed
 
 
 def shared_resident() -> int:
