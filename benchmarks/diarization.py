@@ -7,8 +7,10 @@ Runs, in one process, in alternating rounds (each round in another order):
    pyannote's own loop (`embedding_stride` None);
 2. the embedded pipeline as it is (`--stride`, default EMBEDDING_STRIDE: every n-th chunk
    embedded, serve_app/diarization/strided.py);
-3. faster-whisper's tiny.en transcription of the same file (int8, beam 5), for scale: what a
-   /v1/audio/diarize request runs beside.
+3. faster-whisper's tiny.en transcription of the same file (int8, beam 5, one thread), for
+   scale: what a /v1/audio/diarize request runs beside. In a process of its own
+   (engine_process.py), as the Transcriber is: after CTranslate2 has run in a process, torch
+   there ran twice as slow with 2 threads (its memory's state; the replicas never share one).
 
 Prints medians over the rounds: speed (audio seconds per wall second, "x real time") as ratios
 to the baseline, the time of each step of the pipeline (timed with pyannote's hook), the
@@ -16,7 +18,7 @@ number of CAM++ passes, and each pipeline's diarization error rate against sampl
 (pyannote.metrics, collar 0, overlap scored) with its parts: missed speech, false alarm,
 speaker confusion.
 
-    .venv/bin/python benchmarks/diarization.py [--rounds 7] [--threads 2] [--stride 3]
+    .venv/bin/python benchmarks/diarization.py [--rounds 7] [--threads 1] [--stride 3]
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import os
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 import argparse
+import ctypes
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +41,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from corpus import SAMPLE_WAV
-from faster_whisper import WhisperModel
 from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
@@ -114,10 +119,11 @@ class Diarization:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2, help="torch's and CTranslate2's threads")
+    parser.add_argument("--threads", type=int, default=1, help="torch's threads (the Diarizer's: 1 in config.cpu.yaml)")
     parser.add_argument("--stride", type=int, default=EMBEDDING_STRIDE, help="embed every n-th chunk")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # M_ARENA_MAX: the Diarizer's MALLOC_ARENA_MAX (config.yaml)
 
     audio = decode_audio(open(SAMPLE_WAV, "rb"))
     seconds = audio.size / SAMPLE_RATE
@@ -126,14 +132,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         catalogue = ModelCatalogue(Path(scratch))
         catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
-        whisper = WhisperModel(catalogue.find("tiny.en").path, device="cpu", compute_type="int8", cpu_threads=args.threads)
         whisper_walls: list[float] = []
+        engine = [sys.executable, str(Path(__file__).parent / "engine_process.py"), catalogue.find("tiny.en").path]
 
         def transcribe() -> None:
-            started = time.perf_counter()
-            segments, _ = whisper.transcribe(audio, beam_size=5)
-            list(segments)
-            whisper_walls.append(time.perf_counter() - started)
+            process = subprocess.Popen(
+                [*engine, "sequential", str(SAMPLE_WAV)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
+            assert process.stdin is not None and process.stdout is not None
+            assert process.stdout.readline().strip() == "ready"
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            whisper_walls.append(json.loads(process.stdout.readline())["seconds"])
+            process.wait()
 
         paths: list[Callable[[], None]] = [lambda: before.run(audio), lambda: after.run(audio), transcribe]
         for path in paths:  # warm up
@@ -153,7 +164,7 @@ def main() -> None:
     for label, wall in (
         (before.label, base),
         (after.label, after.wall()),
-        ("faster-whisper tiny.en (int8, beam 5)", statistics.median(whisper_walls)),
+        ("faster-whisper tiny.en (int8, beam 5, 1 thread)", statistics.median(whisper_walls)),
     ):
         print(f"{label:<44}{wall:>8.2f}{seconds / wall:>13.1f}{base / wall:>13.2f}")
 
