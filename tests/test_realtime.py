@@ -47,6 +47,8 @@ class FakeDecoder:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
+        self.spans: list[tuple[float, float]] = []
+        """When each decode started and ended (monotonic clock)."""
         self.cancelled = 0
         self.delay_s = delay_s
 
@@ -57,12 +59,14 @@ class FakeDecoder:
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
+        started = time.monotonic()
         if self.delay_s:
             try:
                 await asyncio.sleep(self.delay_s)
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
+        self.spans.append((started, time.monotonic()))
         return " ".join(WORDS[: round(len(audio) / 16000 * 2)]).capitalize() + "."
 
 
@@ -317,10 +321,34 @@ def test_partial_decodes_come_less_often_when_the_transcriber_is_slow() -> None:
             time.sleep(0.1)
         client.send({"type": "input_audio_buffer.commit"})
         client.until("conversation.item.input_audio_transcription.completed")
-    partials = decoder.calls[:-1]
-    # Each partial decode takes 0.5 s: the next waits for 1.5 x 0.5 s of new audio, not 0.2 s.
+    # Each partial decode takes 0.5 s: once the first has told the session so, the next waits
+    # for 1.5 x 0.5 s of new audio, not 0.2 s (nor side by side, as the first two may).
+    partials = decoder.calls[1:-1]
     assert len(partials) >= 2, decoder.calls
     assert min(b - a for a, b in zip(partials, partials[1:])) >= 0.75 - 0.01, decoder.calls
+
+
+def test_until_the_first_delta_two_partial_decodes_run_side_by_side() -> None:
+    decoder = FakeDecoder(delay_s=0.6)
+    with session(make_app(decoder, realtime_partial_interval_s=0.8)) as client:
+        client.until("session.created")
+        manual(client)
+        for _ in range(40):  # 4 s at real-time pace
+            client.append(pcm24(0.1))
+            time.sleep(0.1)
+        client.send({"type": "input_audio_buffer.commit"})
+        first = client.until("conversation.item.input_audio_transcription.delta")
+        client.until("conversation.item.input_audio_transcription.completed")
+    # The first two decodes, of 0.4 and 0.8 s, overlap: the second started before the first
+    # ended. The first delta is the word they agree on.
+    assert decoder.calls[:2] == [pytest.approx(0.4, abs=0.11), pytest.approx(0.8, abs=0.11)], decoder.calls
+    (_, end_1), (start_2, _) = decoder.spans[:2]
+    assert start_2 < end_1, decoder.spans
+    assert first["delta"] == "The"
+    # After it, one at a time: each starts after the one before ended.
+    later = decoder.spans[2:]
+    assert len(later) >= 2, decoder.calls
+    assert all(b[0] >= a[1] - 0.01 for a, b in zip(later, later[1:])), later
 
 
 def test_no_delta_is_taken_back_when_decodes_disagree() -> None:
@@ -439,6 +467,29 @@ def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) 
     # The item starts 300 ms before the first speech: a decode ended before the second began.
     first_speech_s = len(speech_pcm) / 48000
     assert any(first_speech_s < heard < first_speech_s + 0.3 + 0.6 for heard in decoder.calls), decoder.calls
+
+
+def test_speech_resuming_right_after_a_turn_ends_gets_its_lead_in_from_the_pause(speech_pcm: bytes) -> None:
+    decoder = FakeDecoder()
+    pause, silence = bytes(int(0.3 * 24000) * 2), bytes(int(1.0 * 24000) * 2)
+    vad = {"type": "server_vad", "silence_duration_ms": 200}
+    with session(make_app(decoder)) as client:
+        client.until("session.created")
+        update = {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}
+        client.send({"type": "session.update", "session": update})
+        client.until("session.updated")
+        paced(client, silence + speech_pcm + pause + speech_pcm + silence)
+        client.send({"type": "input_audio_buffer.clear"})
+        client.types_until("input_audio_buffer.cleared")
+        stops = [e for e in client.seen if e["type"] == "input_audio_buffer.speech_stopped"]
+        starts = [e for e in client.seen if e["type"] == "input_audio_buffer.speech_started"]
+    assert len(stops) >= 2 and len(starts) == len(stops), (starts, stops)
+    # Each utterance after the first starts in the silence that ended the one before: past its
+    # first 100 ms (the silence began 200 ms, and at most one 32 ms VAD window more, before the
+    # turn ended), and at times before the turn's end.
+    pairs = list(zip(stops, starts[1:]))
+    assert all(start["audio_start_ms"] >= stop["audio_end_ms"] - 232 + 100 - 1 for stop, start in pairs), pairs
+    assert any(start["audio_start_ms"] < stop["audio_end_ms"] for stop, start in pairs), pairs
 
 
 def test_a_long_utterance_ends_at_its_next_short_pause(speech_pcm: bytes) -> None:
