@@ -160,27 +160,27 @@ def main() -> None:
 
     base = before.wall()
     print(f"sample call: {seconds:.1f} s; {args.threads} threads; {args.rounds} rounds, alternating; medians")
-    print(f"{'path':<44}{'wall s':>8}{'x real time':>13}{'speed ratio':>13}")
+    print(f"{'path':<53}{'wall s':>8}{'x real time':>13}{'speed ratio':>13}")
     for label, wall in (
         (before.label, base),
         (after.label, after.wall()),
-        ("faster-whisper tiny.en (int8, beam 5, 1 thread)", statistics.median(whisper_walls)),
+        ("faster-whisper tiny.en (int8, beam 5), own process", statistics.median(whisper_walls)),
     ):
-        print(f"{label:<44}{wall:>8.2f}{seconds / wall:>13.1f}{base / wall:>13.2f}")
+        print(f"{label:<53}{wall:>8.2f}{seconds / wall:>13.1f}{base / wall:>13.2f}")
 
-    print(f"\n{'step, wall s (medians)':<44}{'before':>8}{'after':>13}{'after/before':>13}")
+    print(f"\n{'step, wall s (medians)':<53}{'before':>8}{'after':>13}{'after/before':>13}")
     for name in before.steps:
         old, new = statistics.median(before.steps[name]), statistics.median(after.steps[name])
-        print(f"{name:<44}{old:>8.3f}{new:>13.3f}{new / old if old else float('nan'):>13.2f}")
-    print(f"{'CAM++ passes':<44}{before.passes:>8}{after.passes:>13}{after.passes / before.passes:>13.2f}")
+        print(f"{name:<53}{old:>8.3f}{new:>13.3f}{new / old if old else float('nan'):>13.2f}")
+    print(f"{'CAM++ passes':<53}{before.passes:>8}{after.passes:>13}{after.passes / before.passes:>13.2f}")
 
     old_der, new_der = before.der(seconds), after.der(seconds)
-    print(f"\n{'against sample.rttm (collar 0, overlap scored)':<44}{'before':>8}{'after':>13}{'after-before':>13}")
+    print(f"\n{'against sample.rttm (collar 0, overlap scored)':<53}{'before':>8}{'after':>13}{'after-before':>13}")
     for name in old_der:
-        print(f"{name:<44}{old_der[name]:>8.4f}{new_der[name]:>13.4f}{new_der[name] - old_der[name]:>+13.4f}")
+        print(f"{name:<53}{old_der[name]:>8.4f}{new_der[name]:>13.4f}{new_der[name] - old_der[name]:>+13.4f}")
     speakers = len(reference().labels())
     found = (len({turn.speaker for turn in run.turns}) for run in (before, after))
-    print(f"{'speakers found (reference: ' + str(speakers) + ')':<44}{next(found):>8}{next(found):>13}")
+    print(f"{'speakers found (reference: ' + str(speakers) + ')':<53}{next(found):>8}{next(found):>13}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,140 @@
+"""Live sessions in-process, over the engine itself (no Ray, no sockets): what the session's own
+decisions give (partial decodes, turns, early decodes), on more speech than benchmarks/realtime.py
+streams through the service, in less time to set up.
+
+Each clip of the benchmark corpus (corpus.py: the pyannote sample call and five espeak-ng
+passages, about 200 s) goes to a RealtimeSession (serve_app/api/realtime.py) in 100 ms pieces
+of 24 kHz PCM16 at real-time pace, with server VAD (500 ms of silence ends a turn); the session
+decodes through a WhisperEngine as the Transcriber runs it on 2 cores (2 workers of one thread,
+tiny.en, int8, beam 5). Printed for each clip and for all: the WER of the completed texts joined
+against the engine's transcript of the whole file, the first delta's latency after the speech
+began, and the completed text's after the speech ended (medians, as benchmarks/realtime.py
+measures them).
+
+    .venv/bin/python benchmarks/live_engine.py [--partial-interval 0.8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from corpus import build
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from live_client import PADDING_S, SILENCE_S, pcm24  # noqa: E402
+from media import word_error_rate  # noqa: E402
+
+from serve_app.api.realtime import Limits, RealtimeSession  # noqa: E402
+from serve_app.engine.audio import decode_audio  # noqa: E402
+from serve_app.engine.whisper import WhisperEngine  # noqa: E402
+from serve_app.models.catalogue import ModelCatalogue  # noqa: E402
+from serve_app.models.embedded import EMBEDDED_MODELS  # noqa: E402
+from serve_app.options import DecodeOptions  # noqa: E402
+
+CHUNK = 4800  # bytes: 100 ms of 24 kHz PCM16
+
+
+class EngineDecoder:
+    """The session's Decoder over a WhisperEngine in this process."""
+
+    def __init__(self, engine: WhisperEngine, model: Any) -> None:
+        self.engine, self.model = engine, model
+
+    async def resolve(self, name: str, options: DecodeOptions) -> Any:
+        return self.model
+
+    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+        segments = [event async for event in self.engine.astream(audio, model, options)][1:]
+        return " ".join(segment.text.strip() for segment in segments)
+
+
+async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> list[tuple[float, dict]]:
+    """The session's events, with their times since the first piece was sent."""
+    session = RealtimeSession(decoder, limits, model="tiny.en", resolved=decoder.model)
+    events: list[tuple[float, dict]] = []
+    inbox: asyncio.Queue[str | None] = asyncio.Queue()
+    started = time.monotonic()
+
+    async def send(text: str) -> None:
+        events.append((time.monotonic() - started, json.loads(text)))
+
+    running = asyncio.create_task(session.run(inbox.get, send))
+    audio = pcm + bytes(2 * 24000)  # a second of silence after it
+    for index, offset in enumerate(range(0, len(audio), CHUNK)):
+        await asyncio.sleep(max(0.0, started + index * 0.1 - time.monotonic()))
+        piece = base64.b64encode(audio[offset : offset + CHUNK]).decode()
+        await inbox.put(json.dumps({"type": "input_audio_buffer.append", "audio": piece}))
+    while session.committed or session.partials or time.monotonic() - events[-1][0] - started < 2:
+        await asyncio.sleep(0.1)
+    await inbox.put(None)
+    await running
+    return events
+
+
+def figures(events: list[tuple[float, dict]]) -> tuple[str, list[float], list[float]]:
+    """The completed texts joined, first-delta latencies, completed latencies."""
+
+    def of(kind: str) -> list[tuple[float, dict]]:
+        return [(t, e) for t, e in events if e["type"] == kind]
+
+    starts = {e["item_id"]: e["audio_start_ms"] / 1000 + PADDING_S for _, e in of("input_audio_buffer.speech_started")}
+    ends = {e["item_id"]: e["audio_end_ms"] / 1000 - SILENCE_S for _, e in of("input_audio_buffer.speech_stopped")}
+    first: dict[str, float] = {}
+    for t, e in of("conversation.item.input_audio_transcription.delta"):
+        first.setdefault(e["item_id"], t)
+    completed = of("conversation.item.input_audio_transcription.completed")
+    done = {e["item_id"]: t for t, e in completed}
+    text = " ".join(e["transcript"].strip() for _, e in completed if e["transcript"].strip())
+    return (
+        text,
+        [first[item] - start for item, start in starts.items() if item in first],
+        [done[item] - end for item, end in ends.items() if item in done],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        catalogue = ModelCatalogue(Path(scratch) / "models")
+        catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
+        engine = WhisperEngine(cpu_threads=1, workers=2, beam_size=5, batch_audio_seconds=120)
+        decoder = EngineDecoder(engine, engine.load(catalogue.find("tiny.en").path))
+        limits = Limits(partial_interval_s=args.partial_interval)
+        errors = words = 0.0
+        firsts: list[float] = []
+        completes: list[float] = []
+        print(f"{'clip':<16}{'words':>6}{'WER':>7}{'first delta s':>15}{'completed s':>13}", flush=True)
+        for clip in build(Path(scratch) / "corpus"):
+            with clip.open("rb") as media:
+                reference = engine.transcribe(decode_audio(media), decoder.model, DecodeOptions()).text
+            text, first, complete = figures(asyncio.run(stream(decoder, pcm24(clip), limits)))
+            error, size = word_error_rate(reference, text), len(reference.split())
+            errors, words = errors + error * size, words + size
+            firsts, completes = firsts + first, completes + complete
+            print(
+                f"{clip.stem:<16}{size:>6}{error:>7.3f}{statistics.median(first) if first else float('nan'):>15.2f}"
+                f"{statistics.median(complete) if complete else float('nan'):>13.2f}",
+                flush=True,
+            )
+        engine.close()
+    print(
+        f"all: WER {errors / words:.3f} over {words:.0f} words; first delta median {statistics.median(firsts):.2f} s "
+        f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
