@@ -87,8 +87,9 @@ LEAD_IN_AFTER_S = 0.1
 speech resuming at once (after a pause as short as the turn's silence) still gets its prefix
 padding, there. Without that lead-in, tiny.en heard the cut-off start of an utterance as other
 words ("Oh, I'm originally" as "I don't know why I'm originally"); the first 100 ms are left
-out, where the last word's tail can still sound after the VAD has heard silence. On espeak-ng
-passages (170 s), the completed texts' WER against the file route went from 0.098 to 0.086."""
+out, where the last word's tail can still sound after the VAD has heard silence. On the five
+espeak-ng passages of benchmarks/live_engine.py, the completed texts' WER against the file route
+went from 0.098 to 0.086 (0.053 to 0.013 on the sample call)."""
 MIN_COMMIT_S = 0.1
 """The least audio a commit takes, as OpenAI's service asks (100 ms)."""
 NORMAL_CLOSE = 1000
