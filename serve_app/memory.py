@@ -43,7 +43,7 @@ def _glibc() -> ctypes.CDLL | None:
     if name is None:
         return None
     libc = ctypes.CDLL(name)
-    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+    return libc if hasattr(libc, "malloc_trim") else None
 
 
 _LIBC = _glibc()

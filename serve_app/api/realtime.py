@@ -611,10 +611,11 @@ class RealtimeSession:
                         continue
                     if self._speech_end() is not None:
                         break  # a silence: its early decode comes next, unless speech resumes
-                    first = not item.sent and self.last_partial_s <= self.limits.partial_interval_s
-                    if len(self.partials) >= (OPENING_PARTIALS if first else 1):
+                    side_by_side = not item.sent and self.last_partial_s <= self.limits.partial_interval_s
+                    if len(self.partials) >= (OPENING_PARTIALS if side_by_side else 1):
                         break  # woken again when one ends
-                    wait = opening if first else max(interval, int(PARTIAL_BACKOFF * self.last_partial_s * SAMPLE_RATE))
+                    backoff = int(PARTIAL_BACKOFF * self.last_partial_s * SAMPLE_RATE)
+                    wait = opening if side_by_side else max(interval, backoff)
                     if self.timeline.end - max(item.decoded_until, item.heard) < wait:
                         break
                     if self.timeline.end - item.start > longest:
