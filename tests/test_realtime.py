@@ -311,15 +311,20 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         assert client.until("conversation.item.input_audio_transcription.completed")["transcript"] == "The quick."
 
 
+def tone_in_real_time(client: Session, pieces: int) -> None:
+    """With no turn detection, `pieces` of 100 ms of a tone at real-time pace, then a commit."""
+    client.until("session.created")
+    manual(client)
+    for _ in range(pieces):
+        client.append(pcm24(0.1))
+        time.sleep(0.1)
+    client.send({"type": "input_audio_buffer.commit"})
+
+
 def test_partial_decodes_come_less_often_when_the_transcriber_is_slow() -> None:
     decoder = FakeDecoder(delay_s=0.5)
     with session(make_app(decoder, realtime_partial_interval_s=0.2)) as client:
-        client.until("session.created")
-        manual(client)
-        for _ in range(30):  # 3 s at real-time pace
-            client.append(pcm24(0.1))
-            time.sleep(0.1)
-        client.send({"type": "input_audio_buffer.commit"})
+        tone_in_real_time(client, 30)
         client.until("conversation.item.input_audio_transcription.completed")
     # Each partial decode takes 0.5 s: once the first has told the session so, the next waits
     # for 1.5 x 0.5 s of new audio, not 0.2 s (nor side by side, as the first two may).
@@ -331,12 +336,7 @@ def test_partial_decodes_come_less_often_when_the_transcriber_is_slow() -> None:
 def test_until_the_first_delta_two_partial_decodes_run_side_by_side() -> None:
     decoder = FakeDecoder(delay_s=0.6)
     with session(make_app(decoder, realtime_partial_interval_s=0.8)) as client:
-        client.until("session.created")
-        manual(client)
-        for _ in range(40):  # 4 s at real-time pace
-            client.append(pcm24(0.1))
-            time.sleep(0.1)
-        client.send({"type": "input_audio_buffer.commit"})
+        tone_in_real_time(client, 40)
         first = client.until("conversation.item.input_audio_transcription.delta")
         client.until("conversation.item.input_audio_transcription.completed")
     # The first two decodes, of 0.4 and 0.8 s, overlap: the second started before the first
@@ -425,14 +425,19 @@ def test_server_vad_completes_with_the_decode_made_as_the_silence_began(speech_p
     assert completed["transcript"] == fake_text(decoder.calls[-1])
 
 
+def server_vad(client: Session, **turn_detection: Any) -> dict:
+    """A new session's server_vad set to `turn_detection`."""
+    client.until("session.created")
+    vad = {"type": "server_vad", **turn_detection}
+    client.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}})
+    return client.until("session.updated")
+
+
 def two_sentences_with_a_pause(client: Session, speech_pcm: bytes) -> list[str]:
     """Speech, 600 ms of silence, the speech again, then silence, with server VAD ending a turn
     after 1 s of silence; the event types until every utterance committed is completed."""
     pause, silence = bytes(int(0.6 * 24000) * 2), bytes(int(1.5 * 24000) * 2)
-    vad = {"type": "server_vad", "silence_duration_ms": 1000}
-    client.until("session.created")
-    client.send({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}})
-    client.until("session.updated")
+    server_vad(client, silence_duration_ms=1000)
     paced(client, pause + speech_pcm + pause + speech_pcm + silence)
     client.send({"type": "input_audio_buffer.clear"})  # answered once every append before it is heard
     kinds = client.types_until("input_audio_buffer.cleared")
@@ -472,12 +477,8 @@ def test_speech_after_a_short_pause_is_in_the_completed_text(speech_pcm: bytes) 
 def test_speech_resuming_right_after_a_turn_ends_gets_its_lead_in_from_the_pause(speech_pcm: bytes) -> None:
     decoder = FakeDecoder()
     pause, silence = bytes(int(0.3 * 24000) * 2), bytes(int(1.0 * 24000) * 2)
-    vad = {"type": "server_vad", "silence_duration_ms": 200}
     with session(make_app(decoder)) as client:
-        client.until("session.created")
-        update = {"type": "transcription", "audio": {"input": {"turn_detection": vad}}}
-        client.send({"type": "session.update", "session": update})
-        client.until("session.updated")
+        server_vad(client, silence_duration_ms=200)
         paced(client, silence + speech_pcm + pause + speech_pcm + silence)
         client.send({"type": "input_audio_buffer.clear"})
         client.types_until("input_audio_buffer.cleared")
