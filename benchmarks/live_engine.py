@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from corpus import build
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from live_client import PADDING_S, SILENCE_S, pcm24  # noqa: E402
+from live_client import LiveRun, pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
 from serve_app.api.realtime import Limits, RealtimeSession  # noqa: E402
@@ -59,15 +60,16 @@ class EngineDecoder:
         return " ".join(segment.text.strip() for segment in segments)
 
 
-async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> list[tuple[float, dict]]:
-    """The session's events, with their times since the first piece was sent."""
+async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> LiveRun:
+    """The session's events, with their times since the first piece was sent, read as the
+    service's clients read them (tests/live_client.py)."""
     session = RealtimeSession(decoder, limits, model="tiny.en", resolved=decoder.model)
-    events: list[tuple[float, dict]] = []
+    events: list[tuple[float, Any]] = []
     inbox: asyncio.Queue[str | None] = asyncio.Queue()
     started = time.monotonic()
 
     async def send(text: str) -> None:
-        events.append((time.monotonic() - started, json.loads(text)))
+        events.append((time.monotonic() - started, SimpleNamespace(**json.loads(text))))
 
     running = asyncio.create_task(session.run(inbox.get, send))
     audio = pcm + bytes(2 * 24000)  # a second of silence after it
@@ -79,28 +81,7 @@ async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> list[tup
         await asyncio.sleep(0.1)
     await inbox.put(None)
     await running
-    return events
-
-
-def figures(events: list[tuple[float, dict]]) -> tuple[str, list[float], list[float]]:
-    """The completed texts joined, first-delta latencies, completed latencies."""
-
-    def of(kind: str) -> list[tuple[float, dict]]:
-        return [(t, e) for t, e in events if e["type"] == kind]
-
-    starts = {e["item_id"]: e["audio_start_ms"] / 1000 + PADDING_S for _, e in of("input_audio_buffer.speech_started")}
-    ends = {e["item_id"]: e["audio_end_ms"] / 1000 - SILENCE_S for _, e in of("input_audio_buffer.speech_stopped")}
-    first: dict[str, float] = {}
-    for t, e in of("conversation.item.input_audio_transcription.delta"):
-        first.setdefault(e["item_id"], t)
-    completed = of("conversation.item.input_audio_transcription.completed")
-    done = {e["item_id"]: t for t, e in completed}
-    text = " ".join(e["transcript"].strip() for _, e in completed if e["transcript"].strip())
-    return (
-        text,
-        [first[item] - start for item, start in starts.items() if item in first],
-        [done[item] - end for item, end in ends.items() if item in done],
-    )
+    return LiveRun(events=events, audio_s=len(pcm) / 2 / 24000)
 
 
 def main() -> None:
@@ -120,7 +101,8 @@ def main() -> None:
         for clip in build(Path(scratch) / "corpus"):
             with clip.open("rb") as media:
                 reference = engine.transcribe(decode_audio(media), decoder.model, DecodeOptions()).text
-            text, first, complete = figures(asyncio.run(stream(decoder, pcm24(clip), limits)))
+            run = asyncio.run(stream(decoder, pcm24(clip), limits))
+            text, first, complete = run.text, run.first_delta_latencies(), run.completed_latencies()
             error, size = word_error_rate(reference, text), len(reference.split())
             errors, words = errors + error * size, words + size
             firsts, completes = firsts + first, completes + complete
