@@ -63,11 +63,6 @@ def test_the_first_twelve_seconds_with_two_speakers_have_both(openai_client: Ope
     assert {word["speaker"] for word in body["words"]} == {"SPEAKER_00", "SPEAKER_01"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not met: in these 12 s the embedded pipeline's two clusters are not Diane and Sheila "
-    "(pyannote's segmentation puts both in one local speaker of the first chunk), issue 16",
-)
 def test_in_the_first_twelve_seconds_sheilas_line_is_hers(openai_client: OpenAI) -> None:
     body = diarize(openai_client, sample(12), num_speakers="2")
 

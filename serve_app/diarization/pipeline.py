@@ -38,6 +38,7 @@ from pyannote.core import Annotation
 from serve_app.diarization.campplus import CAMPPlusEmbedding
 from serve_app.diarization.checkpoints import load_model, refusal, trusts
 from serve_app.diarization.clustering import bound_clustering, count_exactly
+from serve_app.diarization.short_clips import by_turns
 from serve_app.diarization.speakers import Diarization, SpeakerTurn
 from serve_app.diarization.strided import StridedSpeakerDiarization
 from serve_app.engine.audio import SAMPLE_RATE
@@ -299,6 +300,7 @@ def diarization(
         exclusive=overlapping if exclusive is None else turns(exclusive),
         embeddings={names[label]: [float(x) for x in row] for label, row in rows.items() if label in names},
     )
+    found = by_turns(audio, found, lambda piece: embed(pipeline, piece))
     return _short_utterances_by_voice(pipeline, audio, found)
 
 
