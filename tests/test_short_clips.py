@@ -66,3 +66,12 @@ def test_long_clips_and_single_speakers_are_left_as_pyannote_gave_them() -> None
     assert by_turns(audio, found(MIXED), embed) == found(MIXED)
     one = Diarization([SpeakerTurn(1.0, 9.8, "SPEAKER_00")], [SpeakerTurn(1.0, 9.8, "SPEAKER_00")], {"SPEAKER_00": [1.0, 0, 0]})
     assert by_turns(clip(12, voices)[0], one, embed) == one
+
+
+def test_speakers_pyannote_got_right_stay_when_the_turns_clusters_sound_less_alike() -> None:
+    """A short odd-sounding turn of Diane's: clustered by turns it would be a speaker alone, and
+    Diane and Sheila one; pyannote's speakers sound more alike, and stay."""
+    odd = np.array([0.0, -1.0, 0.0])
+    right = [(1.0, 2.0, "SPEAKER_00"), (2.5, 3.5, "SPEAKER_01"), (4.0, 6.0, "SPEAKER_00"), (6.5, 7.0, "SPEAKER_00")]
+    audio, embed = clip(12, [(start, end, voice) for (start, end, _), voice in zip(right, [DIANE, SHEILA, DIANE, odd])])
+    assert by_turns(audio, found(right), embed) == found(right)
