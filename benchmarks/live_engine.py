@@ -7,9 +7,10 @@ passages, about 200 s) goes to a RealtimeSession (serve_app/api/realtime.py) in 
 of 24 kHz PCM16 at real-time pace, with server VAD (500 ms of silence ends a turn); the session
 decodes through a WhisperEngine as the Transcriber runs it on 2 cores (2 workers of one thread,
 tiny.en, int8, beam 5). Printed for each clip and for all: the WER of the completed texts joined
-against the engine's transcript of the whole file, the first delta's latency after the speech
-began, and the completed text's after the speech ended (medians, as benchmarks/realtime.py
-measures them).
+against the engine's transcript of the whole file; both texts' WER against the words said (the
+sample call's STM, the text espeak-ng read), so that the live route's own errors show apart
+from the file route's; the first delta's latency after the speech began, and the completed
+text's after the speech ended (medians, as benchmarks/realtime.py measures them).
 
     .venv/bin/python benchmarks/live_engine.py [--partial-interval 0.8]
 """
@@ -29,12 +30,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from corpus import build
+from corpus import PASSAGES, build
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from live_client import LiveRun, pcm24  # noqa: E402
-from media import word_error_rate  # noqa: E402
+from media import reference_words, word_error_rate  # noqa: E402
 
 from serve_app.api.realtime import Limits, RealtimeSession  # noqa: E402
 from serve_app.engine.audio import decode_audio  # noqa: E402
@@ -95,25 +96,39 @@ def main() -> None:
         decoder = EngineDecoder(engine, engine.load(catalogue.find("tiny.en").path))
         limits = Limits(partial_interval_s=args.partial_interval)
         errors = words = 0.0
+        said_errors = {"file": 0.0, "live": 0.0}
+        said_words = 0
         firsts: list[float] = []
         completes: list[float] = []
-        print(f"{'clip':<16}{'words':>6}{'WER':>7}{'first delta s':>15}{'completed s':>13}", flush=True)
-        for clip in build(Path(scratch) / "corpus"):
+        print(
+            f"{'clip':<16}{'words':>6}{'WER':>7}{'file/said':>11}{'live/said':>11}{'first delta s':>15}{'completed s':>13}",
+            flush=True,
+        )
+        for clip, said in zip(build(Path(scratch) / "corpus"), [reference_words(), *PASSAGES]):
             with clip.open("rb") as media:
                 reference = engine.transcribe(decode_audio(media), decoder.model, DecodeOptions()).text
             run = asyncio.run(stream(decoder, pcm24(clip), limits))
             text, first, complete = run.text, run.first_delta_latencies(), run.completed_latencies()
             error, size = word_error_rate(reference, text), len(reference.split())
             errors, words = errors + error * size, words + size
+            file_said, live_said, said_size = word_error_rate(said, reference), word_error_rate(said, text), len(said.split())
+            said_errors = {
+                "file": said_errors["file"] + file_said * said_size,
+                "live": said_errors["live"] + live_said * said_size,
+            }
+            said_words += said_size
             firsts, completes = firsts + first, completes + complete
             print(
-                f"{clip.stem:<16}{size:>6}{error:>7.3f}{statistics.median(first) if first else float('nan'):>15.2f}"
+                f"{clip.stem:<16}{size:>6}{error:>7.3f}{file_said:>11.3f}{live_said:>11.3f}"
+                f"{statistics.median(first) if first else float('nan'):>15.2f}"
                 f"{statistics.median(complete) if complete else float('nan'):>13.2f}",
                 flush=True,
             )
         engine.close()
     print(
-        f"all: WER {errors / words:.3f} over {words:.0f} words; first delta median {statistics.median(firsts):.2f} s "
+        f"all: WER {errors / words:.3f} over {words:.0f} words; against the words said, the file route "
+        f"{said_errors['file'] / said_words:.3f} and the live texts {said_errors['live'] / said_words:.3f} "
+        f"over {said_words} words; first delta median {statistics.median(firsts):.2f} s "
         f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s"
     )
 

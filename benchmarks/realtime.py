@@ -3,7 +3,9 @@ realtime client against the service (config.cpu.yaml, tiny.en, int8), audio sent
 pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending a turn:
 
 1. the pyannote sample call, and espeak-ng speech, one session each: time from speech start to
-   its first delta, and from the end of an utterance to its completed text;
+   its first delta, and from the end of an utterance to its completed text; then the five
+   espeak-ng passages of benchmarks/corpus.py (five voices, 20 to 60 s each), one
+   session each, and those figures over all the espeak-ng utterances (medians);
 2. 4 sessions of the sample call at once while a file transcription (the long espeak clip,
    /v1/audio/transcriptions) runs beside them: each session's completed latencies, and how long
    after its audio ended its last text came (keeping up: that stays near the single session's);
@@ -27,6 +29,7 @@ import httpx
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
+from corpus import build  # noqa: E402
 from live_client import LiveRun, pcm24, stream  # noqa: E402
 from media import SAMPLE_WAV, speak, word_error_rate  # noqa: E402
 
@@ -73,6 +76,20 @@ def main() -> None:
             "sample, 1 session": show("sample call, 1 session", stream(url, sample_pcm, model=args.model), sample_ref),
             "espeak, 1 session": show("espeak speech, 1 session", stream(url, speech_pcm, model=args.model), speech_ref),
         }
+        espeak_runs = [(stream(url, speech_pcm, model=args.model), speech_ref)]
+        for clip in build(folder / "corpus")[1:]:
+            espeak_runs.append((stream(url, pcm24(clip), model=args.model), file_text(url, clip, args.model)))
+            show(f"espeak {clip.stem}, 1 session", *espeak_runs[-1])
+        firsts = [latency for run, _ in espeak_runs for latency in run.first_delta_latencies()]
+        completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
+        errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
+        words = sum(len(ref.split()) for _, ref in espeak_runs)
+        print(
+            f"espeak-ng, all {len(espeak_runs)} clips: first delta median {statistics.median(firsts):.2f} s "
+            f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
+            f"WER {errors / words:.3f} over {words} words",
+            flush=True,
+        )
         runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
 
         def session(index: int) -> None:

@@ -53,6 +53,7 @@ def test_speech_after_an_unfinished_segment_decodes_again(whisper: WhisperModel,
     after = segments[len(once) :]
     assert after and after[0]["start"] >= rest.offset and after[-1]["end"] <= first.offset + first.seconds
     assert len(" ".join(s["text"] for s in segments).split()) > len(" ".join(s["text"] for s in once).split()) + 20
+    assert decode_batch(whisper, key, [first], passes=0) == [once]  # the passes again are bounded
 
 
 @pytest.mark.parametrize("words", [False, True], ids=["segments", "words"])

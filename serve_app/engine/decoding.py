@@ -48,6 +48,9 @@ remove between its neighbours, and an odd sample can fall between the halves."""
 FIRST_CHUNK_SECONDS = 10
 REST_SECONDS = 1.0
 """Speech left after Whisper's last finished segment decodes again only if it is this long."""
+REST_PASSES = 3
+"""A chunk's rest decodes again at most this many times: audio that makes Whisper stop early
+over and over costs at most four decodes, not one for every second of the chunk."""
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -276,15 +279,16 @@ def options_for(whisper: WhisperModel, key: DecodeKey) -> tuple[Tokenizer, Trans
     return tokenizer, options
 
 
-def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> list[list[dict]]:
+def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk], *, passes: int = REST_PASSES) -> list[list[dict]]:
     """Decode the chunks in one batch: for each chunk, its segments as faster-whisper's dicts,
     times on the speech-only clock. Where Whisper left a chunk's last segment unfinished, the
     speech after its last finished segment decodes again, the rests of the batch's chunks in
-    one more batch."""
+    one more batch, up to `passes` more."""
     decoded, rests = _decode_once(whisper, key, chunks)
     unfinished = [(row, rest) for row, rest in enumerate(rests) if rest is not None]
-    if unfinished:
-        for (row, _), segments in zip(unfinished, decode_batch(whisper, key, [rest for _, rest in unfinished])):
+    if unfinished and passes > 0:
+        again = decode_batch(whisper, key, [rest for _, rest in unfinished], passes=passes - 1)
+        for (row, _), segments in zip(unfinished, again):
             decoded[row] += segments
     return decoded
 
