@@ -96,8 +96,7 @@ def main() -> None:
         decoder = EngineDecoder(engine, engine.load(catalogue.find("tiny.en").path))
         limits = Limits(partial_interval_s=args.partial_interval)
         errors = words = 0.0
-        said_errors = {"file": 0.0, "live": 0.0}
-        said_words = 0
+        file_said_errors = live_said_errors = said_words = 0.0
         firsts: list[float] = []
         completes: list[float] = []
         print(
@@ -112,10 +111,10 @@ def main() -> None:
             error, size = word_error_rate(reference, text), len(reference.split())
             errors, words = errors + error * size, words + size
             file_said, live_said, said_size = word_error_rate(said, reference), word_error_rate(said, text), len(said.split())
-            said_errors = {
-                "file": said_errors["file"] + file_said * said_size,
-                "live": said_errors["live"] + live_said * said_size,
-            }
+            file_said_errors, live_said_errors = (
+                file_said_errors + file_said * said_size,
+                live_said_errors + live_said * said_size,
+            )
             said_words += said_size
             firsts, completes = firsts + first, completes + complete
             print(
@@ -127,8 +126,8 @@ def main() -> None:
         engine.close()
     print(
         f"all: WER {errors / words:.3f} over {words:.0f} words; against the words said, the file route "
-        f"{said_errors['file'] / said_words:.3f} and the live texts {said_errors['live'] / said_words:.3f} "
-        f"over {said_words} words; first delta median {statistics.median(firsts):.2f} s "
+        f"{file_said_errors / said_words:.3f} and the live texts {live_said_errors / said_words:.3f} "
+        f"over {said_words:.0f} words; first delta median {statistics.median(firsts):.2f} s "
         f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s"
     )
 

@@ -56,11 +56,11 @@ def by_turns(audio: np.ndarray, found: Diarization, embed: Callable[[np.ndarray]
     labels = fcluster(linkage(np.stack([vectors[t] for t in clustered]), method="average", metric="cosine"), speakers, "maxclust")
     if len(set(labels)) < speakers:
         return found
+    if _cohesion(clustered, list(labels), vectors) < _cohesion(clustered, [t.speaker for t in clustered], vectors) + MARGIN:
+        return found
     centroids = {
         label: _unit(np.mean([vectors[t] for t, c in zip(clustered, labels) if c == label], axis=0)) for label in set(labels)
     }
-    if _cohesion(clustered, list(labels), vectors) < _cohesion(clustered, [t.speaker for t in clustered], vectors) + MARGIN:
-        return found
     cluster = dict(zip(clustered, labels))
     for turn in embedded:
         cluster.setdefault(turn, max(centroids, key=lambda label: float(centroids[label] @ vectors[turn])))
