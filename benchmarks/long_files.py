@@ -7,7 +7,9 @@ pipeline. For each length (`--minutes`, 60 by default; `--minutes 60 180` adds 3
 
 1. transcribe, streamed (SSE): when the first segment came, the longest wait between two, and
    the share of the wall time that had passed when half the segments had come;
-2. diarize (`POST /v1/audio/diarize`, the Transcriber and the Diarizer at once), the whole body;
+2. diarize, streamed (`POST /v1/audio/diarize?stream=true`, the Transcriber and the Diarizer at
+   once; a file over 15 minutes is diarized in pieces of 10, serve_app/diarization/pieces.py): the
+   same figures, and how many speakers the segments name;
 3. the job API: the job's progress, polled 4 times a second, and its largest step.
 
 The resident memory of each replica (Ingress, Transcriber, Diarizer, JobQueue) is sampled every
@@ -23,6 +25,7 @@ machine the wall times say more about the load than about the service.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -77,19 +80,21 @@ class MemoryLog:
         self._thread.join()
 
 
-def stream(client: httpx.Client, path: Path) -> dict[str, float]:
+def stream(client: httpx.Client, path: Path, route: str = "/v1/audio/transcriptions") -> dict[str, float]:
     started = time.perf_counter()
     arrivals: list[float] = []
+    speakers: set[str] = set()
     with (
         path.open("rb") as media,
-        client.stream(
-            "POST", "/v1/audio/transcriptions", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
-        ) as response,
+        client.stream("POST", route, params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}) as response,
     ):
         response.raise_for_status()
         for event in EventSource(response).iter_sse():
             if event.event == "segment":
                 arrivals.append(time.perf_counter() - started)
+                speakers.add(json.loads(event.data).get("speaker"))
+            elif event.event == "error":
+                raise SystemExit(f"{route} failed: {event.data}")
     wall = time.perf_counter() - started
     waits = [later - earlier for earlier, later in zip([0.0, *arrivals], arrivals)]
     return {
@@ -98,19 +103,7 @@ def stream(client: httpx.Client, path: Path) -> dict[str, float]:
         "first": arrivals[0],
         "longest wait": max(waits),
         "half of them by": arrivals[len(arrivals) // 2] / wall,
-    }
-
-
-def diarize(client: httpx.Client, path: Path) -> dict[str, float]:
-    started = time.perf_counter()
-    with path.open("rb") as media:
-        response = client.post("/v1/audio/diarize", files={"file": media}, data={"model": "tiny.en"})
-    response.raise_for_status()
-    body = response.json()
-    return {
-        "wall": time.perf_counter() - started,
-        "segments": len(body["segments"]),
-        "speakers": len({segment.get("speaker") for segment in body["segments"]}),
+        **({"speakers": len(speakers)} if speakers != {None} else {}),
     }
 
 
@@ -175,7 +168,7 @@ def main() -> None:
                 for minutes, path in files.items():
                     for name, run in (
                         ("transcribe, streamed", partial(stream, client, path)),
-                        ("diarize", partial(diarize, client, path)),
+                        ("diarize, streamed", partial(stream, client, path, "/v1/audio/diarize")),
                         ("job", partial(job, client, path, out)),
                     ):
                         step = f"{minutes:g} min: {name}"

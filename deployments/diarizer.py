@@ -8,6 +8,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Generator
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -17,6 +18,7 @@ from ray import serve
 
 from deployments.metrics import ServeMetrics
 from deployments.multiplexing import multiplexed, requested_model
+from serve_app.diarization.pieces import DiarizedPiece, SpeakerLinks, cuts, in_pieces, joined
 from serve_app.diarization.speakers import Diarization
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.memory import forget_shared_pages, release_memory
@@ -78,27 +80,51 @@ class Diarizer:
     async def diarize(self, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
         """Who spoke when, by the pipeline the request names (its multiplexed model id, a
         `ModelInfo.version`), the speakers whose voice matches a known speaker's named after it."""
+        return joined([piece async for piece in self.diarize_pieces(audio, options)])
+
+    async def diarize_pieces(self, audio: np.ndarray, options: SpeakerOptions) -> AsyncIterator[DiarizedPiece]:
+        """As `diarize`, a piece at a time as each is done: a long file's (pieces.py), or the
+        whole of a shorter one."""
         started = time.monotonic()
         pipeline = await requested_model(self.load_model)
+        pieces = self._pieces(pipeline, audio, options)
         try:
-            found = await asyncio.to_thread(self._diarize, pipeline, audio, options)
+            while (piece := await asyncio.to_thread(next, pieces, None)) is not None:
+                yield piece
         finally:
+            with contextlib.suppress(ValueError):  # still running on its thread: the caller is gone
+                pieces.close()
             forget_shared_pages(audio)
             await asyncio.to_thread(release_memory)
         self.metrics.record_work("diarize", len(audio) / SAMPLE_RATE, started)
-        return found
 
-    def _diarize(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Diarization:
+    def _pieces(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Generator[DiarizedPiece, None, None]:
         from serve_app.diarization.known import match_known_speakers
 
-        found = self.diarization.diarization(
-            pipeline,
-            audio,
-            num_speakers=options.num_speakers,
-            min_speakers=options.min_speakers,
-            max_speakers=options.max_speakers,
+        diarization = self.diarization
+        references = {known.name: diarization.embed(pipeline, known.audio) for known in options.known_speakers}
+        bounds = cuts(audio, SAMPLE_RATE)
+        if len(bounds) == 2 or pipeline.legacy:
+            found = diarization.diarization(
+                pipeline,
+                audio,
+                num_speakers=options.num_speakers,
+                min_speakers=options.min_speakers,
+                max_speakers=options.max_speakers,
+            )
+            if references and found.embeddings:
+                found = found.renamed(match_known_speakers(found.embeddings, references))
+            yield DiarizedPiece(until=len(audio) / SAMPLE_RATE, found=found)
+            return
+
+        def known_name(default: str, centroid: np.ndarray) -> str | None:
+            name = match_known_speakers({default: centroid}, references).get(default)
+            if name is not None:
+                del references[name]
+            return name
+
+        most = options.num_speakers or options.max_speakers
+        links = SpeakerLinks(diarization.link_similarity(pipeline), most=most, name_new=known_name)
+        yield from in_pieces(
+            audio, bounds, SAMPLE_RATE, lambda piece: diarization.diarization(pipeline, piece, max_speakers=most), links
         )
-        if not options.known_speakers or not found.embeddings:
-            return found
-        references = {known.name: self.diarization.embed(pipeline, known.audio) for known in options.known_speakers}
-        return found.renamed(match_known_speakers(found.embeddings, references))

@@ -7,7 +7,7 @@ that holds that model (deployments/multiplexing.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -17,6 +17,7 @@ import numpy as np
 import ray
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
+from serve_app.diarization.pieces import DiarizedPiece
 from serve_app.diarization.speakers import Diarization, SpeakerLabeller, assign_speakers
 from serve_app.engine.audio import decode_audio
 from serve_app.errors import BadRequest, GatewayTimeout, NotFound
@@ -223,42 +224,54 @@ class Pipeline:
             transcript.info.task = "diarize"
         return transcript
 
+    @property
+    def _diarizer(self) -> DeploymentHandle:
+        assert self.diarizer is not None, "only the Ingress's Pipeline diarizes, and it has a Diarizer"
+        return self.diarizer
+
     def _diarize(self, audio: Any, speakers: tuple[ModelInfo, SpeakerOptions]) -> DeploymentResponse:
         model, options = speakers
-        assert self.diarizer is not None, "only the Ingress's Pipeline diarizes, and it has a Diarizer"
-        diarizer = self.diarizer.options(multiplexed_model_id=model.version)
+        diarizer = self._diarizer.options(multiplexed_model_id=model.version)
         return cast(DeploymentResponse, diarizer.diarize.remote(audio, options))  # not a stream
 
     async def stream_with_speakers(
         self, prepared: Prepared, options: DecodeOptions, speakers: tuple[ModelInfo, SpeakerOptions]
     ) -> AsyncGenerator[TranscriptInfo | Segment, None]:
-        """As `stream`, each segment with its speakers, split where they change (see `transcribe`):
-        segments decoded before the speaker turns are known wait for them; those after go out
-        as they come."""
-        diarizing = self._diarize(prepared.audio, speakers)
-        turns = asyncio.ensure_future(diarizing)
-        labeller: SpeakerLabeller | None = None
+        """As `stream`, each segment with its speakers, split where they change (see `transcribe`).
+        The Diarizer sends its turns a piece at a time (a long file's pieces, diarization/pieces.py;
+        a shorter one's whole): a segment goes out once the turns up to its end are known."""
+        model, speaker_options = speakers
+        diarizer = self._diarizer.options(stream=True, multiplexed_model_id=model.version)
+        pieces = cast(
+            "DeploymentResponseGenerator[DiarizedPiece]", diarizer.diarize_pieces.remote(prepared.audio, speaker_options)
+        )
+        known = _KnownTurns()
+        reading = asyncio.ensure_future(known.read(pieces))
         waiting: list[Segment] = []
+
+        def ready() -> Iterator[Segment]:
+            while waiting and known.covers(waiting[0].end):
+                for piece in known.labeller.label(waiting.pop(0)):
+                    yield _words_as_asked(piece, options)
+
         try:
             async for event in self.stream(prepared, _with_word_times(options)):
                 if isinstance(event, TranscriptInfo):
                     yield event
                     continue
                 waiting.append(event)
-                if labeller is None and turns.done():
-                    labeller = SpeakerLabeller(turns.result().exclusive)
-                if labeller is not None:
-                    for segment in waiting:
-                        for piece in labeller.label(segment):
-                            yield _words_as_asked(piece, options)
-                    waiting.clear()
-            labeller = labeller or SpeakerLabeller((await turns).exclusive)
-            for segment in waiting:
-                for piece in labeller.label(segment):
-                    yield _words_as_asked(piece, options)
+                for segment in ready():
+                    yield segment
+            while True:
+                known.changed.clear()
+                for segment in ready():
+                    yield segment
+                if not waiting:
+                    break
+                await known.more(reading)
         finally:
-            if not turns.done():
-                diarizing.cancel()
+            reading.cancel()
+            pieces.cancel()
 
     async def stream(self, prepared: Prepared, options: DecodeOptions) -> AsyncGenerator[TranscriptInfo | Segment, None]:
         """The TranscriptInfo, then each segment as the Transcriber decodes it. Closing this
@@ -273,6 +286,36 @@ class Pipeline:
         finally:
             response.cancel()
             await self.release(prepared.lease)
+
+
+class _KnownTurns:
+    """The speaker turns a diarized stream has so far, and how far into the audio they reach."""
+
+    def __init__(self) -> None:
+        self.labeller = SpeakerLabeller([])
+        self.until = 0.0
+        self.done = False
+        self.changed = asyncio.Event()
+
+    async def read(self, pieces: AsyncIterator[DiarizedPiece]) -> None:
+        try:
+            async for piece in pieces:
+                self.labeller.add(piece.found.exclusive)
+                self.until = piece.until
+                self.changed.set()
+            self.done = True
+        finally:
+            self.changed.set()
+
+    def covers(self, seconds: float) -> bool:
+        return self.done or seconds <= self.until
+
+    async def more(self, reading: asyncio.Future[None]) -> None:
+        """Wait until `changed` is set (clear it first), or raise what reading the pieces raised."""
+        if reading.done():
+            reading.result()
+            return
+        await self.changed.wait()
 
 
 def _with_word_times(options: DecodeOptions) -> DecodeOptions:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hub_server import CRAFTED, PIPELINE, HubServer, crafted_repo, pipeline_repo, whisper_repo
-from media import SAMPLE_WAV, speak, transcode
+from media import SAMPLE_WAV, long_recording, speak, transcode
 from postgres import PostgresServer, server_binaries
 from receiver import Receiver, running_receiver
 
@@ -59,6 +59,16 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("media")
+
+
+LONG_MINUTES = 20
+
+
+@pytest.fixture(scope="session")
+def twenty_minutes(media_dir: Path) -> Path:
+    """The sample call over and over for LONG_MINUTES (media.long_recording): long enough for the
+    Diarizer to diarize it in two pieces (serve_app/diarization/pieces.py)."""
+    return long_recording(media_dir / "twenty-minutes.ogg", LONG_MINUTES * 60)
 
 
 @pytest.fixture(scope="session")

@@ -72,23 +72,34 @@ def transcode(source: Path, target: Path, *, codec: str, rate: int = 16000, vide
     return target
 
 
+def _sample_call() -> np.ndarray:
+    """The sample call as 16 kHz mono int16."""
+    return np.concatenate([frame.to_ndarray()[0] for frame in _frames(SAMPLE_WAV)])
+
+
+def _long_layout(seconds: float, call: int) -> list[tuple[int, int]]:
+    """(call, silence) lengths in samples of `long_recording`'s `seconds`, in order."""
+    gaps = np.random.default_rng(0)
+    layout, written, total = [], 0, int(seconds * 16000)
+    while written < total:
+        layout.append((call, int(gaps.uniform(2, 15) * 16000)))
+        written += sum(layout[-1])
+    return layout
+
+
 def long_recording(path: Path, seconds: float, *, codec: str = "libopus", bit_rate: int = 24_000) -> Path:
     """`seconds` of real speech and silence, encoded with `codec` into `path` (container from its
     suffix): the sample call over and over, 2 to 15 s of silence between two calls (the same
     lengths every time). Opus at 24 kbit/s: 20 minutes in 3.6 MB, made in a few seconds."""
-    with open(SAMPLE_WAV, "rb") as media, open_media(media) as source:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=16000)
-        call = np.concatenate([frame.to_ndarray()[0] for raw in source.decode(audio=0) for frame in resampler.resample(raw)])
-    gaps = np.random.default_rng(0)
+    call = _sample_call()
     total = int(seconds * 16000)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=48000 if "opus" in codec else 16000)
         stream.layout, stream.bit_rate = "mono", bit_rate
         encoder = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono", rate=stream.rate)
         written = 0
-        while written < total:
-            silence = np.zeros(int(gaps.uniform(2, 15) * 16000), np.int16)
-            for piece in (call, silence):
+        for _, silence in _long_layout(seconds, len(call)):
+            for piece in (call, np.zeros(silence, np.int16)):
                 piece = piece[: total - written]
                 if not piece.size:
                     break
@@ -101,6 +112,21 @@ def long_recording(path: Path, seconds: float, *, codec: str = "libopus", bit_ra
             out.mux(stream.encode(converted))
         out.mux(stream.encode(None))
     return path
+
+
+def long_recording_turns(seconds: float) -> list[tuple[float, float, str]]:
+    """Who speaks when in `long_recording`'s `seconds`: the sample call's RTTM (start, end,
+    speaker) at each of its copies, cut at the end."""
+    turns = []
+    for line in SAMPLE_RTTM.read_text().splitlines():
+        if line.strip():
+            fields = line.split()
+            turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
+    found, at = [], 0.0
+    for call, silence in _long_layout(seconds, len(_sample_call())):
+        found += [(at + start, min(at + end, seconds), speaker) for start, end, speaker in turns if at + start < seconds]
+        at += (call + silence) / 16000
+    return found
 
 
 def video_without_sound(path: Path) -> Path:

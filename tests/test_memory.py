@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from media import SAMPLE_WAV, long_recording
+from conftest import LONG_MINUTES
+from media import SAMPLE_WAV
 from replicas import MiB, memory, replica_pids
 
 from serve_app.memory import forget_shared_pages
@@ -74,14 +75,13 @@ def test_pages_read_in_place_from_shared_memory_stop_counting_once_forgotten() -
     assert float(own.sum()) == 0.5 * own.size
 
 
-LONG_MINUTES = 20
 GIVEN_BACK_WITHIN = 200 * MiB
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # 20 minutes diarize in about 2 on 2 idle cores; far longer on busy ones
-def test_the_replicas_give_back_their_memory_after_diarizing_a_long_file(service, media_dir: Path) -> None:
-    long = long_recording(media_dir / "twenty-minutes.ogg", LONG_MINUTES * 60)
+def test_the_replicas_give_back_their_memory_after_diarizing_a_long_file(service, twenty_minutes: Path) -> None:
+    long = twenty_minutes
     with httpx.Client(base_url=service.url, timeout=3600) as client:
         warm = client.post("/v1/audio/diarize", files={"file": SAMPLE_WAV.open("rb")}, data={"model": "tiny.en"})
         assert warm.status_code == 200, warm.text  # the models loaded: what a replica holds while it serves

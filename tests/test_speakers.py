@@ -141,6 +141,16 @@ def test_the_labeller_labels_a_stream_as_segments_come() -> None:
     assert [segment.speaker_turn for segment in streamed] == [True, False, True]
 
 
+def test_turns_added_piece_by_piece_label_as_all_of_them_at_once_and_keep_the_numbering() -> None:
+    labeller = SpeakerLabeller(turns((0.0, 4.0, A)))
+    first = [piece for segment in segments((0, 2), (2, 4)) for piece in labeller.label(segment)]
+    labeller.add(turns((4.0, 8.0, B), (8.0, 9.0, A)))
+    then = [piece for segment in segments((4, 6), (8, 9)) for piece in labeller.label(segment)]
+    assert speakers_of(first + then) == [A, A, B, A]
+    assert [segment.id for segment in first + then] == [0, 1, 2, 3]
+    assert [segment.speaker_turn for segment in first + then] == [True, False, True, True]
+
+
 def _brute_force(all_turns: list[SpeakerTurn], start: float, end: float) -> str | None:
     """The rule, the slow way: every turn looked at."""
     ordered = sorted(all_turns, key=lambda turn: (turn.start, turn.end))

@@ -45,7 +45,7 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.errors import Forbidden, ServiceError
 from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 
-__all__ = ["EMBEDDED_PARAMETERS", "EMBEDDING_STRIDE", "diarization", "diarize", "embed", "load_pipeline"]
+__all__ = ["EMBEDDED_PARAMETERS", "EMBEDDING_STRIDE", "diarization", "diarize", "embed", "link_similarity", "load_pipeline"]
 
 EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     # segmentation-3.0 is a powerset model (no activation threshold to set); 0.0 keeps every
@@ -348,6 +348,14 @@ def _short_utterances_by_voice(pipeline: SpeakerDiarization, audio: np.ndarray, 
         exclusive.append(whole)
     exclusive.sort(key=lambda turn: (turn.start, turn.end))
     return Diarization(found.turns, exclusive, found.embeddings)
+
+
+def link_similarity(pipeline: SpeakerDiarization) -> float:
+    """The cosine similarity from which a speaker of one piece of a long file is a speaker of
+    another (pieces.py): the pipeline's clustering threshold, a Euclidean distance between
+    unit-normalised centroids (EMBEDDED_PARAMETERS), as a cosine (0.79 for the embedded pipeline)."""
+    threshold = float(getattr(pipeline.clustering, "threshold", EMBEDDED_PARAMETERS["clustering"]["threshold"]))
+    return 1 - threshold**2 / 2
 
 
 def embed(pipeline: SpeakerDiarization, audio: np.ndarray) -> np.ndarray:

@@ -34,7 +34,14 @@ class SpeakerLabeller:
     """Labels segments one at a time, in transcript order: for a stream, as segments come."""
 
     def __init__(self, turns: Iterable[SpeakerTurn]) -> None:
-        self._turns = sorted(turns, key=lambda turn: (turn.start, turn.end))
+        self._turns: list[SpeakerTurn] = []
+        self.add(turns)
+        self._previous: str | None = None
+        self._next_id = 0
+
+    def add(self, turns: Iterable[SpeakerTurn]) -> None:
+        """More turns to label with (a diarized stream's next piece)."""
+        self._turns = sorted([*self._turns, *turns], key=lambda turn: (turn.start, turn.end))
         self._starts = [turn.start for turn in self._turns]
         # Turns may overlap, so ends are not sorted: keep the running maximum and where it is.
         self._reach: list[float] = []
@@ -46,8 +53,6 @@ class SpeakerLabeller:
             else:
                 self._reach.append(self._reach[-1])
                 self._furthest.append(self._furthest[-1])
-        self._previous: str | None = None
-        self._next_id = 0
 
     @property
     def has_speakers(self) -> bool:
