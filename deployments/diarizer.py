@@ -18,7 +18,7 @@ from ray import serve
 
 from deployments.metrics import ServeMetrics
 from deployments.multiplexing import multiplexed, requested_model
-from serve_app.diarization.pieces import DiarizedPiece, SpeakerLinks, cuts, in_pieces, joined
+from serve_app.diarization.pieces import DiarizedPiece, joined
 from serve_app.diarization.speakers import Diarization
 from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.memory import forget_shared_pages, release_memory
@@ -99,32 +99,13 @@ class Diarizer:
         self.metrics.record_work("diarize", len(audio) / SAMPLE_RATE, started)
 
     def _pieces(self, pipeline, audio: np.ndarray, options: SpeakerOptions) -> Generator[DiarizedPiece, None, None]:
-        from serve_app.diarization.known import match_known_speakers
-
+        """The request's pieces (a generator: the references are embedded on the thread that runs it)."""
         diarization = self.diarization
-        references = {known.name: diarization.embed(pipeline, known.audio) for known in options.known_speakers}
-        bounds = cuts(audio, SAMPLE_RATE)
-        if len(bounds) == 2 or pipeline.legacy:
-            found = diarization.diarization(
-                pipeline,
-                audio,
-                num_speakers=options.num_speakers,
-                min_speakers=options.min_speakers,
-                max_speakers=options.max_speakers,
-            )
-            if references and found.embeddings:
-                found = found.renamed(match_known_speakers(found.embeddings, references))
-            yield DiarizedPiece(until=len(audio) / SAMPLE_RATE, found=found)
-            return
-
-        def known_name(default: str, centroid: np.ndarray) -> str | None:
-            name = match_known_speakers({default: centroid}, references).get(default)
-            if name is not None:
-                del references[name]
-            return name
-
-        most = options.num_speakers or options.max_speakers
-        links = SpeakerLinks(diarization.link_similarity(pipeline), most=most, name_new=known_name)
-        yield from in_pieces(
-            audio, bounds, SAMPLE_RATE, lambda piece: diarization.diarization(pipeline, piece, max_speakers=most), links
+        yield from diarization.diarized_pieces(
+            pipeline,
+            audio,
+            num_speakers=options.num_speakers,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+            references={known.name: diarization.embed(pipeline, known.audio) for known in options.known_speakers},
         )

@@ -67,10 +67,11 @@ class Transcribe:
             self.diarizer = load_pipeline(diarization_path, device=engine["device"])
 
     def _label_speakers(self, diarizer: SpeakerDiarization, transcript: Transcript, audio: np.ndarray) -> None:
-        from serve_app.diarization.pipeline import diarization
+        from serve_app.diarization.pieces import joined
+        from serve_app.diarization.pipeline import diarized_pieces
         from serve_app.diarization.speakers import assign_speakers
 
-        found = diarization(diarizer, audio)
+        found = joined(diarized_pieces(diarizer, audio))  # a long file in pieces, as the Diarizer does
         transcript.segments = assign_speakers(transcript.segments, found.exclusive)
         for segment in transcript.segments:
             segment.words = None  # timed for the speakers only (see serve_app/pipeline.py)

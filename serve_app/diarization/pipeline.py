@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ from pyannote.core import Annotation
 from serve_app.diarization.campplus import CAMPPlusEmbedding
 from serve_app.diarization.checkpoints import load_model, refusal, trusts
 from serve_app.diarization.clustering import bound_clustering, count_exactly
+from serve_app.diarization.known import match_known_speakers, similarities
+from serve_app.diarization.pieces import DiarizedPiece, SpeakerLinks, cuts, in_pieces
 from serve_app.diarization.short_clips import by_turns
 from serve_app.diarization.speakers import Diarization, SpeakerTurn
 from serve_app.diarization.strided import StridedSpeakerDiarization
@@ -45,7 +47,16 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.errors import Forbidden, ServiceError
 from serve_app.models.embedded import DIARIZATION_FILES, DIARIZATION_MANIFEST, package_file
 
-__all__ = ["EMBEDDED_PARAMETERS", "EMBEDDING_STRIDE", "diarization", "diarize", "embed", "link_similarity", "load_pipeline"]
+__all__ = [
+    "EMBEDDED_PARAMETERS",
+    "EMBEDDING_STRIDE",
+    "diarization",
+    "diarize",
+    "diarized_pieces",
+    "embed",
+    "link_similarity",
+    "load_pipeline",
+]
 
 EMBEDDED_PARAMETERS: dict[str, dict[str, Any]] = {
     # segmentation-3.0 is a powerset model (no activation threshold to set); 0.0 keeps every
@@ -304,6 +315,39 @@ def diarization(
     return _short_utterances_by_voice(pipeline, audio, found)
 
 
+def diarized_pieces(
+    pipeline: SpeakerDiarization,
+    audio: np.ndarray,
+    *,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    references: dict[str, np.ndarray] | None = None,
+) -> Iterator[DiarizedPiece]:
+    """As `diarization`, a piece at a time: audio longer than LONG_S in pieces of about PIECE_S,
+    its speakers named alike in all of them (pieces.py); shorter audio, or a legacy pipeline's
+    (no embeddings to link by), whole. `references` are known voices' embeddings (`embed`):
+    a speaker whose centroid matches one is named after it (known.py)."""
+    references = dict(references or {})
+    bounds = cuts(audio, SAMPLE_RATE)
+    if len(bounds) == 2 or pipeline.legacy:
+        found = diarization(pipeline, audio, num_speakers=num_speakers, min_speakers=min_speakers, max_speakers=max_speakers)
+        if references and found.embeddings:
+            found = found.renamed(match_known_speakers(found.embeddings, references))
+        yield DiarizedPiece(until=len(audio) / SAMPLE_RATE, found=found)
+        return
+
+    def known_name(default: str, centroid: np.ndarray) -> str | None:
+        name = match_known_speakers({default: centroid}, references).get(default)
+        if name is not None:
+            del references[name]
+        return name
+
+    most = num_speakers or max_speakers
+    links = SpeakerLinks(link_similarity(pipeline), most=most, name_new=known_name)
+    yield from in_pieces(audio, bounds, SAMPLE_RATE, lambda piece: diarization(pipeline, piece, max_speakers=most), links)
+
+
 SHORT_UTTERANCE_S = 2.0
 """An utterance (speech between pauses of PAUSE_S) shorter than this is given, whole, to the
 speaker whose voice it sounds most like (`_short_utterances_by_voice`)."""
@@ -324,8 +368,6 @@ def _short_utterances_by_voice(pipeline: SpeakerDiarization, audio: np.ndarray, 
     """
     if len(found.embeddings) < 2 or not found.turns:
         return found
-    from serve_app.diarization.known import similarities
-
     utterances: list[list[float]] = []
     for turn in sorted(found.turns, key=lambda turn: turn.start):
         if utterances and turn.start - utterances[-1][1] < PAUSE_S:
