@@ -41,13 +41,18 @@ def build_app(args: dict[str, Any] | AppSettings | None = None) -> Application:
              ├─► Transcriber  (faster-whisper; replicas and resources from config.yaml)
              ├─► Diarizer     (pyannote.audio; its own replicas and resources)
              └─► JobQueue     (one replica: the durable job queue; it calls ModelStore and Transcriber)
+
+    The JobQueue is bound only with the job API on (`jobs_enabled`): off, the job routes answer
+    403 themselves, and no replica sits idle for them.
     """
     settings = args if isinstance(args, AppSettings) else AppSettings.model_validate(args or {})
     check_keys(settings)
     model_store = _deployment(ModelStore).bind(settings)
     transcriber = _deployment(Transcriber).bind(settings)
     diarizer = _deployment(Diarizer).bind(settings)
-    job_queue = _deployment(JobQueue).bind(settings, model_store=model_store, transcriber=transcriber)
+    job_queue = (
+        _deployment(JobQueue).bind(settings, model_store=model_store, transcriber=transcriber) if settings.jobs_enabled else None
+    )
     return _deployment(Ingress).bind(
         settings, model_store=model_store, transcriber=transcriber, diarizer=diarizer, job_queue=job_queue
     )

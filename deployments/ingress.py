@@ -33,7 +33,7 @@ class Ingress:
         model_store: DeploymentHandle,
         transcriber: DeploymentHandle,
         diarizer: DeploymentHandle,
-        job_queue: DeploymentHandle,
+        job_queue: DeploymentHandle | None,
     ) -> None:
         self.settings = settings
         self.pipeline = Pipeline.from_settings(

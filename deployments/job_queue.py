@@ -32,12 +32,11 @@ from serve_app.jobs import (
     deliver_pending,
 )
 from serve_app.jobs.models import download_path
+from serve_app.jobs.paths import JOBS_OFF
 from serve_app.jobs.scheduler import decode_options
 from serve_app.models.catalogue import ModelInfo
 from serve_app.pipeline import Pipeline, check_model_fits, put_audio
 from serve_app.settings import AppSettings
-
-OFF = "the job API is off: name job_media_folders and job_output_folders in the app's args (config.yaml)"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, num_replicas=1)
@@ -76,7 +75,7 @@ class JobQueue:
 
     def _open(self) -> JobStore:
         if self.store is None:
-            raise Forbidden(OFF)
+            raise Forbidden(JOBS_OFF)
         return self.store
 
     # What the routes ask.

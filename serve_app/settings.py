@@ -215,5 +215,10 @@ class AppSettings(BaseModel):
         return [folder.expanduser().resolve() for folder in value]
 
     @property
+    def jobs_enabled(self) -> bool:
+        """Whether the job API is on: both job folder lists name a folder. Off, no JobQueue runs."""
+        return bool(self.job_media_folders and self.job_output_folders)
+
+    @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)

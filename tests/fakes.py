@@ -96,7 +96,8 @@ class RecordedMetrics:
 class InProcess:
     """The app as a client sees it, with its model folder, its job queue and its metrics to look into."""
 
-    def __init__(self, tmp_path: Path, **args: Any) -> None:
+    def __init__(self, tmp_path: Path, *, job_queue: bool = True, **args: Any) -> None:
+        """`job_queue=False`: no JobQueue, as when the job API is off (deployments/app.py)."""
         self.settings = AppSettings.model_validate(
             {"model_dir": str(tmp_path / "models"), "allow_anonymous": True, "embedded_models": False} | args
         )
@@ -104,7 +105,7 @@ class InProcess:
         add_model_folder(self.models, "tiny.en")
         self.jobs = Jobs()
         pipeline = Pipeline.from_settings(self.settings, model_store=FakeHandle(self.models), transcriber=None)
-        routes = all_routes(pipeline=pipeline, readiness=Ready(), job_queue=FakeHandle(self.jobs))
+        routes = all_routes(pipeline=pipeline, readiness=Ready(), job_queue=FakeHandle(self.jobs) if job_queue else None)
         self.metrics = RecordedMetrics()
         self.app = http_app(self.settings, routes, metrics=self.metrics)
 

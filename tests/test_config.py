@@ -36,8 +36,8 @@ def test_the_two_configs_are_the_same_graph() -> None:
     # A CPU diarizes a long file more slowly: its limit may be longer, never shorter.
     assert cpu_args.pop("request_timeout_s") >= gpu_args.pop("request_timeout_s")
     assert gpu_args == cpu_args
-    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "JobQueue", "Transcriber", "Diarizer"}
-    for name in ("Ingress", "ModelStore", "JobQueue"):
+    assert deployments(gpu).keys() == deployments(cpu).keys() == {"Ingress", "ModelStore", "Transcriber", "Diarizer"}
+    for name in ("Ingress", "ModelStore"):
         assert deployments(gpu)[name] == deployments(cpu)[name]
     for name in ("Transcriber", "Diarizer"):
         runtime_env = deployments(cpu)[name]["ray_actor_options"]["runtime_env"]

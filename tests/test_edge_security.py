@@ -288,3 +288,18 @@ async def test_a_request_cancelled_by_serve_is_one_info_line_and_stays_cancelled
             await task
     assert [record.levelno for record in caplog.records] == [logging.INFO]
     assert "went away" in caplog.records[0].getMessage()
+
+
+async def test_with_the_job_api_off_there_is_no_job_queue_and_its_routes_say_how_to_turn_it_on(tmp_path: Path) -> None:
+    off = InProcess(tmp_path, job_queue=False)
+    async with off.client() as http:
+        for method, path, body in [
+            ("POST", "/transcription/job", {"path": "/data/a.mp3"}),
+            ("GET", "/transcription/job/j-1", None),
+            ("DELETE", "/transcription/job/j-1", None),
+            ("GET", "/transcription/jobs", None),
+            ("GET", "/stats", None),
+        ]:
+            refused = await http.request(method, path, json=body)
+            assert refused.status_code == 403, (method, path, refused.text)
+            assert "name job_media_folders and job_output_folders" in refused.json()["reason"]

@@ -13,11 +13,13 @@ import httpx
 import pytest
 from conftest import ALT_ADMIN_KEY, CALLBACK_SECRET, LONG_TEXT
 from media import SAMPLE_WAV, speak
+from ray import serve
 from receiver import Receiver
 from subtitles import parse_srt, parse_vtt
 
 from serve_app.api.smi import node_smi
 from serve_app.jobs import SIGNATURE_HEADER, verify_signature
+from serve_app.local import APP_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -294,6 +296,10 @@ def test_the_job_api_is_off_unless_folders_are_configured(alt: str) -> None:
     assert response.status_code == 403
     assert "job API is off" in response.json()["reason"]
     assert httpx.get(f"{alt}/stats", headers=keyed, timeout=30).status_code == 403
+    # Nothing runs for it: the alt app has no JobQueue replica, the main app (jobs on) has one.
+    applications = serve.status().applications
+    assert "JobQueue" not in applications["alt"].deployments
+    assert "JobQueue" in applications[APP_NAME].deployments
 
 
 def test_jobs_survive_a_restart_of_serve_and_ray(service, media: Path, out: Path, long_english_wav: Path) -> None:

@@ -28,9 +28,10 @@ __all__ = ["all_routes", "http_app"]
 
 
 def all_routes(
-    *, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle, settings: AppSettings | None = None
+    *, pipeline: Pipeline, readiness: Readiness, job_queue: DeploymentHandle | None, settings: AppSettings | None = None
 ) -> list[BaseRoute]:
-    """Every route of the app: the /v1 API, the job API, and the OpenAPI document of both; live
+    """Every route of the app: the /v1 API, the job API (403 without a `job_queue`: the job API
+    is off), and the OpenAPI document of both; live
     transcription (/v1/realtime, with `settings`' limits) and the try-it page at /."""
     document = openapi_document()
     realtime = RealtimeRoutes(decoder=ServiceDecoder(pipeline), settings=settings or AppSettings(), readiness=readiness)

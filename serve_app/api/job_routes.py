@@ -9,13 +9,21 @@ from starlette.routing import Route
 
 from serve_app.api.http import parse_json, require_content_type
 from serve_app.api.smi import cluster_smi
+from serve_app.errors import Forbidden
+from serve_app.jobs.paths import JOBS_OFF
 
 __all__ = ["JobRoutes"]
 
 
 class JobRoutes:
-    def __init__(self, *, job_queue: DeploymentHandle) -> None:
-        self.job_queue = job_queue
+    def __init__(self, *, job_queue: DeploymentHandle | None) -> None:
+        self._job_queue = job_queue
+
+    @property
+    def job_queue(self) -> DeploymentHandle:
+        if self._job_queue is None:
+            raise Forbidden(JOBS_OFF)
+        return self._job_queue
 
     def routes(self) -> list[Route]:
         return [

@@ -24,7 +24,7 @@ from pathlib import Path
 from serve_app.errors import BadRequest, Forbidden
 from serve_app.jobs.job import Job
 
-__all__ = ["JobFolders"]
+__all__ = ["JOBS_OFF", "JobFolders"]
 
 
 def _folders(folders: Iterable[str | os.PathLike[str]], kind: str) -> tuple[Path, ...]:
@@ -38,6 +38,9 @@ def _folders(folders: Iterable[str | os.PathLike[str]], kind: str) -> tuple[Path
 
 def _inside(path: str, folder: Path) -> bool:
     return os.path.commonpath([path, folder]) == str(folder)
+
+
+JOBS_OFF = "the job API is off: name job_media_folders and job_output_folders in the app's args (config.yaml)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class JobFolders:
 
     def require_enabled(self) -> None:
         if not self.enabled:
-            raise Forbidden("the job API is off: the service's config names no folders to read media from and write outputs to")
+            raise Forbidden(JOBS_OFF)
 
     def media_file(self, path: str) -> Path:
         """The real path of a media file the job API may read; Forbidden outside the media
