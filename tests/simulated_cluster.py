@@ -54,6 +54,8 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, every: float =
 
 def place(app: dict[str, Any]) -> None:
     """Pin each deployment to its nodes; two Transcriber replicas, one a node with the slot."""
+    if not any(deployment["name"] == "JobQueue" for deployment in app["deployments"]):
+        app["deployments"].append({"name": "JobQueue"})  # the job API is on: listed to be pinned, as config.yaml says
     for deployment in app["deployments"]:
         name = deployment["name"]
         options = deployment.setdefault("ray_actor_options", {})
