@@ -270,6 +270,8 @@ class Pipeline:
                     break
                 await known.more(reading)
         finally:
+            if reading.done() and not reading.cancelled():
+                reading.exception()  # retrieved: raised above, or the client is gone
             reading.cancel()
             pieces.cancel()
 
