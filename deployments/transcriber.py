@@ -35,7 +35,8 @@ class BatchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     batch_audio_seconds: float = Field(default=120, ge=30)
-    """Most audio one batch decodes, in seconds; chunks are at most 30 s, so 120 is 4 chunks."""
+    """Most audio one batch decodes, in seconds; chunks are at most 30 s, so 120 is 4 chunks (the
+    default; config.cpu.yaml sets 60, 2 chunks)."""
 
 
 def replica_budget() -> tuple[str, int, int]:
