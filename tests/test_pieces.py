@@ -134,3 +134,10 @@ def test_in_pieces_diarizes_each_piece_on_its_own_and_joins_them_on_the_files_cl
     whole = joined(pieces)
     assert [turn.start for turn in whole.turns] == [1 + bound / RATE for bound in bounds[:-1]]
     assert {turn.speaker for turn in whole.turns} == {"SPEAKER_00"}
+
+
+def test_similarities_of_no_speakers_or_no_references_are_an_empty_table() -> None:
+    from serve_app.diarization.known import similarities
+
+    assert similarities([], [voice(1)]).shape == (0, 1)
+    assert similarities([voice(1), voice(0, 1)], []).shape == (2, 0)

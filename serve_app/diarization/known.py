@@ -33,7 +33,10 @@ real enrolments may need a lower value than this one."""
 
 
 def similarities(centroids: Sequence[ArrayLike], references: Sequence[ArrayLike]) -> np.ndarray:
-    """(speakers, references) cosine similarities; 0 where either vector is all zeros."""
+    """(speakers, references) cosine similarities; 0 where either vector is all zeros; an
+    empty array when either side has none."""
+    if len(centroids) == 0 or len(references) == 0:
+        return np.zeros((len(centroids), len(references)))
     a = np.asarray(centroids, dtype=np.float64).reshape(len(centroids), -1)
     b = np.asarray(references, dtype=np.float64).reshape(len(references), -1)
     if a.size == 0 or b.size == 0:

@@ -100,9 +100,7 @@ class SpeakerLinks:
 
     def _match(self, local: list[str], embeddings: dict[str, list[float]]) -> dict[str, str]:
         known = list(self.centroids)
-        scores = np.zeros((len(local), len(known)))
-        if local and known:
-            scores = similarities([embeddings[name] for name in local], [self.centroids[name] for name in known])
+        scores = similarities([embeddings[name] for name in local], [self.centroids[name] for name in known])
         pairs = sorted(((scores[i, j], i, j) for i in range(len(local)) for j in range(len(known))), reverse=True)
         names: dict[str, str] = {}
         for score, i, j in pairs:
