@@ -98,6 +98,7 @@ def main() -> None:
         errors = words = 0.0
         file_said_errors = live_said_errors = said_words = 0.0
         firsts: list[float] = []
+        kept = sent = 0
         completes: list[float] = []
         print(
             f"{'clip':<16}{'words':>6}{'WER':>7}{'file/said':>11}{'live/said':>11}{'first delta s':>15}{'completed s':>13}",
@@ -117,6 +118,8 @@ def main() -> None:
             )
             said_words += said_size
             firsts, completes = firsts + first, completes + complete
+            run_kept, run_sent = run.delta_words()
+            kept, sent = kept + run_kept, sent + run_sent
             print(
                 f"{clip.stem:<16}{size:>6}{error:>7.3f}{file_said:>11.3f}{live_said:>11.3f}"
                 f"{statistics.median(first) if first else float('nan'):>15.2f}"
@@ -128,7 +131,8 @@ def main() -> None:
         f"all: WER {errors / words:.3f} over {words:.0f} words; against the words said, the file route "
         f"{file_said_errors / said_words:.3f} and the live texts {live_said_errors / said_words:.3f} "
         f"over {said_words:.0f} words; first delta median {statistics.median(firsts):.2f} s "
-        f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s"
+        f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
+        f"deltas kept by the completed texts {kept}/{sent} words"
     )
 
 

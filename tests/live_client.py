@@ -15,6 +15,8 @@ from typing import Any
 import av
 import numpy as np
 
+from serve_app.engine.live import agreed_words
+
 RATE = 24000
 SILENCE_S = 0.5  # server_vad's silence_duration_ms by default
 PADDING_S = 0.3  # and its prefix_padding_ms
@@ -70,6 +72,21 @@ class LiveRun:
         done = {e.item_id: t for t, e in self.of("conversation.item.input_audio_transcription.completed")}
         return [done[item] - end for item, end in ends.items() if item in done]
 
+    def delta_words(self) -> tuple[int, int]:
+        """How many of the words sent as deltas the utterance's completed text has in the same
+        place (case and punctuation aside), and how many were sent: how often a delta was right
+        to go out."""
+        sent: dict[str, list[str]] = {}
+        for _, e in self.of("conversation.item.input_audio_transcription.delta"):
+            sent.setdefault(e.item_id, []).extend(e.delta.split())
+        done = {e.item_id: e.transcript.split() for _, e in self.of("conversation.item.input_audio_transcription.completed")}
+        pairs = [(words, done[item]) for item, words in sent.items() if item in done]
+        return sum(agreed_words(words, final) for words, final in pairs), sum(len(words) for words, _ in pairs)
+
+    def deltas_kept(self) -> float | None:
+        kept, total = self.delta_words()
+        return kept / total if total else None
+
     def summary(self) -> dict[str, float | int | None]:
         firsts, completes = self.first_delta_latencies(), self.completed_latencies()
         return {
@@ -78,6 +95,7 @@ class LiveRun:
             "first_delta_latency_median_s": statistics.median(firsts) if firsts else None,
             "completed_latency_median_s": statistics.median(completes) if completes else None,
             "completed_latency_max_s": max(completes) if completes else None,
+            "deltas_kept": self.deltas_kept(),
             "last_completed_after_audio_s": (self.events[-1][0] - self.audio_s) if self.events else None,
         }
 

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from serve_app.api.app import http_app
 from serve_app.api.page import page_routes
-from serve_app.api.realtime import Closing, Limits, RealtimeRoutes, RealtimeSession, Timeline
+from serve_app.api.realtime import OPENING_INTERVAL_S, Closing, Limits, RealtimeRoutes, RealtimeSession, Timeline
 from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
 from serve_app.errors import NotFound
 from serve_app.options import DecodeOptions
@@ -339,14 +339,15 @@ def test_until_the_first_delta_two_partial_decodes_run_side_by_side() -> None:
         tone_in_real_time(client, 40)
         first = client.until("conversation.item.input_audio_transcription.delta")
         client.until("conversation.item.input_audio_transcription.completed")
-    # The first two decodes, of 0.4 and 0.8 s, overlap: the second started before the first
-    # ended. The first delta is the word they agree on.
-    assert decoder.calls[:2] == [pytest.approx(0.4, abs=0.11), pytest.approx(0.8, abs=0.11)], decoder.calls
-    (_, end_1), (start_2, _) = decoder.spans[:2]
+    # The first decodes, OPENING_INTERVAL_S of audio apart, overlap: the second started before
+    # the first ended. Both hear "The.", the last word of each, so the first delta waits for
+    # the third, "The quick.", and is the word it agrees on with the second.
+    assert decoder.calls[:3] == [pytest.approx(n * OPENING_INTERVAL_S, abs=0.11) for n in (1, 2, 3)], decoder.calls
+    (_, end_1), (start_2, _), (_, end_3) = decoder.spans[:3]
     assert start_2 < end_1, decoder.spans
     assert first["delta"] == "The"
     # After it, one at a time: each starts after the one before ended.
-    later = decoder.spans[2:]
+    later = [span for span in decoder.spans if span[0] >= end_3 - 0.01]
     assert len(later) >= 2, decoder.calls
     assert all(b[0] >= a[1] - 0.01 for a, b in zip(later, later[1:])), later
 

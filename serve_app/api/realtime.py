@@ -76,7 +76,12 @@ partial interval. A delta needs two decodes that agree, and each decode costs a 
 pass (about 0.6 s of one core for tiny.en, however short the audio): one after the other, the
 first words would wait for twice that; side by side, on the Transcriber's workers, for about
 once. A busy Transcriber, slower than that, gets them one at a time (PARTIAL_BACKOFF)."""
-OPENING_INTERVAL_S = 0.4
+OPENING_INTERVAL_S = 0.3
+"""Measured on 18 espeak-ng utterances (benchmarks/realtime.py's clip and corpus.py's five
+passages), in-process as benchmarks/live_engine.py runs them, two runs each: a decode every 0.4 s,
+the first delta came 1.50 to 1.51 s after the speech began (median); every 0.3 s, 1.13 s, and
+the completed texts no later. No one decode hears more, but two that agree come sooner once
+the speech is long enough to be heard right (about 0.6 to 1 s of it)."""
 PARTIAL_BACKOFF = 1.5
 """The utterance in progress is decoded again once the new audio is as long as the partial
 interval, or this many times the last partial decode took, whichever is more: when the
@@ -686,7 +691,10 @@ class RealtimeSession:
             return  # a decode of more of the utterance ended first
         item.decoded = (end, text)
         words = text.split()
-        stable = agreed_words(item.last_words, words)
+        # Never the decode's last word, even agreed on: at the audio's edge the word may not be
+        # over ("jump" for "jumped"), and a decode that stops there ends it as a sentence ("The."
+        # for "The quick"). The completed text sends it.
+        stable = min(agreed_words(item.last_words, words), len(words) - 1)
         item.last_words = words
         if not item.dropped and stable > len(item.sent) and extends(item.sent, words[:stable]):
             self._delta(item, words[len(item.sent) : stable])
