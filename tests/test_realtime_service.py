@@ -21,8 +21,9 @@ pytestmark = pytest.mark.slow
 
 WER_LIMIT = 0.15
 """Completed texts joined against the same file's /v1/audio/transcriptions text, both tiny.en.
-The goal is 0.05 (issue 19, open): benchmarks/realtime.py measured 0.053 on the sample call.
-The utterances are decoded apart, with no context from each other."""
+The goal is 0.05 (issue 19, open). The utterances are decoded apart, with no context from each
+other, and on this one call the WER depends on the CPU's int8 kernels: 0.013 on one machine,
+0.137 on another, with the same code (README, Live transcription)."""
 
 
 def test_the_sdk_streams_the_sample_call_at_real_time_pace(service: LocalService, client: httpx.Client) -> None:

@@ -73,7 +73,7 @@ OPENING_PARTIALS = 2
 """Until an utterance's first delta, up to this many of its partial decodes run at once, one
 started every OPENING_INTERVAL_S of new speech, while the Transcriber answers within the
 partial interval. A delta needs two decodes that agree, and each decode costs a whole encoder
-pass (about 0.6 s of one core for tiny.en, however short the audio): one after the other, the
+pass (0.35 to 0.6 s of one core for tiny.en, however short the audio): one after the other, the
 first words would wait for twice that; side by side, on the Transcriber's workers, for about
 once. A busy Transcriber, slower than that, gets them one at a time (PARTIAL_BACKOFF)."""
 OPENING_INTERVAL_S = 0.3
