@@ -84,7 +84,8 @@ def main() -> None:
         completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
         errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
         words = sum(len(ref.split()) for _, ref in espeak_runs)
-        kept, sent = (sum(counts) for counts in zip(*(run.delta_words() for run, _ in espeak_runs)))
+        delta_words = [run.delta_words() for run, _ in espeak_runs]
+        kept, sent = sum(k for k, _ in delta_words), sum(n for _, n in delta_words)
         print(
             f"espeak-ng, all {len(espeak_runs)} clips: first delta median {statistics.median(firsts):.2f} s "
             f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
