@@ -35,12 +35,10 @@ real enrolments may need a lower value than this one."""
 def similarities(centroids: Sequence[ArrayLike], references: Sequence[ArrayLike]) -> np.ndarray:
     """(speakers, references) cosine similarities; 0 where either vector is all zeros; an
     empty array when either side has none."""
-    if len(centroids) == 0 or len(references) == 0:
+    a, b = np.asarray(centroids, dtype=np.float64), np.asarray(references, dtype=np.float64)
+    if a.size == 0 or b.size == 0:  # before the reshapes, which cannot size an empty side
         return np.zeros((len(centroids), len(references)))
-    a = np.asarray(centroids, dtype=np.float64).reshape(len(centroids), -1)
-    b = np.asarray(references, dtype=np.float64).reshape(len(references), -1)
-    if a.size == 0 or b.size == 0:
-        return np.zeros((len(centroids), len(references)))
+    a, b = a.reshape(len(centroids), -1), b.reshape(len(references), -1)
     a_norm = np.linalg.norm(a, axis=1, keepdims=True)
     b_norm = np.linalg.norm(b, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
