@@ -78,10 +78,11 @@ first words would wait for twice that; side by side, on the Transcriber's worker
 once. A busy Transcriber, slower than that, gets them one at a time (PARTIAL_BACKOFF)."""
 OPENING_INTERVAL_S = 0.3
 """Measured on 18 espeak-ng utterances (benchmarks/realtime.py's clip and corpus.py's five
-passages), in-process as benchmarks/live_engine.py runs them, two runs each: a decode every 0.4 s,
-the first delta came 1.50 to 1.51 s after the speech began (median); every 0.3 s, 1.13 s (a
-third run: 1.28 s), and the completed texts no later. No one decode hears more, but two that agree come sooner once
-the speech is long enough to be heard right (about 0.6 to 1 s of it)."""
+passages), in-process as benchmarks/live_engine.py runs them, two runs each: a decode every
+0.4 s, the first delta came 1.50 to 1.51 s after the speech began (median); every 0.3 s,
+1.13 s (a third run: 1.28 s), and the completed texts no later. No one decode hears more, but
+two that agree come sooner once the speech is long enough to be heard right (about 0.6 to 1 s
+of it)."""
 PARTIAL_BACKOFF = 1.5
 """The utterance in progress is decoded again once the new audio is as long as the partial
 interval, or this many times the last partial decode took, whichever is more: when the
