@@ -25,6 +25,10 @@ class DecodeOptions:
     temperature: float | None = None
     """The decoder's sampling temperature; None or 0: greedy (beam search)."""
     word_timestamps: bool = False
+    draft: bool = False
+    """A quick decode that a later one will correct (a live session's partial decodes): the
+    encoder hears a window fitted to the audio rather than Whisper's whole 30 s
+    (serve_app/engine/decoding.py `encoder_frames`). Internal: no API field sets it."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

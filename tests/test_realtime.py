@@ -47,6 +47,7 @@ class FakeDecoder:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
+        self.drafts: list[bool] = []
         self.spans: list[tuple[float, float]] = []
         """When each decode started and ended (monotonic clock)."""
         self.cancelled = 0
@@ -59,6 +60,7 @@ class FakeDecoder:
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
+        self.drafts.append(options.draft)
         started = time.monotonic()
         if self.delay_s:
             try:
@@ -424,6 +426,29 @@ def test_server_vad_completes_with_the_decode_made_as_the_silence_began(speech_p
     assert decoder.calls[-1] <= completed["usage"]["seconds"] - 0.15, (decoder.calls, completed)
     assert decoder.calls[-1] >= len(speech_pcm) / 48000
     assert completed["transcript"] == fake_text(decoder.calls[-1])
+    # Partial decodes before it were drafts; that one, whose text is the completed, was not.
+    assert decoder.drafts[-1] is False and any(decoder.drafts), decoder.drafts
+
+
+class DraftsMishear(FakeDecoder):
+    """Drafts hear the last word otherwise, as a window fitted to the audio can make Whisper do."""
+
+    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+        text = await super().transcribe(audio, model, options)
+        return text[:-1] + " misheard." if options.draft else text
+
+
+def test_no_draft_becomes_the_completed_text(speech_pcm: bytes) -> None:
+    decoder = DraftsMishear()
+    silence = bytes(int(0.6 * 24000) * 2)
+    with session(make_app(decoder)) as client:
+        server_vad(client, silence_duration_ms=500)
+        paced(client, silence + speech_pcm + silence * 2)
+        completed = client.until("conversation.item.input_audio_transcription.completed")
+        deltas = [event["delta"] for event in client.seen if event["type"].endswith("transcription.delta")]
+    assert any(decoder.drafts) and "misheard" not in completed["transcript"], (decoder.drafts, completed)
+    assert completed["transcript"] == fake_text(decoder.calls[-1])
+    assert "".join(deltas).split() == completed["transcript"].split(), deltas
 
 
 def server_vad(client: Session, **turn_detection: Any) -> dict:

@@ -627,7 +627,7 @@ class RealtimeSession:
                         break
                     if self.timeline.end - item.start > longest:
                         break  # no turn detection, and the client has not committed for long: no partials
-                    task = asyncio.create_task(self._partial(item, self.timeline.end, item.decoded_until))
+                    task = asyncio.create_task(self._partial(item, self.timeline.end, item.decoded_until, draft=True))
                     item.decoded_until = self.timeline.end
                     self.partials.add(task)
                     task.add_done_callback(self._partial_ended)
@@ -672,13 +672,16 @@ class RealtimeSession:
             return None
         return end if self.item.decoded_until < end <= self.timeline.end else None
 
-    async def _partial(self, item: Item, end: int, before: int) -> None:
+    async def _partial(self, item: Item, end: int, before: int, *, draft: bool = False) -> None:
         """Decode `item` to `end` (its `decoded_until` already, that was `before`), and send
-        the words this decode and the one before agree on that were not sent yet."""
+        the words this decode and the one before agree on that were not sent yet. A `draft`
+        decodes in a window fitted to the audio (DecodeOptions.draft): quicker, heard less well;
+        the early decode, which may become the completed text, is no draft."""
         audio = self.timeline.view(item.start, end)
         started = time.monotonic()
+        options = replace(self.config.options, draft=True) if draft else self.config.options
         try:
-            text = await self.decoder.transcribe(audio, self.model, self.config.options)
+            text = await self.decoder.transcribe(audio, self.model, options)
             self.last_partial_s = time.monotonic() - started
         except asyncio.CancelledError:
             if item.decoded_until == end:
@@ -753,8 +756,9 @@ class RealtimeSession:
     @staticmethod
     def _decoded_whole(item: Item) -> str | None:
         """The text of a partial decode that heard all of the utterance's speech (it reached
-        as far into the silence that ended the turn as `_speech_end`): the completed text, with
-        no decode again."""
+        as far into the silence that ended the turn as `_speech_end`): the early decode's, never
+        a draft's (drafts start only while no silence is heard). The completed text, with no
+        decode again."""
         if item.speech_end is None or item.decoded is None:
             return None
         end, text = item.decoded

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil
 
 import ctranslate2
@@ -37,6 +37,9 @@ from serve_app.transcript import Segment, Word
 __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "decode_batch", "detect_language", "to_segment"]
 
 CHUNK_SECONDS = 30
+FRAMES_PER_S = SAMPLE_RATE // 160
+"""Whisper's feature frames a second (a hop of 160 samples)."""
+N_FRAMES = CHUNK_SECONDS * FRAMES_PER_S
 HEAD_SECONDS = 60
 VAD_PIECE_SAMPLES = 10_000 * 512
 """The rest of a file is cut in pieces of this many samples (320 s), the batch of windows
@@ -51,6 +54,19 @@ REST_SECONDS = 1.0
 REST_PASSES = 3
 """A chunk's rest decodes again at most this many times: audio that makes Whisper stop early
 over and over costs at most four decodes, not one for every second of the chunk."""
+DRAFT_MARGIN_S = 2.5
+DRAFT_WINDOW_S = 5.0
+"""A draft's encoder window: its audio and DRAFT_MARGIN_S more, at least DRAFT_WINDOW_S, rather
+than Whisper's whole 30 s. The encoder's cost grows with its window, and it is most of a short
+decode's: on one core of a Xeon (tiny.en int8), a second of speech decoded in 0.53 to 0.62 s in
+a 30 s window and in 0.08 to 0.09 s in a 5 s one; 4 s of speech, in 0.80 and 0.22 s. Whisper was trained on whole windows and hears worse in
+shorter ones, the shortest worst: in windows only 1 s longer than their audio, live sessions'
+texts repeated words ("Hello Hello Hello") and their partial decodes agreed less, so that the
+first deltas came no sooner (benchmarks/live_engine.py's corpus, in-process)."""
+DRAFT_TOKENS_PER_S = 12
+"""A draft decodes at most this many tokens a second of its window (and no more than half of
+Whisper's 448, the other half the prompt's): in a short window Whisper may not know where to
+stop, and repeat itself up to its 448 tokens."""
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -66,6 +82,9 @@ class DecodeKey:
     temperature: float
     word_timestamps: bool
     beam_size: int
+    draft: bool = False
+    """Decode in a window fitted to the audio (`encoder_frames`), for a result a later decode
+    corrects: drafts share batches only with drafts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +298,16 @@ def options_for(whisper: WhisperModel, key: DecodeKey) -> tuple[Tokenizer, Trans
     return tokenizer, options
 
 
+def encoder_frames(key: DecodeKey, chunks: list[Chunk]) -> int:
+    """The encoder's window for a batch, in feature frames: Whisper's whole 30 s, or for drafts
+    the longest chunk's audio and DRAFT_MARGIN_S, at least DRAFT_WINDOW_S (an even number of
+    frames: the encoder halves them)."""
+    if not key.draft:
+        return N_FRAMES
+    seconds = max(DRAFT_WINDOW_S, max(chunk.seconds for chunk in chunks) + DRAFT_MARGIN_S)
+    return min(N_FRAMES, 2 * ceil(seconds * FRAMES_PER_S / 2))
+
+
 def decode_batch(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk], *, passes: int = REST_PASSES) -> list[list[dict]]:
     """Decode the chunks in one batch: for each chunk, its segments as faster-whisper's dicts,
     times on the speech-only clock. Where Whisper left a chunk's last segment unfinished, the
@@ -297,7 +326,10 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
     """The chunks' segments, and for each chunk whose last segment Whisper left unfinished, the
     speech after its finished ones (None: it finished, or less than REST_SECONDS is left)."""
     tokenizer, options = options_for(whisper, key)
-    features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1]) for chunk in chunks])
+    window = encoder_frames(key, chunks)
+    if window < N_FRAMES:
+        options = replace(options, max_new_tokens=min(ceil(window / FRAMES_PER_S * DRAFT_TOKENS_PER_S), whisper.max_length // 2))
+    features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1], window) for chunk in chunks])
     encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
     decoded: list[list[dict]] = []
     rests: list[Chunk | None] = []
