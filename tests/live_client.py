@@ -114,7 +114,8 @@ def stream(
 ) -> LiveRun:
     """Send `pcm` to a new session at `pace` times real time, then `tail_silence_s` of silence
     and a commit (what a client that stops talking does), and collect the events until every
-    committed utterance has its completed (or failed) event."""
+    committed utterance has its completed (or failed) event: a session that lags behind the
+    audio is waited for (up to `timeout_s`), not cut short."""
     import openai
 
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0)
@@ -125,13 +126,12 @@ def stream(
         if session is not None:
             connection.session.update(session=session)  # type: ignore[arg-type]
         started = time.monotonic()
-        finished = threading.Event()
 
         def receive() -> None:
             try:
                 for event in connection:
                     run.events.append((time.monotonic() - started, event))
-                    if finished.is_set() and _settled(run):
+                    if _settled(run):
                         return
             except Exception:  # the socket closed under us: the test says what is missing
                 return
@@ -146,8 +146,9 @@ def stream(
             connection.input_audio_buffer.append(audio=base64.b64encode(audio[offset : offset + step]).decode())
             if offset + step >= len(pcm) and not run.sent_s:
                 run.sent_s = time.monotonic() - started
-        finished.set()
         connection.input_audio_buffer.commit()  # an error if VAD committed all already: fine
+        # Answered once every event before it is handled: then all the utterances are committed.
+        connection.input_audio_buffer.clear()
         reader.join(timeout_s)
     return run
 
@@ -160,7 +161,6 @@ def _settled(run: LiveRun) -> bool:
         if e.type
         in ("conversation.item.input_audio_transcription.completed", "conversation.item.input_audio_transcription.failed")
     }
-    last = run.events[-1][1]
-    # Settled: every committed utterance has its text, and the final commit was answered
-    # (committed, or an error for an empty buffer).
-    return committed <= ended and (last.type == "error" or last.type.endswith("completed") or last.type.endswith("failed"))
+    # Settled: the clear after the last audio and the commit was answered (so every utterance
+    # is committed), and every committed utterance has its text.
+    return bool(run.of("input_audio_buffer.cleared")) and committed <= ended

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from serve_app.api.app import http_app
 from serve_app.api.page import page_routes
-from serve_app.api.realtime import OPENING_INTERVAL_S, Closing, Limits, RealtimeRoutes, RealtimeSession, Timeline
+from serve_app.api.realtime import OPENING_INTERVAL_S, Closing, Item, Limits, RealtimeRoutes, RealtimeSession, Timeline
 from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
 from serve_app.errors import NotFound
 from serve_app.options import DecodeOptions
@@ -333,6 +333,29 @@ def test_partial_decodes_come_less_often_when_the_transcriber_is_slow() -> None:
     partials = decoder.calls[1:-1]
     assert len(partials) >= 2, decoder.calls
     assert min(b - a for a, b in zip(partials, partials[1:])) >= 0.75 - 0.01, decoder.calls
+
+
+def test_only_drafts_tell_the_session_what_a_partial_decode_costs() -> None:
+    """The early decode's whole window costs more whatever the load: it does not make the
+    next utterance's partial decodes back off."""
+
+    class SlowWhole(FakeDecoder):
+        async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+            self.delay_s = 0.0 if options.draft else 0.4
+            return await super().transcribe(audio, model, options)
+
+    async def decode() -> list[float]:
+        live = RealtimeSession(SlowWhole(), Limits(), resolved="tiny.en")
+        live.timeline.append(np.zeros(16000, np.float32))
+        item = Item("item_1", 0)
+        costs = []
+        for draft in (False, True, False):
+            await live._partial(item, 16000, 0, draft=draft)
+            costs.append(live.last_partial_s)
+        return costs
+
+    early, draft, early_again = asyncio.run(decode())
+    assert early == 0.0 and draft < 0.4 and early_again == draft
 
 
 def test_until_the_first_delta_two_partial_decodes_run_side_by_side() -> None:

@@ -5,7 +5,9 @@ A session takes audio as the client sends it (`input_audio_buffer.append`), find
 utterances with Silero VAD (`server_vad`) or takes them as the client commits them, decodes
 the utterance in progress again as audio arrives, and sends the words that two consecutive
 decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
-utterance follows as `.completed`. Every decode goes through the Transcriber's deployment
+utterance follows as `.completed`. The partial decodes are drafts (DecodeOptions.draft: in an
+encoder window fitted to the audio, quick and heard less well); the completed text is decoded
+in Whisper's whole window, as the file route's. Every decode goes through the Transcriber's deployment
 handle, as the HTTP routes' do: cross-request batching, replicas and their backpressure apply
 to live sessions alike.
 
@@ -72,10 +74,11 @@ in pieces cut where the speaker breathes, each completed soon after it is spoken
 OPENING_PARTIALS = 2
 """Until an utterance's first delta, up to this many of its partial decodes run at once, one
 started every OPENING_INTERVAL_S of new speech, while the Transcriber answers within the
-partial interval. A delta needs two decodes that agree, and each decode costs a whole encoder
-pass (0.35 to 0.6 s of one core for tiny.en, however short the audio): one after the other, the
-first words would wait for twice that; side by side, on the Transcriber's workers, for about
-once. A busy Transcriber, slower than that, gets them one at a time (PARTIAL_BACKOFF)."""
+partial interval. A delta needs two decodes that agree, and each costs an encoder pass (for
+tiny.en, 0.1 to 0.2 s of one core for a draft of a few seconds of speech; 0.35 to 0.6 s in
+Whisper's whole window): one after the other, the first words would wait for twice that; side
+by side, on the Transcriber's workers, for about once. A busy Transcriber, slower than that,
+gets them one at a time (PARTIAL_BACKOFF)."""
 OPENING_INTERVAL_S = 0.3
 """Measured on 18 espeak-ng utterances (benchmarks/realtime.py's clip and corpus.py's five
 passages), in-process as benchmarks/live_engine.py runs them, two runs each: a decode every
@@ -273,7 +276,8 @@ class RealtimeSession:
         self.outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=limits.send_queue)
         self.wake = asyncio.Event()
         self.last_partial_s = 0.0
-        """How long the latest partial decode took (PARTIAL_BACKOFF)."""
+        """How long the latest draft took (PARTIAL_BACKOFF): what the next would cost. The early
+        decode's whole window costs more whatever the load (0.5 to 1 s of a core for tiny.en)."""
         self.partials: set[asyncio.Task[None]] = set()
         """The partial decodes of the utterance in progress under way (not the early one)."""
         self.last_client_event = time.monotonic()
@@ -682,7 +686,8 @@ class RealtimeSession:
         options = replace(self.config.options, draft=True) if draft else self.config.options
         try:
             text = await self.decoder.transcribe(audio, self.model, options)
-            self.last_partial_s = time.monotonic() - started
+            if draft:
+                self.last_partial_s = time.monotonic() - started
         except asyncio.CancelledError:
             if item.decoded_until == end:
                 item.decoded_until = before  # should the speech go on, the next partial comes as soon
