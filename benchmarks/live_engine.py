@@ -10,7 +10,10 @@ tiny.en, int8, beam 5). Printed for each clip and for all: the WER of the comple
 against the engine's transcript of the whole file; both texts' WER against the words said (the
 sample call's STM, the text espeak-ng read), so that the live route's own errors show apart
 from the file route's; the first delta's latency after the speech began, and the completed
-text's after the speech ended (medians, as benchmarks/realtime.py measures them).
+text's after the speech ended (medians, as benchmarks/realtime.py measures them). The corpus
+runs twice: first with the partial decodes in Whisper's whole 30 s window (the baseline), then
+as drafts in windows fitted to their audio, as the service decodes them (DecodeOptions.draft);
+the ratio of their first-delta medians closes the run.
 
     .venv/bin/python benchmarks/live_engine.py [--partial-interval 0.8]
 """
@@ -25,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -48,15 +52,17 @@ CHUNK = 4800  # bytes: 100 ms of 24 kHz PCM16
 
 
 class EngineDecoder:
-    """The session's Decoder over a WhisperEngine in this process."""
+    """The session's Decoder over a WhisperEngine in this process; with `drafts` False, the
+    partial decodes too run in Whisper's whole window (the baseline)."""
 
-    def __init__(self, engine: WhisperEngine, model: Any) -> None:
-        self.engine, self.model = engine, model
+    def __init__(self, engine: WhisperEngine, model: Any, *, drafts: bool = True) -> None:
+        self.engine, self.model, self.drafts = engine, model, drafts
 
     async def resolve(self, name: str, options: DecodeOptions) -> Any:
         return self.model
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
+        options = options if self.drafts else replace(options, draft=False)
         segments = [event async for event in self.engine.astream(audio, model, options)][1:]
         return " ".join(segment.text.strip() for segment in segments)
 
@@ -85,6 +91,60 @@ async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> LiveRun:
     return LiveRun(events=events, audio_s=len(pcm) / 2 / 24000)
 
 
+@dataclass
+class Totals:
+    """One setting's figures over the corpus."""
+
+    errors: float = 0.0
+    words: int = 0
+    file_said_errors: float = 0.0
+    live_said_errors: float = 0.0
+    said_words: int = 0
+    firsts: list[float] = field(default_factory=list)
+    completes: list[float] = field(default_factory=list)
+    kept: int = 0
+    sent: int = 0
+
+    def line(self) -> str:
+        return (
+            f"WER {self.errors / self.words:.3f} over {self.words} words; against the words said, the file route "
+            f"{self.file_said_errors / self.said_words:.3f} and the live texts {self.live_said_errors / self.said_words:.3f} "
+            f"over {self.said_words} words; first delta median {statistics.median(self.firsts):.2f} s "
+            f"({len(self.firsts)} utterances); completed median {statistics.median(self.completes):.2f} s, "
+            f"max {max(self.completes):.2f} s; deltas kept by the completed texts {self.kept}/{self.sent} words"
+        )
+
+
+def run_corpus(decoder: EngineDecoder, clips: list[tuple[Path, str, str]], limits: Limits) -> Totals:
+    """Each clip streamed to a session; a line for each, and the totals."""
+    totals = Totals()
+    print(
+        f"{'clip':<16}{'words':>6}{'WER':>7}{'file/said':>11}{'live/said':>11}{'first delta s':>15}{'completed s':>13}",
+        flush=True,
+    )
+    for clip, said, reference in clips:
+        run = asyncio.run(stream(decoder, pcm24(clip), limits))
+        text, first, complete = run.text, run.first_delta_latencies(), run.completed_latencies()
+        error, size = word_error_rate(reference, text), len(reference.split())
+        file_said, live_said, said_size = word_error_rate(said, reference), word_error_rate(said, text), len(said.split())
+        totals.errors += error * size
+        totals.words += size
+        totals.file_said_errors += file_said * said_size
+        totals.live_said_errors += live_said * said_size
+        totals.said_words += said_size
+        totals.firsts += first
+        totals.completes += complete
+        kept, sent = run.delta_words()
+        totals.kept, totals.sent = totals.kept + kept, totals.sent + sent
+        print(
+            f"{clip.stem:<16}{size:>6}{error:>7.3f}{file_said:>11.3f}{live_said:>11.3f}"
+            f"{statistics.median(first) if first else float('nan'):>15.2f}"
+            f"{statistics.median(complete) if complete else float('nan'):>13.2f}",
+            flush=True,
+        )
+    return totals
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
@@ -93,47 +153,20 @@ def main() -> None:
         catalogue = ModelCatalogue(Path(scratch) / "models")
         catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
         engine = WhisperEngine(cpu_threads=1, workers=2, beam_size=5, batch_audio_seconds=120)
-        decoder = EngineDecoder(engine, engine.load(catalogue.find("tiny.en").path))
+        model = engine.load(catalogue.find("tiny.en").path)
         limits = Limits(partial_interval_s=args.partial_interval)
-        errors = words = 0.0
-        file_said_errors = live_said_errors = said_words = 0.0
-        firsts: list[float] = []
-        kept = sent = 0
-        completes: list[float] = []
-        print(
-            f"{'clip':<16}{'words':>6}{'WER':>7}{'file/said':>11}{'live/said':>11}{'first delta s':>15}{'completed s':>13}",
-            flush=True,
-        )
+        clips = []
         for clip, said in zip(build(Path(scratch) / "corpus"), [reference_words(), *PASSAGES]):
             with clip.open("rb") as media:
-                reference = engine.transcribe(decode_audio(media), decoder.model, DecodeOptions()).text
-            run = asyncio.run(stream(decoder, pcm24(clip), limits))
-            text, first, complete = run.text, run.first_delta_latencies(), run.completed_latencies()
-            error, size = word_error_rate(reference, text), len(reference.split())
-            errors, words = errors + error * size, words + size
-            file_said, live_said, said_size = word_error_rate(said, reference), word_error_rate(said, text), len(said.split())
-            file_said_errors, live_said_errors = (
-                file_said_errors + file_said * said_size,
-                live_said_errors + live_said * said_size,
-            )
-            said_words += said_size
-            firsts, completes = firsts + first, completes + complete
-            run_kept, run_sent = run.delta_words()
-            kept, sent = kept + run_kept, sent + run_sent
-            print(
-                f"{clip.stem:<16}{size:>6}{error:>7.3f}{file_said:>11.3f}{live_said:>11.3f}"
-                f"{statistics.median(first) if first else float('nan'):>15.2f}"
-                f"{statistics.median(complete) if complete else float('nan'):>13.2f}",
-                flush=True,
-            )
+                clips.append((clip, said, engine.transcribe(decode_audio(media), model, DecodeOptions()).text))
+        results = {}
+        for label, drafts in (("whole windows (the baseline)", False), ("drafts (as the service decodes)", True)):
+            print(f"partial decodes in {label}:", flush=True)
+            results[drafts] = run_corpus(EngineDecoder(engine, model, drafts=drafts), clips, limits)
+            print(f"all: {results[drafts].line()}", flush=True)
         engine.close()
-    print(
-        f"all: WER {errors / words:.3f} over {words:.0f} words; against the words said, the file route "
-        f"{file_said_errors / said_words:.3f} and the live texts {live_said_errors / said_words:.3f} "
-        f"over {said_words:.0f} words; first delta median {statistics.median(firsts):.2f} s "
-        f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
-        f"deltas kept by the completed texts {kept}/{sent} words"
-    )
+    ratio = statistics.median(results[False].firsts) / statistics.median(results[True].firsts)
+    print(f"first delta median: drafts {ratio:.2f}x sooner than whole windows, in this run")
 
 
 if __name__ == "__main__":

@@ -365,14 +365,14 @@ def test_until_the_first_delta_two_partial_decodes_run_side_by_side() -> None:
         first = client.until("conversation.item.input_audio_transcription.delta")
         client.until("conversation.item.input_audio_transcription.completed")
     # The first decodes, OPENING_INTERVAL_S of audio apart, overlap: the second started before
-    # the first ended. Both hear "The.", the last word of each, so the first delta waits for
-    # the third, "The quick.", and is the word it agrees on with the second.
-    assert decoder.calls[:3] == [pytest.approx(n * OPENING_INTERVAL_S, abs=0.11) for n in (1, 2, 3)], decoder.calls
-    (_, end_1), (start_2, _), (_, end_3) = decoder.spans[:3]
+    # the first ended. A decode's last UNSURE_TAIL_WORDS (2) are never sent, so the first delta
+    # waits for the fourth, "The quick brown.", and is the word it agrees on with the third.
+    assert decoder.calls[:4] == [pytest.approx(n * OPENING_INTERVAL_S, abs=0.11) for n in (1, 2, 3, 4)], decoder.calls
+    (_, end_1), (start_2, _), _, (_, end_4) = decoder.spans[:4]
     assert start_2 < end_1, decoder.spans
     assert first["delta"] == "The"
     # After it, one at a time: each starts after the one before ended.
-    later = [span for span in decoder.spans if span[0] >= end_3 - 0.01]
+    later = [span for span in decoder.spans if span[0] >= end_4 - 0.01]
     assert len(later) >= 2, decoder.calls
     assert all(b[0] >= a[1] - 0.01 for a, b in zip(later, later[1:])), later
 
@@ -382,8 +382,10 @@ def test_no_delta_is_taken_back_when_decodes_disagree() -> None:
         async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
             n = len(self.calls)
             self.calls.append(len(audio) / 16000)
-            # Agree on "alpha beta", then change the second word, then settle on another text.
-            return ["alpha beta gamma", "alpha beta delta", "alpha zeta delta epsilon", "alpha zeta delta epsilon"][min(n, 3)]
+            # Agree on "alpha beta" (and on two words after it, never sent), then change the
+            # second word, then settle on another text.
+            texts = ["alpha beta gamma x", "alpha beta delta y", "alpha zeta delta epsilon", "alpha zeta delta epsilon"]
+            return texts[min(n, 3)]
 
     with session(make_app(Wavering(), realtime_partial_interval_s=0.3)) as client:
         client.until("session.created")
