@@ -59,10 +59,11 @@ DRAFT_WINDOW_S = 5.0
 """A draft's encoder window: its audio and DRAFT_MARGIN_S more, at least DRAFT_WINDOW_S, rather
 than Whisper's whole 30 s. The encoder's cost grows with its window, and it is most of a short
 decode's: on one core of a Xeon (tiny.en int8), a second of speech decoded in 0.53 to 0.62 s in
-a 30 s window and in 0.08 to 0.09 s in a 5 s one; 4 s of speech, in 0.80 and 0.22 s. Whisper was trained on whole windows and hears worse in
-shorter ones, the shortest worst: in windows only 1 s longer than their audio, live sessions'
-texts repeated words ("Hello Hello Hello") and their partial decodes agreed less, so that the
-first deltas came no sooner (benchmarks/live_engine.py's corpus, in-process)."""
+a 30 s window and in 0.08 to 0.09 s in a 5 s one; 4 s of speech, in 0.80 and 0.22 s. Whisper
+was trained on whole windows and hears worse in shorter ones, the shortest worst: in windows
+only 1 s longer than their audio, live sessions' texts repeated words ("Hello Hello Hello") and
+their partial decodes agreed less, so that the first deltas came no sooner (benchmarks/
+live_engine.py's corpus, in-process)."""
 DRAFT_TOKENS_PER_S = 12
 """A draft decodes at most this many tokens a second of its window (and no more than half of
 Whisper's 448, the other half the prompt's): in a short window Whisper may not know where to
