@@ -7,9 +7,9 @@ the utterance in progress again as audio arrives, and sends the words that two c
 decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
 utterance follows as `.completed`. The partial decodes are drafts (DecodeOptions.draft: in an
 encoder window fitted to the audio, quick and heard less well); the completed text is decoded
-in Whisper's whole window, as the file route's. Every decode goes through the Transcriber's deployment
-handle, as the HTTP routes' do: cross-request batching, replicas and their backpressure apply
-to live sessions alike.
+in Whisper's whole window, as the file route's. Every decode goes through the Transcriber's
+deployment handle, as the HTTP routes' do: cross-request batching, replicas and their
+backpressure apply to live sessions alike.
 
 `RealtimeSession` is the protocol over any transport (tests drive it in-process);
 `RealtimeRoutes` puts it on a Starlette WebSocket route.
