@@ -11,9 +11,9 @@ against the engine's transcript of the whole file; both texts' WER against the w
 sample call's STM, the text espeak-ng read), so that the live route's own errors show apart
 from the file route's; the first delta's latency after the speech began, and the completed
 text's after the speech ended (medians, as benchmarks/realtime.py measures them). The corpus
-runs twice: first with the partial decodes in Whisper's whole 30 s window (the baseline), then
-as drafts in windows fitted to their audio, as the service decodes them (DecodeOptions.draft);
-the ratio of their first-delta medians closes the run.
+runs twice: first with every decode in Whisper's whole 30 s window (the baseline), then in
+encoder windows fitted to their audio, as the service decodes them (DecodeOptions.window: the
+drafts' and the completed texts'); the ratios of their medians close the run.
 
     .venv/bin/python benchmarks/live_engine.py [--partial-interval 0.8]
 """
@@ -52,17 +52,17 @@ CHUNK = 4800  # bytes: 100 ms of 24 kHz PCM16
 
 
 class EngineDecoder:
-    """The session's Decoder over a WhisperEngine in this process; with `drafts` False, the
-    partial decodes too run in Whisper's whole window (the baseline)."""
+    """The session's Decoder over a WhisperEngine in this process; with `fitted` False, every
+    decode runs in Whisper's whole window (the baseline)."""
 
-    def __init__(self, engine: WhisperEngine, model: Any, *, drafts: bool = True) -> None:
-        self.engine, self.model, self.drafts = engine, model, drafts
+    def __init__(self, engine: WhisperEngine, model: Any, *, fitted: bool = True) -> None:
+        self.engine, self.model, self.fitted = engine, model, fitted
 
     async def resolve(self, name: str, options: DecodeOptions) -> Any:
         return self.model
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
-        options = options if self.drafts else replace(options, draft=False)
+        options = options if self.fitted else replace(options, window=None)
         segments = [event async for event in self.engine.astream(audio, model, options)][1:]
         return " ".join(segment.text.strip() for segment in segments)
 
@@ -160,13 +160,18 @@ def main() -> None:
             with clip.open("rb") as media:
                 clips.append((clip, said, engine.transcribe(decode_audio(media), model, DecodeOptions()).text))
         results = {}
-        for label, drafts in (("whole windows (the baseline)", False), ("drafts (as the service decodes)", True)):
-            print(f"partial decodes in {label}:", flush=True)
-            results[drafts] = run_corpus(EngineDecoder(engine, model, drafts=drafts), clips, limits)
-            print(f"all: {results[drafts].line()}", flush=True)
+        for label, fit in (
+            ("Whisper's whole window (the baseline)", False),
+            ("fitted windows (as the service decodes)", True),
+        ):
+            print(f"every decode in {label}:", flush=True)
+            results[fit] = run_corpus(EngineDecoder(engine, model, fitted=fit), clips, limits)
+            print(f"all: {results[fit].line()}", flush=True)
         engine.close()
-    ratio = statistics.median(results[False].firsts) / statistics.median(results[True].firsts)
-    print(f"first delta median: drafts {ratio:.2f}x sooner than whole windows, in this run")
+    whole, fitted = results[False], results[True]
+    for name, before, after in (("first delta", whole.firsts, fitted.firsts), ("completed", whole.completes, fitted.completes)):
+        ratio = statistics.median(before) / statistics.median(after)
+        print(f"{name} median: fitted windows {ratio:.2f}x sooner than whole windows, in this run")
 
 
 if __name__ == "__main__":

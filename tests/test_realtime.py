@@ -24,10 +24,20 @@ from starlette.websockets import WebSocketDisconnect
 
 from serve_app.api.app import http_app
 from serve_app.api.page import page_routes
-from serve_app.api.realtime import OPENING_INTERVAL_S, Closing, Item, Limits, RealtimeRoutes, RealtimeSession, Timeline
+from serve_app.api.realtime import (
+    DRAFT_WINDOW,
+    OPENING_INTERVAL_S,
+    UTTERANCE_WINDOW,
+    Closing,
+    Item,
+    Limits,
+    RealtimeRoutes,
+    RealtimeSession,
+    Timeline,
+)
 from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
 from serve_app.errors import NotFound
-from serve_app.options import DecodeOptions
+from serve_app.options import DecodeOptions, EncoderWindow
 from serve_app.settings import AppSettings
 
 WORDS = "the quick brown fox jumps over the lazy dog and then it runs far away into the deep dark woods".split()
@@ -47,7 +57,7 @@ class FakeDecoder:
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
-        self.drafts: list[bool] = []
+        self.windows: list[EncoderWindow | None] = []
         self.spans: list[tuple[float, float]] = []
         """When each decode started and ended (monotonic clock)."""
         self.cancelled = 0
@@ -60,7 +70,7 @@ class FakeDecoder:
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
-        self.drafts.append(options.draft)
+        self.windows.append(options.window)
         started = time.monotonic()
         if self.delay_s:
             try:
@@ -305,6 +315,8 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         )
         assert completed["usage"]["type"] == "duration" and completed["usage"]["seconds"] == pytest.approx(3.0, abs=0.01)
         assert committed["previous_item_id"] is None
+        # The partial decodes were drafts; the committed audio decoded in the completed texts' window.
+        assert decoder.windows[-1] == UTTERANCE_WINDOW and set(decoder.windows[:-1]) == {DRAFT_WINDOW}, decoder.windows
         # A second utterance follows the first.
         client.append(pcm24(1.0))
         client.send({"type": "input_audio_buffer.commit"})
@@ -341,7 +353,7 @@ def test_only_drafts_tell_the_session_what_a_partial_decode_costs() -> None:
 
     class SlowWhole(FakeDecoder):
         async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
-            self.delay_s = 0.0 if options.draft else 0.4
+            self.delay_s = 0.0 if options.window == DRAFT_WINDOW else 0.4
             return await super().transcribe(audio, model, options)
 
     async def decode() -> list[float]:
@@ -452,7 +464,7 @@ def test_server_vad_completes_with_the_decode_made_as_the_silence_began(speech_p
     assert decoder.calls[-1] >= len(speech_pcm) / 48000
     assert completed["transcript"] == fake_text(decoder.calls[-1])
     # Partial decodes before it were drafts; that one, whose text is the completed, was not.
-    assert decoder.drafts[-1] is False and any(decoder.drafts), decoder.drafts
+    assert decoder.windows[-1] == UTTERANCE_WINDOW and DRAFT_WINDOW in decoder.windows, decoder.windows
 
 
 class DraftsMishear(FakeDecoder):
@@ -460,7 +472,7 @@ class DraftsMishear(FakeDecoder):
 
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         text = await super().transcribe(audio, model, options)
-        return text[:-1] + " misheard." if options.draft else text
+        return text[:-1] + " misheard." if options.window == DRAFT_WINDOW else text
 
 
 def test_no_draft_becomes_the_completed_text(speech_pcm: bytes) -> None:
@@ -471,7 +483,7 @@ def test_no_draft_becomes_the_completed_text(speech_pcm: bytes) -> None:
         paced(client, silence + speech_pcm + silence * 2)
         completed = client.until("conversation.item.input_audio_transcription.completed")
         deltas = [event["delta"] for event in client.seen if event["type"].endswith("transcription.delta")]
-    assert any(decoder.drafts) and "misheard" not in completed["transcript"], (decoder.drafts, completed)
+    assert DRAFT_WINDOW in decoder.windows and "misheard" not in completed["transcript"], (decoder.windows, completed)
     assert completed["transcript"] == fake_text(decoder.calls[-1])
     assert "".join(deltas).split() == completed["transcript"].split(), deltas
 

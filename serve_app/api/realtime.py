@@ -5,9 +5,10 @@ A session takes audio as the client sends it (`input_audio_buffer.append`), find
 utterances with Silero VAD (`server_vad`) or takes them as the client commits them, decodes
 the utterance in progress again as audio arrives, and sends the words that two consecutive
 decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
-utterance follows as `.completed`. The partial decodes are drafts (DecodeOptions.draft: in an
-encoder window fitted to the audio, quick and heard less well); the completed text is decoded
-in Whisper's whole window, as the file route's. Every decode goes through the Transcriber's
+utterance follows as `.completed`. Every decode hears an encoder window fitted to its audio
+rather than Whisper's whole 30 s (DecodeOptions.window): the partial decodes are drafts, in
+windows only a little longer than their audio (DRAFT_WINDOW); the completed text's decode has a
+wider margin (UTTERANCE_WINDOW). Every decode goes through the Transcriber's
 deployment handle, as the HTTP routes' do: cross-request batching, replicas and their
 backpressure apply to live sessions alike.
 
@@ -45,7 +46,7 @@ from serve_app.engine.live import (
     extends,
 )
 from serve_app.errors import ServiceError, as_service_error
-from serve_app.options import DecodeOptions
+from serve_app.options import DecodeOptions, EncoderWindow
 from serve_app.settings import AppSettings
 
 __all__ = ["Closing", "Decoder", "Limits", "RealtimeRoutes", "RealtimeSession", "SessionConfig"]
@@ -63,6 +64,19 @@ CLIENT_EVENTS_NOT_SERVED = frozenset(
         "output_audio_buffer.clear",
     }
 )
+DRAFT_WINDOW = EncoderWindow(margin_s=2.5, least_s=5.0)
+"""The partial decodes' encoder window: quick and heard less well, for deltas that the
+completed text may refine. On one core of a Xeon (tiny.en int8), a second of speech decoded in
+0.53 to 0.62 s in the whole 30 s window and in 0.08 to 0.09 s in this one; 4 s of speech, in
+0.80 and 0.22 s. In windows only 1 s longer than their audio, the drafts agreed less, and the
+first deltas came no sooner (benchmarks/live_engine.py's corpus, in-process)."""
+UTTERANCE_WINDOW = EncoderWindow(margin_s=5.0, least_s=15.0)
+"""The encoder window of the decodes whose text is completed: the early decode's and the
+committed utterance's. On benchmarks/live_engine.py's corpus, in-process on a 2-core Xeon (19
+utterances of 1 to 12 s), against Whisper's whole window: completed texts 0.85 s after the
+speech ended rather than 1.26 s (medians), and their WER against the file route 0.058 rather
+than 0.056 (against the words said, 0.118 and 0.116, over 510 words); audio and 10 s more, at
+least 20 s: 1.02 s and 0.063."""
 EARLY_DECODE_S = 0.2
 """Server VAD: this far into a silence, the utterance so far is decoded at once, so that when
 the silence lasts long enough to end the turn its text is ready (the speech decoded, padded
@@ -286,7 +300,7 @@ class RealtimeSession:
         self.wake = asyncio.Event()
         self.last_partial_s = 0.0
         """How long the latest draft took (PARTIAL_BACKOFF): what the next would cost. The early
-        decode's whole window costs more whatever the load (0.5 to 1 s of a core for tiny.en)."""
+        decode's wider window (UTTERANCE_WINDOW) costs more whatever the load."""
         self.partials: set[asyncio.Task[None]] = set()
         """The partial decodes of the utterance in progress under way (not the early one)."""
         self.last_client_event = time.monotonic()
@@ -688,11 +702,11 @@ class RealtimeSession:
     async def _partial(self, item: Item, end: int, before: int, *, draft: bool = False) -> None:
         """Decode `item` to `end` (its `decoded_until` already, that was `before`), and send
         the words this decode and the one before agree on that were not sent yet. A `draft`
-        decodes in a window fitted to the audio (DecodeOptions.draft): quicker, heard less well;
-        the early decode, which may become the completed text, is no draft."""
+        decodes in DRAFT_WINDOW: quicker, heard less well; the early decode, which may become the
+        completed text, in UTTERANCE_WINDOW."""
         audio = self.timeline.view(item.start, end)
         started = time.monotonic()
-        options = replace(self.config.options, draft=True) if draft else self.config.options
+        options = replace(self.config.options, window=DRAFT_WINDOW if draft else UTTERANCE_WINDOW)
         try:
             text = await self.decoder.transcribe(audio, self.model, options)
             if draft:
@@ -727,7 +741,8 @@ class RealtimeSession:
         try:
             text = self._decoded_whole(item)
             if text is None:
-                text = await self.decoder.transcribe(item.audio, self.model, self.config.options)
+                options = replace(self.config.options, window=UTTERANCE_WINDOW)
+                text = await self.decoder.transcribe(item.audio, self.model, options)
         except Exception as failure:
             error = as_service_error(failure)
             if error is None:

@@ -32,6 +32,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_compression_rati
 from faster_whisper.vad import SpeechTimestampsMap, VadOptions, get_speech_timestamps
 
 from serve_app.engine.audio import SAMPLE_RATE
+from serve_app.options import EncoderWindow
 from serve_app.transcript import Segment, Word
 
 __all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "decode_batch", "detect_language", "to_segment"]
@@ -54,20 +55,10 @@ REST_SECONDS = 1.0
 REST_PASSES = 3
 """A chunk's rest decodes again at most this many times: audio that makes Whisper stop early
 over and over costs at most four decodes, not one for every second of the chunk."""
-DRAFT_MARGIN_S = 2.5
-DRAFT_WINDOW_S = 5.0
-"""A draft's encoder window: its audio and DRAFT_MARGIN_S more, at least DRAFT_WINDOW_S, rather
-than Whisper's whole 30 s. The encoder's cost grows with its window, and it is most of a short
-decode's: on one core of a Xeon (tiny.en int8), a second of speech decoded in 0.53 to 0.62 s in
-a 30 s window and in 0.08 to 0.09 s in a 5 s one; 4 s of speech, in 0.80 and 0.22 s. Whisper
-was trained on whole windows and hears worse in shorter ones, the shortest worst: in windows
-only 1 s longer than their audio, live sessions' texts repeated words ("Hello Hello Hello") and
-their partial decodes agreed less, so that the first deltas came no sooner (benchmarks/
-live_engine.py's corpus, in-process)."""
-DRAFT_TOKENS_PER_S = 12
-"""A draft decodes at most this many tokens a second of its window (and no more than half of
-Whisper's 448, the other half the prompt's): in a short window Whisper may not know where to
-stop, and repeat itself up to its 448 tokens."""
+FITTED_TOKENS_PER_S = 12
+"""A decode in a fitted window (EncoderWindow) writes at most this many tokens a second of its
+window (and no more than half of Whisper's 448, the other half the prompt's): in a short window
+Whisper may not know where to stop, and repeat itself up to its 448 tokens."""
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -83,9 +74,8 @@ class DecodeKey:
     temperature: float
     word_timestamps: bool
     beam_size: int
-    draft: bool = False
-    """Decode in a window fitted to the audio (`encoder_frames`), for a result a later decode
-    corrects: drafts share batches only with drafts."""
+    window: EncoderWindow | None = None
+    """The encoder's window fitted to the audio (`encoder_frames`); None: Whisper's whole 30 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,12 +290,11 @@ def options_for(whisper: WhisperModel, key: DecodeKey) -> tuple[Tokenizer, Trans
 
 
 def encoder_frames(key: DecodeKey, chunks: list[Chunk]) -> int:
-    """The encoder's window for a batch, in feature frames: Whisper's whole 30 s, or for drafts
-    the longest chunk's audio and DRAFT_MARGIN_S, at least DRAFT_WINDOW_S (an even number of
-    frames: the encoder halves them)."""
-    if not key.draft:
+    """The encoder's window for a batch, in feature frames: Whisper's whole 30 s, or the window
+    `key.window` fits to the longest chunk (an even number of frames: the encoder halves them)."""
+    if key.window is None:
         return N_FRAMES
-    seconds = max(DRAFT_WINDOW_S, max(chunk.seconds for chunk in chunks) + DRAFT_MARGIN_S)
+    seconds = max(key.window.least_s, max(chunk.seconds for chunk in chunks) + key.window.margin_s)
     return min(N_FRAMES, 2 * ceil(seconds * FRAMES_PER_S / 2))
 
 
@@ -329,7 +318,7 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
     tokenizer, options = options_for(whisper, key)
     window = encoder_frames(key, chunks)
     if window < N_FRAMES:
-        options = replace(options, max_new_tokens=min(ceil(window / FRAMES_PER_S * DRAFT_TOKENS_PER_S), whisper.max_length // 2))
+        options = replace(options, max_new_tokens=min(ceil(window / FRAMES_PER_S * FITTED_TOKENS_PER_S), whisper.max_length // 2))
     features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1], window) for chunk in chunks])
     encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
     decoded: list[list[dict]] = []

@@ -188,7 +188,7 @@ class WhisperEngine:
             temperature=options.temperature or 0.0,
             word_timestamps=options.word_timestamps,
             beam_size=self.beam_size,
-            draft=options.draft,
+            window=options.window,
         )
         info = TranscriptInfo(
             task=options.task, language=language, duration=len(audio) / SAMPLE_RATE, language_probability=probability
