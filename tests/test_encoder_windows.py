@@ -4,6 +4,7 @@ speech."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,14 @@ def test_a_draft_stops_at_its_token_limit(
     assert 0 < sum(len(segment["tokens"]) for segment in segments) <= 10, segments
     [whole] = decode_batch(whisper, key(whisper, None), [source], passes=0)
     assert sum(len(segment["tokens"]) for segment in whole) > 10
+
+
+def test_a_long_prompt_leaves_a_fitted_window_its_tokens(whisper: WhisperModel, sentences: list[np.ndarray]) -> None:
+    """Whisper hears a prompt's last 223 tokens, and a fitted window's tokens are capped so that
+    the prompt and they stay within its 448: a long prompt (a live session's own, and its
+    completed words after it) over 14 s of speech (a window of 19 s, whose cap would be 228)."""
+    audio = np.concatenate([*sentences, *sentences])[: 14 * SAMPLE_RATE]
+    source = Chunk(audio, ((0, len(audio)),), 0.0)
+    prompt = " ".join(SAID * 20)
+    [segments] = decode_batch(whisper, replace(key(whisper, UTTERANCE_WINDOW), prompt=prompt), [source], passes=0)
+    assert "quick" in " ".join(segment["text"] for segment in segments).lower(), segments

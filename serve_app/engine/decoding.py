@@ -57,8 +57,8 @@ REST_PASSES = 3
 over and over costs at most four decodes, not one for every second of the chunk."""
 FITTED_TOKENS_PER_S = 12
 """A decode in a fitted window (EncoderWindow) writes at most this many tokens a second of its
-window (and no more than half of Whisper's 448, the other half the prompt's): in a short window
-Whisper may not know where to stop, and repeat itself up to its 448 tokens."""
+window (and no more than half of Whisper's 448, nor than its prompt leaves of them): in a short
+window Whisper may not know where to stop, and repeat itself up to its 448 tokens."""
 _DEFAULTS = {name: p.default for name, p in inspect.signature(BatchedInferencePipeline.transcribe).parameters.items()}
 
 
@@ -318,7 +318,10 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
     tokenizer, options = options_for(whisper, key)
     window = encoder_frames(key, chunks)
     if window < N_FRAMES:
-        options = replace(options, max_new_tokens=min(ceil(window / FRAMES_PER_S * FITTED_TOKENS_PER_S), whisper.max_length // 2))
+        previous = tokenizer.encode(options.initial_prompt) if options.initial_prompt else []
+        prompt = whisper.get_prompt(tokenizer, previous, without_timestamps=options.without_timestamps)
+        fitted = ceil(window / FRAMES_PER_S * FITTED_TOKENS_PER_S)
+        options = replace(options, max_new_tokens=min(fitted, whisper.max_length // 2, whisper.max_length - len(prompt)))
     features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1], window) for chunk in chunks])
     encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
     decoded: list[list[dict]] = []
