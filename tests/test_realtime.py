@@ -58,6 +58,7 @@ class FakeDecoder:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
         self.windows: list[EncoderWindow | None] = []
+        self.prompts: list[str | None] = []
         self.spans: list[tuple[float, float]] = []
         """When each decode started and ended (monotonic clock)."""
         self.cancelled = 0
@@ -71,6 +72,7 @@ class FakeDecoder:
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
         self.windows.append(options.window)
+        self.prompts.append(options.prompt)
         started = time.monotonic()
         if self.delay_s:
             try:
@@ -254,6 +256,13 @@ def test_session_created_then_updated_with_the_effective_configuration() -> None
             },
             "session.audio.input.transcription.model",
         ),
+        (
+            {
+                "type": "session.update",
+                "session": {"type": "transcription", "audio": {"input": {"transcription": {"prompt": "word " * 1000}}}},
+            },
+            "session.audio.input.transcription.prompt",
+        ),
         ({"type": "session.update", "session": {"type": "transcription", "voice": "alloy"}}, "session.voice"),
         ({"type": "input_audio_buffer.append", "audio": "not base64!"}, "audio"),
         ({"type": "input_audio_buffer.append"}, "audio"),
@@ -323,6 +332,39 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         second = client.until("input_audio_buffer.committed")
         assert second["previous_item_id"] == committed["item_id"]
         assert client.until("conversation.item.input_audio_transcription.completed")["transcript"] == "The quick."
+        # Its decode was prompted with the completed text before it; no draft is prompted.
+        assert decoder.prompts[-1] == "The quick brown fox jumps over.", decoder.prompts
+        assert {prompt for prompt, window in zip(decoder.prompts, decoder.windows) if window == DRAFT_WINDOW} == {None}
+
+
+def test_completed_decodes_are_prompted_with_the_sessions_prompt_then_its_last_completed_words() -> None:
+    decoder = FakeDecoder()
+    with session(make_app(decoder, realtime_context_chars=40)) as client:
+        client.until("session.created")
+        manual(client, model="whisper-1", prompt="Glossary: Ray Serve.")
+        for seconds in (3.0, 2.0, 1.0):
+            client.append(pcm24(seconds))
+            client.send({"type": "input_audio_buffer.commit"})
+            client.until("conversation.item.input_audio_transcription.completed")
+    completing = [prompt for prompt, window in zip(decoder.prompts, decoder.windows) if window == UTTERANCE_WINDOW]
+    # The whole words of the last 40 characters of "The quick brown fox jumps over. The quick brown fox."
+    assert completing == [
+        "Glossary: Ray Serve.",
+        "Glossary: Ray Serve. The quick brown fox jumps over.",
+        "Glossary: Ray Serve. fox jumps over. The quick brown fox.",
+    ], completing
+
+
+def test_no_context_in_the_prompt_where_the_operator_turned_it_off() -> None:
+    decoder = FakeDecoder()
+    with session(make_app(decoder, realtime_context_chars=0)) as client:
+        client.until("session.created")
+        manual(client)
+        for seconds in (3.0, 2.0):
+            client.append(pcm24(seconds))
+            client.send({"type": "input_audio_buffer.commit"})
+            client.until("conversation.item.input_audio_transcription.completed")
+    assert set(decoder.prompts) == {None}, decoder.prompts
 
 
 def tone_in_real_time(client: Session, pieces: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from live_client import pcm24, stream
-from media import SAMPLE_WAV, speak, word_error_rate
+from media import SAMPLE_WAV, reference_words, speak, word_error_rate
 
 from serve_app.local import LocalService
 
@@ -21,9 +21,13 @@ pytestmark = pytest.mark.slow
 
 WER_LIMIT = 0.15
 """Completed texts joined against the same file's /v1/audio/transcriptions text, both tiny.en.
-The goal is 0.05 (issue 19, open). The utterances are decoded apart, with no context from each
-other, and on this one call the WER depends on the CPU's int8 kernels: 0.013 on one machine,
-0.137 on another, with the same code (README, Live transcription)."""
+The goal is 0.05 (issue 19, open). The utterances are decoded apart (each prompted with the
+completed words before it), and on this one call which words tiny.en mishears depends on the
+CPU's int8 kernels: 0.013 to 0.093 on the same kind of machine, 0.137 on another (README, Live
+transcription)."""
+SAID_MARGIN = 0.05
+"""Against the words said (the call's STM), the completed texts are at most this much worse than
+the file route's text: on a Xeon, 0.136 against the file route's 0.160."""
 
 
 def test_the_sdk_streams_the_sample_call_at_real_time_pace(service: LocalService, client: httpx.Client) -> None:
@@ -37,6 +41,8 @@ def test_the_sdk_streams_the_sample_call_at_real_time_pace(service: LocalService
     wer = word_error_rate(reference, run.text)
     print(f"live WER against the file route: {wer:.3f}; {run.summary()}")
     assert wer <= WER_LIMIT, (wer, run.text, reference)
+    said = reference_words()
+    assert word_error_rate(said, run.text) <= word_error_rate(said, reference) + SAID_MARGIN, (run.text, reference)
 
 
 def test_a_bad_event_gets_an_error_and_the_session_lives_on(service: LocalService, tmp_path: Path) -> None:
