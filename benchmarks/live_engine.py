@@ -145,6 +145,16 @@ def run_corpus(decoder: EngineDecoder, clips: list[tuple[Path, str, str]], limit
     return totals
 
 
+def transcribed(engine: WhisperEngine, model: Any, scratch: Path) -> list[tuple[Path, str, str]]:
+    """The corpus's clips, built under `scratch`, each with the words said and the file route's
+    transcript of it (the engine's, of the whole file)."""
+    clips = []
+    for clip, said in zip(build(scratch / "corpus"), [reference_words(), *PASSAGES]):
+        with clip.open("rb") as media:
+            clips.append((clip, said, engine.transcribe(decode_audio(media), model, DecodeOptions()).text))
+    return clips
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
@@ -155,10 +165,7 @@ def main() -> None:
         engine = WhisperEngine(cpu_threads=1, workers=2, beam_size=5, batch_audio_seconds=120)
         model = engine.load(catalogue.find("tiny.en").path)
         limits = Limits(partial_interval_s=args.partial_interval)
-        clips = []
-        for clip, said in zip(build(Path(scratch) / "corpus"), [reference_words(), *PASSAGES]):
-            with clip.open("rb") as media:
-                clips.append((clip, said, engine.transcribe(decode_audio(media), model, DecodeOptions()).text))
+        clips = transcribed(engine, model, Path(scratch))
         results = {}
         for label, fit in (
             ("Whisper's whole window (the baseline)", False),

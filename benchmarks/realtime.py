@@ -11,7 +11,10 @@ pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending 
    after its audio ended its last text came (keeping up: that stays near the single session's);
 3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
 
-    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8]
+    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8] [--context-chars 200] [--load-only]
+
+--load-only runs the second part alone; --context-chars sets realtime_context_chars (0: the
+completed texts are not prompted with the session's last words).
 """
 
 from __future__ import annotations
@@ -56,42 +59,52 @@ def show(label: str, run: LiveRun, reference: str) -> dict:
     return figures
 
 
+def alone(url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str, speech: tuple[bytes, str]) -> None:
+    """One session at a time: the sample call, the espeak-ng speech, and the corpus's passages."""
+    show("sample call, 1 session", stream(url, sample_pcm, model=model), sample_ref)
+    espeak_runs = [(stream(url, speech[0], model=model), speech[1])]
+    show("espeak speech, 1 session", *espeak_runs[0])
+    for clip in build(folder / "corpus")[1:]:
+        espeak_runs.append((stream(url, pcm24(clip), model=model), file_text(url, clip, model)))
+        show(f"espeak {clip.stem}, 1 session", *espeak_runs[-1])
+    firsts = [latency for run, _ in espeak_runs for latency in run.first_delta_latencies()]
+    completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
+    errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
+    words = sum(len(ref.split()) for _, ref in espeak_runs)
+    delta_words = [run.delta_words() for run, _ in espeak_runs]
+    kept, sent = sum(k for k, _ in delta_words), sum(n for _, n in delta_words)
+    print(
+        f"espeak-ng, all {len(espeak_runs)} clips: first delta median {statistics.median(firsts):.2f} s "
+        f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
+        f"WER {errors / words:.3f} over {words} words; deltas kept by the completed texts {kept}/{sent} words",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
     parser.add_argument("--model", default="tiny.en", help="the sessions' and the file route's model (default tiny.en)")
+    parser.add_argument("--context-chars", type=int, default=200, help="realtime_context_chars")
+    parser.add_argument("--load-only", action="store_true", help="only the sessions at once beside a file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
     espeak = speak(SPEECH, folder / "speech.wav", voice="en-us", speed=150)
     long_clip = speak(" ".join([SPEECH] * 3), folder / "long.wav", voice="en-us", speed=150)
-    service = LocalService(model_dir=folder / "models", realtime_partial_interval_s=args.partial_interval)
+    service = LocalService(
+        model_dir=folder / "models",
+        realtime_partial_interval_s=args.partial_interval,
+        realtime_context_chars=args.context_chars,
+    )
     service.start()
     try:
         url = service.url
         sample_ref, speech_ref = file_text(url, SAMPLE_WAV, args.model), file_text(url, espeak, args.model)
         sample_pcm, speech_pcm = pcm24(SAMPLE_WAV), pcm24(espeak)
         print(f"sample call {len(sample_pcm) / 48000:.1f} s, espeak speech {len(speech_pcm) / 48000:.1f} s", flush=True)
-        results = {
-            "sample, 1 session": show("sample call, 1 session", stream(url, sample_pcm, model=args.model), sample_ref),
-        }
-        espeak_runs = [(stream(url, speech_pcm, model=args.model), speech_ref)]
-        results["espeak, 1 session"] = show("espeak speech, 1 session", *espeak_runs[0])
-        for clip in build(folder / "corpus")[1:]:
-            espeak_runs.append((stream(url, pcm24(clip), model=args.model), file_text(url, clip, args.model)))
-            show(f"espeak {clip.stem}, 1 session", *espeak_runs[-1])
-        firsts = [latency for run, _ in espeak_runs for latency in run.first_delta_latencies()]
-        completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
-        errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
-        words = sum(len(ref.split()) for _, ref in espeak_runs)
-        delta_words = [run.delta_words() for run, _ in espeak_runs]
-        kept, sent = sum(k for k, _ in delta_words), sum(n for _, n in delta_words)
-        print(
-            f"espeak-ng, all {len(espeak_runs)} clips: first delta median {statistics.median(firsts):.2f} s "
-            f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
-            f"WER {errors / words:.3f} over {words} words; deltas kept by the completed texts {kept}/{sent} words",
-            flush=True,
-        )
+        if not args.load_only:
+            alone(url, args.model, folder, sample_pcm, sample_ref, (speech_pcm, speech_ref))
         runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
 
         def session(index: int) -> None:
@@ -112,9 +125,7 @@ def main() -> None:
         for thread in threads:
             thread.join()
         for index, run in enumerate(runs):
-            results[f"sample, {args.sessions} at once #{index}"] = show(
-                f"sample, {args.sessions} at once #{index}", run, sample_ref
-            )
+            show(f"sample, {args.sessions} at once #{index}", run, sample_ref)
         lags = [run.summary()["last_completed_after_audio_s"] for run in runs]
         completes = [latency for run in runs for latency in run.completed_latencies()]
         print(

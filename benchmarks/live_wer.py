@@ -1,0 +1,138 @@
+"""The live route's completed texts against the file route's transcript, in a minute or two
+rather than at real-time pace: where their words differ, and whether another way of decoding
+the completed texts would bring them closer.
+
+Each clip of the benchmark corpus (corpus.py: the pyannote sample call and five espeak-ng
+passages) is appended at once to a RealtimeSession (serve_app/api/realtime.py) with server VAD,
+which cuts it into utterances as it does live; nothing decodes meanwhile. Each utterance's
+audio is then decoded as the session decodes its completed text (the early decode's audio,
+padded into the silence that ended the turn, in UTTERANCE_WINDOW, prompted with the completed
+texts before it), and in the other ways below.
+Printed for each way: the WER of the completed texts joined against the file route's transcript
+and against the words said (the sample call's STM, the text espeak-ng read); with --words, the
+words where the live texts and the file route's differ, clip by clip.
+
+    .venv/bin/python benchmarks/live_wer.py [--words]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import difflib
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from live_engine import CHUNK, transcribed
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+from live_client import pcm24  # noqa: E402
+from media import word_error_rate  # noqa: E402
+
+from serve_app.api.realtime import UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
+from serve_app.engine.whisper import WhisperEngine  # noqa: E402
+from serve_app.models.catalogue import ModelCatalogue  # noqa: E402
+from serve_app.models.embedded import EMBEDDED_MODELS  # noqa: E402
+from serve_app.options import DecodeOptions  # noqa: E402
+
+
+def utterances(pcm: bytes) -> list[np.ndarray]:
+    """The audio of each utterance a session's server VAD cuts `pcm` into (and a second of
+    silence after it), as its completed text decodes it: up to the end of its speech, padded
+    (the early decode's audio), or all of it where the turn did not end at a silence."""
+    session = RealtimeSession(None, Limits(), model="tiny.en")  # type: ignore[arg-type]
+    audio = pcm + bytes(2 * 24000)
+    for offset in range(0, len(audio), CHUNK):
+        session.append({"audio": base64.b64encode(audio[offset : offset + CHUNK]).decode()})
+        while not session.outbox.empty():
+            session.outbox.get_nowait()
+    pieces = []
+    for item in session.committed:
+        assert item.audio is not None
+        end = len(item.audio) if item.speech_end is None else item.speech_end - item.start
+        pieces.append(item.audio[:end])
+    return pieces
+
+
+@dataclass(frozen=True)
+class Way:
+    """A way to decode a session's completed texts: the options of an utterance's decode, given
+    the session's context before it (its last completed words: Limits.context_chars)."""
+
+    name: str
+    options: Callable[[str], DecodeOptions]
+
+
+WAYS = [
+    Way(
+        "as the service does (UTTERANCE_WINDOW, prompted with the last completed words: realtime_context_chars)",
+        lambda context: DecodeOptions(window=UTTERANCE_WINDOW, prompt=context or None),
+    ),
+    Way("in UTTERANCE_WINDOW, not prompted", lambda context: DecodeOptions(window=UTTERANCE_WINDOW)),
+    Way("in Whisper's whole 30 s window, not prompted", lambda context: DecodeOptions()),
+]
+
+
+def differences(reference: str, text: str) -> list[str]:
+    """Where `text`'s words differ from `reference`'s (case and punctuation aside)."""
+
+    def words(value: str) -> list[str]:
+        return re.sub(r"[^\w\s']", "", value.lower()).split()
+
+    ours, theirs = words(reference), words(text)
+    matcher = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
+    return [
+        f"file route: {' '.join(ours[a1:a2]) or '-'} | live: {' '.join(theirs[b1:b2]) or '-'}"
+        for op, a1, a2, b1, b2 in matcher.get_opcodes()
+        if op != "equal"
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--words", action="store_true", help="print the words where the texts differ")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        catalogue = ModelCatalogue(Path(scratch) / "models")
+        catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
+        engine = WhisperEngine(cpu_threads=2, workers=1, beam_size=5, batch_audio_seconds=120)
+        model = engine.load(catalogue.find("tiny.en").path)
+        clips = [
+            (clip, said, reference, utterances(pcm24(clip)))
+            for clip, said, reference in transcribed(engine, model, Path(scratch))
+        ]
+        print(f"{sum(len(pieces) for *_, pieces in clips)} utterances in {len(clips)} clips", flush=True)
+        for way in WAYS:
+            errors = file_said = live_said = 0.0
+            words = said_words = 0
+            for clip, said, reference, pieces in clips:
+                texts: list[str] = []
+                context = ""
+                for piece in pieces:
+                    transcript = engine.transcribe(piece, model, way.options(context))
+                    texts.append(" ".join(segment.text.strip() for segment in transcript.segments))
+                    context = carried(context, texts[-1], Limits().context_chars)
+                text = " ".join(texts)
+                size, said_size = len(reference.split()), len(said.split())
+                errors += word_error_rate(reference, text) * size
+                file_said += word_error_rate(said, reference) * said_size
+                live_said += word_error_rate(said, text) * said_size
+                words, said_words = words + size, said_words + said_size
+                if args.words:
+                    print(f"  {clip.stem}:", *differences(reference, text), sep="\n    ")
+            print(
+                f"{way.name}: WER {errors / words:.3f} against the file route over {words} words; against the words "
+                f"said, the live texts {live_said / said_words:.3f} and the file route {file_said / said_words:.3f}",
+                flush=True,
+            )
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
