@@ -158,8 +158,9 @@ class Limits:
     """`realtime_context_chars`. On benchmarks/live_wer.py's corpus (19 utterances, 510 words
     said, a 2-core Xeon), the completed texts' WER against the words said went from 0.118 to
     0.102 with 200 (the file route's: 0.110), and against the file route's text from 0.058 to
-    0.054; with 4 sessions of one call at once beside a file (benchmarks/realtime.py), the
-    completed texts came 4.63 s after the speech (median) rather than 2.16 s."""
+    0.054; with 4 sessions of one call at once beside a file (benchmarks/realtime.py
+    --load-only, three runs each), the completed texts came 3.3 to 5.4 s after the speech
+    (medians) rather than 2.2 to 3.9 s: different sessions' prompts share no batch."""
     send_queue: int = 256
 
     @classmethod
