@@ -145,6 +145,15 @@ def run_corpus(decoder: EngineDecoder, clips: list[tuple[Path, str, str]], limit
     return totals
 
 
+def tiny_en(scratch: Path, *, cpu_threads: int, workers: int) -> tuple[WhisperEngine, Any]:
+    """An engine (tiny.en's settings in config.cpu.yaml: int8, beam 5) and tiny.en loaded in it,
+    from the embedded model seeded under `scratch`."""
+    catalogue = ModelCatalogue(scratch / "models")
+    catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
+    engine = WhisperEngine(cpu_threads=cpu_threads, workers=workers, beam_size=5, batch_audio_seconds=120)
+    return engine, engine.load(catalogue.find("tiny.en").path)
+
+
 def transcribed(engine: WhisperEngine, model: Any, scratch: Path) -> list[tuple[Path, str, str]]:
     """The corpus's clips, built under `scratch`, each with the words said and the file route's
     transcript of it (the engine's, of the whole file)."""
@@ -160,10 +169,7 @@ def main() -> None:
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        catalogue = ModelCatalogue(Path(scratch) / "models")
-        catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
-        engine = WhisperEngine(cpu_threads=1, workers=2, beam_size=5, batch_audio_seconds=120)
-        model = engine.load(catalogue.find("tiny.en").path)
+        engine, model = tiny_en(Path(scratch), cpu_threads=1, workers=2)
         limits = Limits(partial_interval_s=args.partial_interval)
         clips = transcribed(engine, model, Path(scratch))
         results = {}

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from live_engine import CHUNK, transcribed
+from live_engine import CHUNK, tiny_en, transcribed
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
@@ -36,9 +36,6 @@ from live_client import pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
 from serve_app.api.realtime import UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
-from serve_app.engine.whisper import WhisperEngine  # noqa: E402
-from serve_app.models.catalogue import ModelCatalogue  # noqa: E402
-from serve_app.models.embedded import EMBEDDED_MODELS  # noqa: E402
 from serve_app.options import DecodeOptions  # noqa: E402
 
 
@@ -99,15 +96,13 @@ def main() -> None:
     parser.add_argument("--words", action="store_true", help="print the words where the texts differ")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        catalogue = ModelCatalogue(Path(scratch) / "models")
-        catalogue.seed([model for model in EMBEDDED_MODELS if model.id == "tiny.en"])
-        engine = WhisperEngine(cpu_threads=2, workers=1, beam_size=5, batch_audio_seconds=120)
-        model = engine.load(catalogue.find("tiny.en").path)
+        engine, model = tiny_en(Path(scratch), cpu_threads=2, workers=1)
         clips = [
             (clip, said, reference, utterances(pcm24(clip)))
             for clip, said, reference in transcribed(engine, model, Path(scratch))
         ]
         print(f"{sum(len(pieces) for *_, pieces in clips)} utterances in {len(clips)} clips", flush=True)
+        chars = Limits().context_chars
         for way in WAYS:
             errors = file_said = live_said = 0.0
             words = said_words = 0
@@ -117,7 +112,7 @@ def main() -> None:
                 for piece in pieces:
                     transcript = engine.transcribe(piece, model, way.options(context))
                     texts.append(" ".join(segment.text.strip() for segment in transcript.segments))
-                    context = carried(context, texts[-1], Limits().context_chars)
+                    context = carried(context, texts[-1], chars)
                 text = " ".join(texts)
                 size, said_size = len(reference.split()), len(said.split())
                 errors += word_error_rate(reference, text) * size
