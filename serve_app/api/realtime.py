@@ -728,7 +728,7 @@ class RealtimeSession:
         """Decode `item` to `end` (its `decoded_until` already, that was `before`), and send
         the words this decode and the one before agree on that were not sent yet. A `draft`
         decodes in DRAFT_WINDOW: quicker, heard less well; the early decode, which may become the
-        completed text, in UTTERANCE_WINDOW."""
+        completed text, as the completed text decodes (`_completing`)."""
         audio = self.timeline.view(item.start, end)
         started = time.monotonic()
         options = replace(self.config.options, window=DRAFT_WINDOW) if draft else self._completing()
