@@ -12,7 +12,7 @@ Printed for each way: the WER of the completed texts joined against the file rou
 and against the words said (the sample call's STM, the text espeak-ng read); with --words, the
 words where the live texts and the file route's differ, clip by clip.
 
-    .venv/bin/python benchmarks/live_wer.py [--words]
+    .venv/bin/python benchmarks/live_wer.py [--words] [--context-tokens 40]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from live_client import pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
-from serve_app.api.realtime import UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
+from serve_app.api.realtime import CARRIED_CHARS_PER_TOKEN, UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
 from serve_app.options import DecodeOptions  # noqa: E402
 
 
@@ -60,19 +60,19 @@ def utterances(pcm: bytes) -> list[np.ndarray]:
 @dataclass(frozen=True)
 class Way:
     """A way to decode a session's completed texts: the options of an utterance's decode, given
-    the session's context before it (its last completed words: Limits.context_chars)."""
+    the session's context before it (its last completed words) and how many tokens of it to hear."""
 
     name: str
-    options: Callable[[str], DecodeOptions]
+    options: Callable[[str, int], DecodeOptions]
 
 
 WAYS = [
     Way(
-        "as the service does (UTTERANCE_WINDOW, prompted with the last completed words: realtime_context_chars)",
-        lambda context: DecodeOptions(window=UTTERANCE_WINDOW, prompt=context or None),
+        "as the service does (UTTERANCE_WINDOW, prompted with the last completed words: realtime_context_tokens)",
+        lambda context, tokens: DecodeOptions(window=UTTERANCE_WINDOW, context=context or None, context_tokens=tokens),
     ),
-    Way("in UTTERANCE_WINDOW, not prompted", lambda context: DecodeOptions(window=UTTERANCE_WINDOW)),
-    Way("in Whisper's whole 30 s window, not prompted", lambda context: DecodeOptions()),
+    Way("in UTTERANCE_WINDOW, not prompted", lambda context, tokens: DecodeOptions(window=UTTERANCE_WINDOW)),
+    Way("in Whisper's whole 30 s window, not prompted", lambda context, tokens: DecodeOptions()),
 ]
 
 
@@ -94,6 +94,7 @@ def differences(reference: str, text: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", action="store_true", help="print the words where the texts differ")
+    parser.add_argument("--context-tokens", type=int, default=Limits().context_tokens, help="realtime_context_tokens")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         engine, model = tiny_en(Path(scratch), cpu_threads=2, workers=1)
@@ -102,7 +103,7 @@ def main() -> None:
             for clip, said, reference in transcribed(engine, model, Path(scratch))
         ]
         print(f"{sum(len(pieces) for *_, pieces in clips)} utterances in {len(clips)} clips", flush=True)
-        chars = Limits().context_chars
+        tokens = args.context_tokens
         for way in WAYS:
             errors = file_said = live_said = 0.0
             words = said_words = 0
@@ -110,9 +111,9 @@ def main() -> None:
                 texts: list[str] = []
                 context = ""
                 for piece in pieces:
-                    transcript = engine.transcribe(piece, model, way.options(context))
+                    transcript = engine.transcribe(piece, model, way.options(context, tokens))
                     texts.append(" ".join(segment.text.strip() for segment in transcript.segments))
-                    context = carried(context, texts[-1], chars)
+                    context = carried(context, texts[-1], CARRIED_CHARS_PER_TOKEN * tokens)
                 text = " ".join(texts)
                 size, said_size = len(reference.split()), len(said.split())
                 errors += word_error_rate(reference, text) * size

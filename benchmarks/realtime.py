@@ -11,9 +11,9 @@ pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending 
    after its audio ended its last text came (keeping up: that stays near the single session's);
 3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
 
-    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8] [--context-chars 200] [--load-only]
+    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8] [--context-tokens 40] [--load-only]
 
---load-only runs the second part alone; --context-chars sets realtime_context_chars (0: the
+--load-only runs the second part alone; --context-tokens sets realtime_context_tokens (0: the
 completed texts are not prompted with the session's last words).
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
     parser.add_argument("--model", default="tiny.en", help="the sessions' and the file route's model (default tiny.en)")
-    parser.add_argument("--context-chars", type=int, default=200, help="realtime_context_chars")
+    parser.add_argument("--context-tokens", type=int, default=40, help="realtime_context_tokens")
     parser.add_argument("--load-only", action="store_true", help="only the sessions at once beside a file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
@@ -95,7 +96,7 @@ def main() -> None:
     service = LocalService(
         model_dir=folder / "models",
         realtime_partial_interval_s=args.partial_interval,
-        realtime_context_chars=args.context_chars,
+        realtime_context_tokens=args.context_tokens,
     )
     service.start()
     try:
@@ -136,6 +137,7 @@ def main() -> None:
         )
     finally:
         service.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,12 @@ class DecodeOptions:
     window: EncoderWindow | None = None
     """The encoder hears a window fitted to the audio rather than Whisper's whole 30 s (None).
     Internal: no API field sets it; a live session's decodes do (serve_app/api/realtime.py)."""
+    context: str | None = None
+    """Words said just before the audio, heard in Whisper's prompt after `prompt`: its last
+    `context_tokens` tokens. Unlike `prompt`, a request's own: requests with different contexts
+    of as many tokens decode in one batch. Internal, as `window` is: a live session's completed
+    texts carry its last completed words."""
+    context_tokens: int = 0
 
 
 @dataclass(frozen=True, slots=True, eq=False)

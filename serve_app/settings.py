@@ -174,11 +174,11 @@ class AppSettings(BaseModel):
     """Seconds of new audio after which the utterance in progress is decoded again for partial
     results (`...transcription.delta`)."""
 
-    realtime_context_chars: int = Field(default=200, ge=0, le=1000)
-    """A live session's completed texts are decoded with its last completed words as Whisper's
-    prompt, as many as fit in this many characters (after the session's own `prompt`): the
-    context that a file's 30 s windows carry, and fewer words misheard; but the completed texts
-    of different sessions then no longer share the Transcriber's batches. 0: no such prompt."""
+    realtime_context_tokens: int = Field(default=40, ge=0, le=100)
+    """A live session's completed texts are decoded with its last completed words in Whisper's
+    prompt (after the session's own `prompt`), this many tokens of them (40: about 200
+    characters): the context that a file's 30 s windows carry, and fewer words misheard.
+    Sessions whose contexts are as long share the Transcriber's batches. 0: no such prompt."""
 
     realtime_send_queue: int = Field(default=256, ge=8)
     """Server events waiting for a live session's client to read them; a client that lets more

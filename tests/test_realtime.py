@@ -58,7 +58,8 @@ class FakeDecoder:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
         self.windows: list[EncoderWindow | None] = []
-        self.prompts: list[str | None] = []
+        self.prompts: list[tuple[str | None, str | None, int]] = []
+        """Each decode's prompt, context and its tokens (DecodeOptions)."""
         self.spans: list[tuple[float, float]] = []
         """When each decode started and ended (monotonic clock)."""
         self.cancelled = 0
@@ -72,7 +73,7 @@ class FakeDecoder:
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
         self.windows.append(options.window)
-        self.prompts.append(options.prompt)
+        self.prompts.append((options.prompt, options.context, options.context_tokens))
         started = time.monotonic()
         if self.delay_s:
             try:
@@ -333,13 +334,13 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         assert second["previous_item_id"] == committed["item_id"]
         assert client.until("conversation.item.input_audio_transcription.completed")["transcript"] == "The quick."
         # Its decode was prompted with the completed text before it; no draft is prompted.
-        assert decoder.prompts[-1] == "The quick brown fox jumps over.", decoder.prompts
-        assert {prompt for prompt, window in zip(decoder.prompts, decoder.windows) if window == DRAFT_WINDOW} == {None}
+        assert decoder.prompts[-1] == (None, "The quick brown fox jumps over.", 40), decoder.prompts
+        assert {prompt for prompt, window in zip(decoder.prompts, decoder.windows) if window == DRAFT_WINDOW} == {(None, None, 0)}
 
 
 def test_completed_decodes_are_prompted_with_the_sessions_prompt_then_its_last_completed_words() -> None:
     decoder = FakeDecoder()
-    with session(make_app(decoder, realtime_context_chars=40)) as client:
+    with session(make_app(decoder, realtime_context_tokens=5)) as client:
         client.until("session.created")
         manual(client, model="whisper-1", prompt="Glossary: Ray Serve.")
         for seconds in (3.0, 2.0, 1.0):
@@ -347,24 +348,25 @@ def test_completed_decodes_are_prompted_with_the_sessions_prompt_then_its_last_c
             client.send({"type": "input_audio_buffer.commit"})
             client.until("conversation.item.input_audio_transcription.completed")
     completing = [prompt for prompt, window in zip(decoder.prompts, decoder.windows) if window == UTTERANCE_WINDOW]
-    # The whole words of the last 40 characters of "The quick brown fox jumps over. The quick brown fox."
+    # The whole words of the last 40 characters (8 a token) of "The quick brown fox jumps over. The
+    # quick brown fox.", cut to their last 5 tokens by the Transcriber.
     assert completing == [
-        "Glossary: Ray Serve.",
-        "Glossary: Ray Serve. The quick brown fox jumps over.",
-        "Glossary: Ray Serve. fox jumps over. The quick brown fox.",
+        ("Glossary: Ray Serve.", None, 5),
+        ("Glossary: Ray Serve.", "The quick brown fox jumps over.", 5),
+        ("Glossary: Ray Serve.", "fox jumps over. The quick brown fox.", 5),
     ], completing
 
 
 def test_no_context_in_the_prompt_where_the_operator_turned_it_off() -> None:
     decoder = FakeDecoder()
-    with session(make_app(decoder, realtime_context_chars=0)) as client:
+    with session(make_app(decoder, realtime_context_tokens=0)) as client:
         client.until("session.created")
         manual(client)
         for seconds in (3.0, 2.0):
             client.append(pcm24(seconds))
             client.send({"type": "input_audio_buffer.commit"})
             client.until("conversation.item.input_audio_transcription.completed")
-    assert set(decoder.prompts) == {None}, decoder.prompts
+    assert {(prompt, context) for prompt, context, _ in decoder.prompts} == {(None, None)}, decoder.prompts
 
 
 def tone_in_real_time(client: Session, pieces: int) -> None:

@@ -124,6 +124,10 @@ out, where the last word's tail can still sound after the VAD has heard silence.
 espeak-ng passages of benchmarks/live_engine.py, the completed texts' WER against the file route
 went from 0.098 to 0.086 (0.053 to 0.013 on the sample call). Chosen on little speech: from 0
 or 150 ms into the silence, tiny.en misheard another utterance of the sample call (0.080)."""
+CARRIED_CHARS_PER_TOKEN = 8
+"""A session keeps this many characters of its last completed words for each token of context
+(Limits.context_tokens): more than the tokens take (English runs 4 to 5 characters a token in
+Whisper's vocabulary), so that the Transcriber cuts the context to its count of tokens."""
 MIN_COMMIT_S = 0.1
 """The least audio a commit takes, as OpenAI's service asks (100 ms)."""
 NORMAL_CLOSE = 1000
@@ -154,13 +158,11 @@ class Limits:
     max_buffer_s: float = 120
     max_utterance_s: float = 20
     partial_interval_s: float = 0.8
-    context_chars: int = 200
-    """`realtime_context_chars`. On benchmarks/live_wer.py's corpus (19 utterances, 510 words
+    context_tokens: int = 40
+    """`realtime_context_tokens`. On benchmarks/live_wer.py's corpus (19 utterances, 510 words
     said, a 2-core Xeon), the completed texts' WER against the words said went from 0.118 to
-    0.102 with 200 (the file route's: 0.110), and against the file route's text from 0.058 to
-    0.054; with 4 sessions of one call at once beside a file (benchmarks/realtime.py
-    --load-only, three runs each), the completed texts came 3.3 to 5.4 s after the speech
-    (medians) rather than 2.2 to 3.9 s: different sessions' prompts share no batch."""
+    0.102 with the last 200 characters (about 40 tokens; the file route's: 0.110), and against
+    the file route's text from 0.058 to 0.054."""
     send_queue: int = 256
 
     @classmethod
@@ -171,7 +173,7 @@ class Limits:
             max_buffer_s=settings.realtime_max_buffer_s,
             max_utterance_s=settings.realtime_max_utterance_s,
             partial_interval_s=settings.realtime_partial_interval_s,
-            context_chars=settings.realtime_context_chars,
+            context_tokens=settings.realtime_context_tokens,
             send_queue=settings.realtime_send_queue,
         )
 
@@ -267,7 +269,7 @@ class Timeline:
 
 def carried(context: str, text: str, chars: int) -> str:
     """A session's context once `text` is completed: the last words of both that fit in `chars`
-    characters (Limits.context_chars)."""
+    characters."""
     joined = " ".join([*context.split(), *text.split()])
     return joined if len(joined) <= chars else joined[len(joined) - chars :].partition(" ")[2]
 
@@ -313,7 +315,7 @@ class RealtimeSession:
         self.committed: deque[Item] = deque()
         self.previous_item_id: str | None = None
         self.context = ""
-        """The session's last completed words (Limits.context_chars)."""
+        """The session's last completed words (CARRIED_CHARS_PER_TOKEN)."""
         self.outbox: asyncio.Queue[dict] = asyncio.Queue(maxsize=limits.send_queue)
         self.wake = asyncio.Event()
         self.last_partial_s = 0.0
@@ -793,7 +795,7 @@ class RealtimeSession:
         words = text.split()
         if len(words) > len(item.sent) and extends(item.sent, words):
             self._delta(item, words[len(item.sent) :])
-        self.context = carried(self.context, text, self.limits.context_chars)
+        self.context = carried(self.context, text, CARRIED_CHARS_PER_TOKEN * self.limits.context_tokens)
         self.emit(
             {
                 "type": "conversation.item.input_audio_transcription.completed",
@@ -806,10 +808,13 @@ class RealtimeSession:
 
     def _completing(self) -> DecodeOptions:
         """The options of a decode whose text may be completed: in UTTERANCE_WINDOW, prompted
-        with the session's `prompt` and its last completed words (Limits.context_chars)."""
-        options = self.config.options
-        prompt = " ".join(filter(None, [options.prompt, self.context])) or None
-        return replace(options, window=UTTERANCE_WINDOW, prompt=prompt)
+        with the session's `prompt`, then its last completed words (Limits.context_tokens of
+        them). Every session's context is as long once it has said enough, and the completions
+        of different sessions share the Transcriber's batches."""
+        context = self.context if self.limits.context_tokens else None
+        return replace(
+            self.config.options, window=UTTERANCE_WINDOW, context=context or None, context_tokens=self.limits.context_tokens
+        )
 
     @staticmethod
     def _decoded_whole(item: Item) -> str | None:

@@ -35,7 +35,18 @@ from serve_app.engine.audio import SAMPLE_RATE
 from serve_app.options import EncoderWindow
 from serve_app.transcript import Segment, Word
 
-__all__ = ["Chunk", "Cut", "DecodeKey", "SpeechClock", "cut_head", "cut_rest", "decode_batch", "detect_language", "to_segment"]
+__all__ = [
+    "Chunk",
+    "Cut",
+    "DecodeKey",
+    "SpeechClock",
+    "context_tokens",
+    "cut_head",
+    "cut_rest",
+    "decode_batch",
+    "detect_language",
+    "to_segment",
+]
 
 CHUNK_SECONDS = 30
 FRAMES_PER_S = SAMPLE_RATE // 160
@@ -76,6 +87,9 @@ class DecodeKey:
     beam_size: int
     window: EncoderWindow | None = None
     """The encoder's window fitted to the audio (`encoder_frames`); None: Whisper's whole 30 s."""
+    context_tokens: int = 0
+    """How many tokens each chunk's `context` holds: the rows of a batch have prompts of one
+    length, as CTranslate2 needs (the start of the transcript at one place in every row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +104,9 @@ class Chunk:
     regions: tuple[tuple[int, int], ...]
     offset: float
     gaps: tuple[float, ...] = ()
+    context: tuple[int, ...] = ()
+    """The tokens of the words said just before (DecodeOptions.context), heard in Whisper's
+    prompt after the key's `prompt`: a chunk's own, where the key's is its whole batch's."""
 
     @property
     def audio(self) -> np.ndarray:
@@ -109,7 +126,7 @@ class Chunk:
             regions.append((start + skip, end))
             skip = 0
         offset = self.offset + seconds
-        return Chunk(self.source, tuple(regions), offset, tuple(gap for gap in self.gaps if gap > offset))
+        return Chunk(self.source, tuple(regions), offset, tuple(gap for gap in self.gaps if gap > offset), self.context)
 
 
 class SpeechClock:
@@ -156,6 +173,9 @@ class Cut:
     @property
     def speech_seconds(self) -> float:
         return sum(region["end"] - region["start"] for region in self.speech) / SAMPLE_RATE
+
+    def with_context(self, context: tuple[int, ...]) -> Cut:
+        return Cut([replace(chunk, context=context) for chunk in self.chunks], self.speech) if context else self
 
 
 def _speech(audio: np.ndarray, start: int = 0) -> list[dict]:
@@ -246,6 +266,14 @@ def cut_rest(audio: np.ndarray, start: int, offset: float) -> Cut:
     return _chunks(audio, speech, offset)
 
 
+def context_tokens(whisper: WhisperModel, text: str | None, count: int) -> tuple[int, ...]:
+    """The last `count` tokens of `text` (words said before the audio), as Whisper's prompt
+    holds them."""
+    if not text or not text.strip() or count <= 0:
+        return ()
+    return tuple(whisper.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids[-count:])
+
+
 def detect_language(whisper: WhisperModel, audio: np.ndarray) -> tuple[str, float]:
     """The language spoken in the first 30 s of `audio` (the speech of the first chunks)."""
     if not whisper.model.is_multilingual:
@@ -316,14 +344,19 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
     """The chunks' segments, and for each chunk whose last segment Whisper left unfinished, the
     speech after its finished ones (None: it finished, or less than REST_SECONDS is left)."""
     tokenizer, options = options_for(whisper, key)
+    shared = tokenizer.encode(key.prompt) if key.prompt else []
+    prompts = [
+        whisper.get_prompt(tokenizer, [*shared, *chunk.context], without_timestamps=options.without_timestamps)
+        for chunk in chunks
+    ]
+    assert len({len(prompt) for prompt in prompts}) == 1, "the chunks of a batch hold contexts of one length"
     window = encoder_frames(key, chunks)
+    new_tokens = whisper.max_length - len(prompts[0])
     if window < N_FRAMES:
-        previous = tokenizer.encode(options.initial_prompt) if options.initial_prompt else []
-        prompt = whisper.get_prompt(tokenizer, previous, without_timestamps=options.without_timestamps)
-        fitted = ceil(window / FRAMES_PER_S * FITTED_TOKENS_PER_S)
-        options = replace(options, max_new_tokens=min(fitted, whisper.max_length // 2, whisper.max_length - len(prompt)))
+        new_tokens = min(ceil(window / FRAMES_PER_S * FITTED_TOKENS_PER_S), whisper.max_length // 2, new_tokens)
     features = np.stack([pad_or_trim(whisper.feature_extractor(chunk.audio)[..., :-1], window) for chunk in chunks])
-    encoder_output, outputs = BatchedInferencePipeline(whisper).generate_segment_batched(features, tokenizer, options)
+    encoder_output = whisper.encode(features)
+    outputs = _generate(whisper, encoder_output, prompts, options, max_length=len(prompts[0]) + new_tokens)
     decoded: list[list[dict]] = []
     rests: list[Chunk | None] = []
     for row, (chunk, output) in enumerate(zip(chunks, outputs)):
@@ -370,6 +403,42 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
         finished = seek / whisper.frames_per_second
         rests.append(chunk.after(finished) if 0 < finished <= chunk.seconds - REST_SECONDS else None)
     return decoded, rests
+
+
+def _generate(
+    whisper: WhisperModel,
+    encoder_output: ctranslate2.StorageView,
+    prompts: list[list[int]],
+    options: TranscriptionOptions,
+    *,
+    max_length: int,
+) -> list[dict]:
+    """faster-whisper's batched generate (`BatchedInferencePipeline.generate_segment_batched`),
+    but with each row's own prompt: for each row, its tokens, their mean log probability and
+    the probability of no speech."""
+    results = whisper.model.generate(
+        encoder_output,
+        prompts,
+        beam_size=options.beam_size,
+        patience=options.patience,
+        length_penalty=options.length_penalty,
+        max_length=max_length,
+        suppress_blank=options.suppress_blank,
+        suppress_tokens=options.suppress_tokens,
+        return_scores=True,
+        return_no_speech_prob=True,
+        sampling_temperature=options.temperatures[0],
+        repetition_penalty=options.repetition_penalty,
+        no_repeat_ngram_size=options.no_repeat_ngram_size,
+    )
+    outputs = []
+    for result in results:
+        tokens = result.sequences_ids[0]
+        log_probability = result.scores[0] * (len(tokens) ** options.length_penalty)
+        outputs.append(
+            {"avg_logprob": log_probability / (len(tokens) + 1), "no_speech_prob": result.no_speech_prob, "tokens": tokens}
+        )
+    return outputs
 
 
 def _within_stretches(segments: list[dict], chunk: Chunk) -> None:

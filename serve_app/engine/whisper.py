@@ -29,6 +29,7 @@ from serve_app.engine.decoding import (
     Cut,
     DecodeKey,
     SpeechClock,
+    context_tokens,
     cut_head,
     cut_rest,
     decode_batch,
@@ -53,6 +54,8 @@ class Prepared:
     audio: np.ndarray
     head: Cut
     rest_start: int | None
+    context: tuple[int, ...] = ()
+    """The tokens of DecodeOptions.context, every chunk's (`Chunk.context`)."""
 
 
 class Decoding:
@@ -74,7 +77,7 @@ class Decoding:
         prepared = self._prepared
         if prepared.rest_start is None:
             return
-        rest = cut_rest(prepared.audio, prepared.rest_start, prepared.head.speech_seconds)
+        rest = cut_rest(prepared.audio, prepared.rest_start, prepared.head.speech_seconds).with_context(prepared.context)
         self._clock.extend(rest.speech)
         if self._job is not None:
             self._engine.batcher.extend(self._job, rest.chunks, _seconds(rest))
@@ -180,6 +183,7 @@ class WhisperEngine:
         else:
             speech = np.concatenate([chunk.audio for chunk in head.chunks]) if head.chunks else audio
             language, probability = detect_language(whisper, speech)
+        context = context_tokens(whisper, options.context, options.context_tokens)
         key = DecodeKey(
             model=whisper,
             task=options.task,
@@ -189,11 +193,12 @@ class WhisperEngine:
             word_timestamps=options.word_timestamps,
             beam_size=self.beam_size,
             window=options.window,
+            context_tokens=len(context),
         )
         info = TranscriptInfo(
             task=options.task, language=language, duration=len(audio) / SAMPLE_RATE, language_probability=probability
         )
-        return Prepared(info=info, key=key, audio=audio, head=head, rest_start=rest_start)
+        return Prepared(info=info, key=key, audio=audio, head=head.with_context(context), rest_start=rest_start, context=context)
 
     def decode(self, prepared: Prepared) -> Decoding:
         """Hand the chunks to the batcher; they decode beside those of the other requests."""
