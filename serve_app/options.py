@@ -49,6 +49,9 @@ class DecodeOptions:
     of as many tokens decode in one batch. Internal, as `window` is: a live session's completed
     texts carry its last completed words."""
     context_tokens: int = 0
+    urgent: bool = False
+    """Decoded before the other requests waiting for the Transcriber's workers. Internal: a live
+    session's completed texts are, which a speaker waits for; its drafts and files wait in turn."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -87,6 +87,17 @@ def test_only_chunks_of_the_same_key_share_a_batch_oldest_first(recorder: Record
     assert recorder.batches[1:] == [("en", ["a", "c"]), ("de", ["b", "d"])]
 
 
+def test_an_urgent_key_goes_before_older_ones(recorder: Recorder) -> None:
+    """A live session's completed text before the drafts and the file chunks that came first."""
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now")
+    hold_the_worker(recorder, batching)
+    jobs = [batching.submit(key, [name], [10]) for key, name in [("file", "a"), ("draft", "b"), ("now", "c"), ("now", "d")]]
+    recorder.gate.set()
+    for job in jobs:
+        job.futures[0].result(timeout=30)
+    assert recorder.batches[1:] == [("now", ["c", "d"]), ("file", ["a"]), ("draft", ["b"])]
+
+
 def test_a_long_file_ramps_up_first_chunk_alone(recorder: Recorder) -> None:
     recorder.gate.set()
     batching = batcher(recorder, seconds=240)

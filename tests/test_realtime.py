@@ -58,6 +58,7 @@ class FakeDecoder:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.calls: list[float] = []
         self.windows: list[EncoderWindow | None] = []
+        self.urgent: list[bool] = []
         self.prompts: list[tuple[str | None, str | None, int]] = []
         """Each decode's prompt, context and its tokens (DecodeOptions)."""
         self.spans: list[tuple[float, float]] = []
@@ -73,6 +74,7 @@ class FakeDecoder:
     async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
         self.calls.append(len(audio) / 16000)
         self.windows.append(options.window)
+        self.urgent.append(options.urgent)
         self.prompts.append((options.prompt, options.context, options.context_tokens))
         started = time.monotonic()
         if self.delay_s:
@@ -327,6 +329,8 @@ def test_manual_commit_deltas_while_audio_arrives_then_the_completed_text() -> N
         assert committed["previous_item_id"] is None
         # The partial decodes were drafts; the committed audio decoded in the completed texts' window.
         assert decoder.windows[-1] == UTTERANCE_WINDOW and set(decoder.windows[:-1]) == {DRAFT_WINDOW}, decoder.windows
+        # The speaker waits for the completed text: it goes before the Transcriber's other work.
+        assert decoder.urgent[-1] and not any(decoder.urgent[:-1]), decoder.urgent
         # A second utterance follows the first.
         client.append(pcm24(1.0))
         client.send({"type": "input_audio_buffer.commit"})

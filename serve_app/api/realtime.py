@@ -810,10 +810,14 @@ class RealtimeSession:
         """The options of a decode whose text may be completed: in UTTERANCE_WINDOW, prompted
         with the session's `prompt`, then its last completed words (Limits.context_tokens of
         them). Every session's context is as long once it has said enough, and the completions
-        of different sessions share the Transcriber's batches."""
+        of different sessions share the Transcriber's batches. Urgent: the speaker waits for it."""
         context = self.context if self.limits.context_tokens else None
         return replace(
-            self.config.options, window=UTTERANCE_WINDOW, context=context or None, context_tokens=self.limits.context_tokens
+            self.config.options,
+            window=UTTERANCE_WINDOW,
+            context=context or None,
+            context_tokens=self.limits.context_tokens,
+            urgent=True,
         )
 
     @staticmethod

@@ -4,7 +4,8 @@ No model here: the engine hands over a `decode(key, items)` function and this de
 into each batch. The rules:
 
 - Only chunks with the same key (model, task, language, decoding options) share a batch; the
-  oldest waiting request's key goes first.
+  oldest waiting request's key goes first, but an `urgent` key's goes before all others (a
+  live session's completed text, which a speaker waits for, before its drafts and files).
 - A batch holds at most `max_batch_seconds` of audio (at least one chunk, however long).
 - A worker that comes free takes what is waiting now and never waits for more: a lone request
   goes straight through.
@@ -62,8 +63,10 @@ class Batcher(Generic[Item]):
         max_batch_seconds: float,
         name: str = "batcher",
         metrics: Recorder = NO_METRICS,
+        urgent: Callable[[Hashable], bool] = lambda key: False,
     ) -> None:
         self._decode = decode
+        self._urgent = urgent
         self.max_batch_seconds = max_batch_seconds
         self._metrics = metrics
         self._changed = threading.Condition()
@@ -123,7 +126,7 @@ class Batcher(Generic[Item]):
 
     def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
         """Take the next batch off the waiting jobs; the caller holds the lock."""
-        key = self._waiting[0].key
+        key = next((job.key for job in self._waiting if self._urgent(job.key)), self._waiting[0].key)
         batch: list[tuple[Job[Item], int]] = []
         seconds = 0.0
         for job in [job for job in self._waiting if job.key == key]:

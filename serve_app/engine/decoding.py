@@ -87,6 +87,8 @@ class DecodeKey:
     beam_size: int
     window: EncoderWindow | None = None
     """The encoder's window fitted to the audio (`encoder_frames`); None: Whisper's whole 30 s."""
+    urgent: bool = False
+    """Its batches go before others waiting (serve_app/engine/batcher.py): DecodeOptions.urgent."""
     context_tokens: int = 0
     """How many tokens each chunk's `context` holds: the rows of a batch have prompts of one
     length, as CTranslate2 needs (the start of the transcript at one place in every row)."""

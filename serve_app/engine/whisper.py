@@ -156,7 +156,12 @@ class WhisperEngine:
         self.active_streams = 0
         self.segments_decoded = 0
         self.batcher: Batcher[Chunk] = Batcher(
-            self._decode_batch, workers=workers, max_batch_seconds=batch_audio_seconds, name="whisper-batch", metrics=metrics
+            self._decode_batch,
+            workers=workers,
+            max_batch_seconds=batch_audio_seconds,
+            name="whisper-batch",
+            metrics=metrics,
+            urgent=lambda key: isinstance(key, DecodeKey) and key.urgent,
         )
 
     def load(self, path: str) -> WhisperModel:
@@ -193,6 +198,7 @@ class WhisperEngine:
             word_timestamps=options.word_timestamps,
             beam_size=self.beam_size,
             window=options.window,
+            urgent=options.urgent,
             context_tokens=len(context),
         )
         info = TranscriptInfo(
