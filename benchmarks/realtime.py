@@ -6,12 +6,14 @@ pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending 
    its first delta, and from the end of an utterance to its completed text; then the five
    espeak-ng passages of benchmarks/corpus.py (five voices, 20 to 60 s each), one
    session each, and those figures over all the espeak-ng utterances (medians);
-2. 4 sessions of the sample call at once while a file transcription (the long espeak clip,
-   /v1/audio/transcriptions) runs beside them: each session's completed latencies, and how long
-   after its audio ended its last text came (keeping up: that stays near the single session's);
+2. 4 sessions at once, each playing the sample call 3 times over (90 s), while a file
+   transcription (the long espeak clip, /v1/audio/transcriptions) runs beside them, or with
+   --files N, N of them one after the other: each session's completed latencies, call by call,
+   and how long after its audio ended its last text came (keeping up: the lag of the last call
+   is no more than that of the first);
 3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
 
-    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--partial-interval 0.8] [--context-tokens 40] [--load-only]
+    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--calls 3] [--files 1] [--partial-interval 0.8] [--context-tokens 40] [--load-only]
 
 --load-only runs the second part alone; --context-tokens sets realtime_context_tokens (0: the
 completed texts are not prompted with the session's last words).
@@ -85,6 +87,8 @@ def alone(url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=3, help="how many times each of those sessions plays the sample call")
+    parser.add_argument("--files", type=int, default=1, help="file transcriptions beside them, one after the other")
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
     parser.add_argument("--model", default="tiny.en", help="the sessions' and the file route's model (default tiny.en)")
     parser.add_argument("--context-tokens", type=int, default=40, help="realtime_context_tokens")
@@ -108,31 +112,48 @@ def main() -> None:
             alone(url, args.model, folder, sample_pcm, sample_ref, (speech_pcm, speech_ref))
         runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
 
+        calls_pcm, calls_ref = sample_pcm * args.calls, " ".join([sample_ref] * args.calls)
+        streaming = threading.Event()
+
         def session(index: int) -> None:
             time.sleep(index * 0.25)  # as people would not start together to the millisecond
-            runs[index] = stream(url, sample_pcm, model=args.model, timeout_s=300)
+            runs[index] = stream(url, calls_pcm, model=args.model, timeout_s=300 * args.calls)
 
-        beside: dict[str, float] = {}
+        files: list[float] = []
 
         def transcribe_beside() -> None:
-            started = time.monotonic()
-            file_text(url, long_clip, args.model)
-            beside["wall_s"] = time.monotonic() - started
+            while streaming.is_set() and len(files) < args.files:
+                started = time.monotonic()
+                file_text(url, long_clip, args.model)
+                files.append(time.monotonic() - started)
 
         threads = [threading.Thread(target=session, args=(i,)) for i in range(args.sessions)]
-        threads.append(threading.Thread(target=transcribe_beside))
+        streaming.set()
+        beside = threading.Thread(target=transcribe_beside)
+        beside.start()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        streaming.clear()
+        beside.join()
         for index, run in enumerate(runs):
-            show(f"sample, {args.sessions} at once #{index}", run, sample_ref)
+            show(f"sample x{args.calls}, {args.sessions} at once #{index}", run, calls_ref)
         lags = [run.summary()["last_completed_after_audio_s"] for run in runs]
-        completes = [latency for run in runs for latency in run.completed_latencies()]
+        by_call = [[] for _ in range(args.calls)]
+        for run in runs:
+            latencies = run.completed_latencies()
+            for number, latency in enumerate(latencies):
+                by_call[number * args.calls // len(latencies)].append(latency)
+        completes = [latency for latencies in by_call for latency in latencies]
         print(
-            f"{args.sessions} sessions at once + a file transcription beside ({beside.get('wall_s', float('nan')):.1f} s): "
-            f"completed latency median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
-            f"last text after the audio ended: max {max(x for x in lags if x is not None):.2f} s",
+            f"{args.sessions} sessions at once, the sample call {args.calls} times over, beside {len(files)} file "
+            f"transcriptions ({statistics.median(files):.1f} s each, median): completed latency median "
+            f"{statistics.median(completes):.2f} s, max {max(completes):.2f} s; call by call, median "
+            + ", ".join(f"{statistics.median(call):.2f}" for call in by_call if call)
+            + " s, max "
+            + ", ".join(f"{max(call):.2f}" for call in by_call if call)
+            + f" s; last text after the audio ended: max {max(x for x in lags if x is not None):.2f} s",
             flush=True,
         )
     finally:

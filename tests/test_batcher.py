@@ -98,6 +98,44 @@ def test_an_urgent_key_goes_before_older_ones(recorder: Recorder) -> None:
     assert recorder.batches[1:] == [("now", ["c", "d"]), ("file", ["a"]), ("draft", ["b"])]
 
 
+def test_urgent_chunks_are_shared_among_the_workers() -> None:
+    """Urgent chunks waiting go in batches of their share among the workers (of 4, 2 for each
+    of 2), so that the next worker free decodes the rest beside the first batch; others go in
+    whole batches."""
+    gate, held = threading.Event(), threading.Semaphore(0)
+    batches: list[tuple[str, list[str]]] = []
+
+    def decode(key: str, items: list[str]) -> list[str]:
+        if key == "hold":
+            held.release()
+            assert gate.wait(30)
+        batches.append((key, list(items)))
+        return items
+
+    batching = Batcher(decode, workers=2, max_batch_seconds=120, urgent=lambda key: key == "now")
+    for name in ("hold0", "hold1"):  # both workers busy
+        batching.submit("hold", [name], [10])
+        assert held.acquire(timeout=30)
+    jobs = [batching.submit("file", [name], [10]) for name in "ab"]
+    jobs += [batching.submit("now", [name], [10]) for name in "cdef"]
+    gate.set()
+    for job in jobs:
+        job.futures[0].result(timeout=30)
+    urgent = [items for key, items in batches if key == "now"]
+    assert urgent[0] == ["c", "d"] and sorted(item for items in urgent for item in items) == ["c", "d", "e", "f"], batches
+    assert ("file", ["a", "b"]) in batches
+
+
+def test_a_lone_worker_takes_all_the_urgent_chunks(recorder: Recorder) -> None:
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now")
+    hold_the_worker(recorder, batching)
+    jobs = [batching.submit("now", [name], [10]) for name in "abc"]
+    recorder.gate.set()
+    for job in jobs:
+        job.futures[0].result(timeout=30)
+    assert recorder.batches[1:] == [("now", ["a", "b", "c"])]
+
+
 def test_a_long_file_ramps_up_first_chunk_alone(recorder: Recorder) -> None:
     recorder.gate.set()
     batching = batcher(recorder, seconds=240)
