@@ -346,7 +346,7 @@ def _decode_once(whisper: WhisperModel, key: DecodeKey, chunks: list[Chunk]) -> 
     """The chunks' segments, and for each chunk whose last segment Whisper left unfinished, the
     speech after its finished ones (None: it finished, or less than REST_SECONDS is left)."""
     tokenizer, options = options_for(whisper, key)
-    shared = tokenizer.encode(key.prompt) if key.prompt else []
+    shared = tokenizer.encode(options.initial_prompt) if options.initial_prompt else []
     prompts = [
         whisper.get_prompt(tokenizer, [*shared, *chunk.context], without_timestamps=options.without_timestamps)
         for chunk in chunks
