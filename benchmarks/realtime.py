@@ -140,11 +140,11 @@ def main() -> None:
         for index, run in enumerate(runs):
             show(f"sample x{args.calls}, {args.sessions} at once #{index}", run, calls_ref)
         lags = [run.summary()["last_completed_after_audio_s"] for run in runs]
-        by_call = [[] for _ in range(args.calls)]
+        call_s = len(sample_pcm) / 48000
+        by_call: list[list[float]] = [[] for _ in range(args.calls)]  # by the call its utterance ended in
         for run in runs:
-            latencies = run.completed_latencies()
-            for number, latency in enumerate(latencies):
-                by_call[number * args.calls // len(latencies)].append(latency)
+            for end, latency in run.completed_at():
+                by_call[min(int(end // call_s), args.calls - 1)].append(latency)
         completes = [latency for latencies in by_call for latency in latencies]
         print(
             f"{args.sessions} sessions at once, the sample call {args.calls} times over, beside {len(files)} file "

@@ -65,12 +65,16 @@ class LiveRun:
             first.setdefault(e.item_id, t)
         return [first[item] - start for item, start in starts.items() if item in first]
 
-    def completed_latencies(self) -> list[float]:
-        """For each utterance server VAD ended: its completed text's arrival after the speech
-        ended (speech_stopped's audio_end_ms less the silence that ends a turn)."""
+    def completed_at(self) -> list[tuple[float, float]]:
+        """For each utterance server VAD ended: where its speech ended on the audio's clock
+        (speech_stopped's audio_end_ms less the silence that ends a turn), and its completed
+        text's arrival after that."""
         ends = {e.item_id: e.audio_end_ms / 1000 - SILENCE_S for _, e in self.of("input_audio_buffer.speech_stopped")}
         done = {e.item_id: t for t, e in self.of("conversation.item.input_audio_transcription.completed")}
-        return [done[item] - end for item, end in ends.items() if item in done]
+        return [(end, done[item] - end) for item, end in ends.items() if item in done]
+
+    def completed_latencies(self) -> list[float]:
+        return [latency for _, latency in self.completed_at()]
 
     def delta_words(self) -> tuple[int, int]:
         """How many of the words sent as deltas the utterance's completed text has in the same
