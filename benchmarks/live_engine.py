@@ -38,7 +38,7 @@ from corpus import PASSAGES, build
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from live_client import LiveRun, pcm24  # noqa: E402
+from live_client import LiveRun, pcm24, speech_regions  # noqa: E402
 from media import reference_words, word_error_rate  # noqa: E402
 
 from serve_app.api.realtime import Limits, RealtimeSession  # noqa: E402
@@ -88,7 +88,7 @@ async def stream(decoder: EngineDecoder, pcm: bytes, limits: Limits) -> LiveRun:
         await asyncio.sleep(0.1)
     await inbox.put(None)
     await running
-    return LiveRun(events=events, audio_s=len(pcm) / 2 / 24000)
+    return LiveRun(events=events, audio_s=len(pcm) / 2 / 24000, speech=speech_regions(pcm))
 
 
 @dataclass

@@ -18,8 +18,6 @@ import numpy as np
 from serve_app.engine.live import agreed_words
 
 RATE = 24000
-SILENCE_S = 0.5  # server_vad's silence_duration_ms by default
-PADDING_S = 0.3  # and its prefix_padding_ms
 
 
 def pcm24(path: Path) -> bytes:
@@ -31,12 +29,29 @@ def pcm24(path: Path) -> bytes:
     return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype("<i2").tobytes()
 
 
+def speech_regions(pcm: bytes) -> list[tuple[float, float]]:
+    """Where `pcm` (audio/pcm, 24 kHz) holds speech, in seconds: Silero VAD over the whole audio
+    at once, regions apart at pauses of 100 ms or more, with no padding. Where the speaker
+    stopped, found apart from the session's own turn detection: a turn's speech_stopped says
+    where its silence ended, and how long that silence was depends on the turn (a long
+    utterance ends at a shorter pause: serve_app/api/realtime.py's LONG_PAUSE_S)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from serve_app.engine.live import AudioDecoder
+
+    audio = AudioDecoder("audio/pcm").decode(pcm)
+    options = VadOptions(min_silence_duration_ms=100, speech_pad_ms=0)
+    return [(region["start"] / 16000, region["end"] / 16000) for region in get_speech_timestamps(audio, options)]
+
+
 @dataclass
 class LiveRun:
-    """What one session saw: (seconds since the first chunk was sent, event) pairs."""
+    """What one session saw: (seconds since the first chunk was sent, event) pairs, and where
+    its audio held speech (`speech_regions`)."""
 
     events: list[tuple[float, Any]] = field(default_factory=list)
     audio_s: float = 0.0
+    speech: list[tuple[float, float]] = field(default_factory=list)
     sent_s: float = 0.0
     """When the last chunk of the file was sent."""
 
@@ -57,21 +72,33 @@ class LiveRun:
         return deltas[0][0] if deltas else None
 
     def first_delta_latencies(self) -> list[float]:
-        """For each utterance: its first delta's arrival after the speech began (its
-        speech_started's audio_start_ms plus the prefix padding), at real-time pace."""
-        starts = {e.item_id: e.audio_start_ms / 1000 + PADDING_S for _, e in self.of("input_audio_buffer.speech_started")}
+        """For each utterance: its first delta's arrival after its speech began, at real-time pace."""
+        starts = {e.item_id: self.speech_start(e.audio_start_ms / 1000) for _, e in self.of("input_audio_buffer.speech_started")}
         first: dict[str, float] = {}
         for t, e in self.of("conversation.item.input_audio_transcription.delta"):
             first.setdefault(e.item_id, t)
         return [first[item] - start for item, start in starts.items() if item in first]
 
     def completed_at(self) -> list[tuple[float, float]]:
-        """For each utterance server VAD ended: where its speech ended on the audio's clock
-        (speech_stopped's audio_end_ms less the silence that ends a turn), and its completed
-        text's arrival after that."""
-        ends = {e.item_id: e.audio_end_ms / 1000 - SILENCE_S for _, e in self.of("input_audio_buffer.speech_stopped")}
+        """For each utterance server VAD ended: where its speech ended on the audio's clock, and
+        its completed text's arrival after that."""
+        ends = {e.item_id: self.speech_end(e.audio_end_ms / 1000) for _, e in self.of("input_audio_buffer.speech_stopped")}
         done = {e.item_id: t for t, e in self.of("conversation.item.input_audio_transcription.completed")}
         return [(end, done[item] - end) for item, end in ends.items() if item in done]
+
+    def speech_start(self, started: float) -> float:
+        """Where the speech of a turn whose speech_started says `started` (seconds: the speech
+        less its prefix padding, or where the turn before ended) began: the start of the first
+        speech region that ends after that, or `started` itself inside a region."""
+        starts = [start for start, end in self.speech if end > started]
+        return max(started, starts[0]) if starts else started
+
+    def speech_end(self, stopped: float) -> float:
+        """Where the speech of a turn whose speech_stopped came at `stopped` (seconds) ended: the
+        end of the last speech region begun before that, or `stopped` itself where a region
+        goes on past it (a turn cut without a pause)."""
+        ends = [end for start, end in self.speech if start < stopped]
+        return min(stopped, ends[-1]) if ends else stopped
 
     def completed_latencies(self) -> list[float]:
         return [latency for _, latency in self.completed_at()]
@@ -123,7 +150,7 @@ def stream(
     import openai
 
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key, max_retries=0)
-    run = LiveRun(audio_s=len(pcm) / 2 / RATE)
+    run = LiveRun(audio_s=len(pcm) / 2 / RATE, speech=speech_regions(pcm))
     step = int(chunk_s * RATE) * 2
     with client.realtime.connect(extra_query={"intent": "transcription"}, model=model) as connection:
         assert connection.recv().type == "session.created"
