@@ -8,9 +8,9 @@ pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending 
    session each, and those figures over all the espeak-ng utterances (medians);
 2. 4 sessions at once, each playing the sample call 3 times over (90 s), while a file
    transcription (the long espeak clip, /v1/audio/transcriptions) runs beside them, or with
-   --files N, N of them one after the other: each session's completed latencies, call by call,
-   and how long after its audio ended its last text came (keeping up: the lag of the last call
-   is no more than that of the first);
+   --files N, N of them one after the other: the completed latencies call by call, of the
+   utterances that every call has, and how long after its audio ended each session's last text
+   came (keeping up: the lag of the last call is no more than that of the first);
 3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
 
     .venv/bin/python benchmarks/realtime.py [--sessions 4] [--calls 3] [--files 1] [--partial-interval 0.8] [--context-tokens 40] [--load-only]
@@ -84,6 +84,28 @@ def alone(url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str
     )
 
 
+def same_speech_by_call(runs: list[LiveRun], call_s: float, calls: int) -> list[list[float]]:
+    """The sessions' completed latencies, call by call, of the utterances that every call has:
+    those whose speech ends at the same place in each call (to within 0.5 s), so that the
+    calls compare the same speech. An utterance belongs to the call its speech ended in; one
+    that only some calls have (the first call's opening blip, heard apart only there) is left
+    out."""
+    ended = []
+    for run in runs:
+        for end, latency in run.completed_at():
+            call = min(int((end - 0.05) // call_s), calls - 1)  # speech that ends with the call is the call's
+            ended.append((call, end - call * call_s, latency))
+    every = [
+        place
+        for call, place, _ in ended
+        if call == 0 and all(any(c == other and abs(p - place) < 0.5 for c, p, _ in ended) for other in range(1, calls))
+    ]
+    return [
+        [latency for c, place, latency in ended if c == call and any(abs(place - p) < 0.5 for p in every)]
+        for call in range(calls)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=4)
@@ -140,16 +162,13 @@ def main() -> None:
         for index, run in enumerate(runs):
             show(f"sample x{args.calls}, {args.sessions} at once #{index}", run, calls_ref)
         lags = [run.summary()["last_completed_after_audio_s"] for run in runs]
-        call_s = len(sample_pcm) / 48000
-        by_call: list[list[float]] = [[] for _ in range(args.calls)]  # by the call its utterance ended in
-        for run in runs:
-            for end, latency in run.completed_at():
-                by_call[min(int(end // call_s), args.calls - 1)].append(latency)
-        completes = [latency for latencies in by_call for latency in latencies]
+        completes = [latency for run in runs for latency in run.completed_latencies()]
+        by_call = same_speech_by_call(runs, len(sample_pcm) / 48000, args.calls)
         print(
             f"{args.sessions} sessions at once, the sample call {args.calls} times over, beside {len(files)} file "
             f"transcriptions ({statistics.median(files):.1f} s each, median): completed latency median "
-            f"{statistics.median(completes):.2f} s, max {max(completes):.2f} s; call by call, median "
+            f"{statistics.median(completes):.2f} s, max {max(completes):.2f} s; call by call (the utterances every call "
+            "has), median "
             + ", ".join(f"{statistics.median(call):.2f}" for call in by_call if call)
             + " s, max "
             + ", ".join(f"{max(call):.2f}" for call in by_call if call)
