@@ -89,7 +89,7 @@ def test_only_chunks_of_the_same_key_share_a_batch_oldest_first(recorder: Record
 
 def test_an_urgent_key_goes_before_older_ones(recorder: Recorder) -> None:
     """A live session's completed text before the drafts and the file chunks that came first."""
-    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now")
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now", clock=lambda: 0.0)
     hold_the_worker(recorder, batching)
     jobs = [batching.submit(key, [name], [10]) for key, name in [("file", "a"), ("draft", "b"), ("now", "c"), ("now", "d")]]
     recorder.gate.set()
@@ -112,7 +112,7 @@ def test_urgent_chunks_are_shared_among_the_workers() -> None:
         batches.append((key, list(items)))
         return items
 
-    batching = Batcher(decode, workers=2, max_batch_seconds=120, urgent=lambda key: key == "now")
+    batching = Batcher(decode, workers=2, max_batch_seconds=120, urgent=lambda key: key == "now", clock=lambda: 0.0)
     for name in ("hold0", "hold1"):  # both workers busy
         batching.submit("hold", [name], [10])
         assert held.acquire(timeout=30)
@@ -127,13 +127,41 @@ def test_urgent_chunks_are_shared_among_the_workers() -> None:
 
 
 def test_a_lone_worker_takes_all_the_urgent_chunks(recorder: Recorder) -> None:
-    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now")
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now", clock=lambda: 0.0)
     hold_the_worker(recorder, batching)
     jobs = [batching.submit("now", [name], [10]) for name in "abc"]
     recorder.gate.set()
     for job in jobs:
         job.futures[0].result(timeout=30)
     assert recorder.batches[1:] == [("now", ["a", "b", "c"])]
+
+
+class Clock:
+    """The batcher's clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_chunk_waits_behind_urgent_work_past_max_wait(recorder: Recorder) -> None:
+    """Live sessions sending urgent work without end do not stop a file: once its next chunk
+    has waited `max_wait_s`, its key goes first; its chunks left then wait anew, behind the
+    urgent ones."""
+    clock = Clock()
+    batching = Batcher(recorder, workers=1, max_batch_seconds=120, urgent=lambda key: key == "now", max_wait_s=2, clock=clock)
+    hold_the_worker(recorder, batching)
+    file = batching.submit("file", chunks("f", 3), [10] * 3)
+    clock.now = 1.0
+    live = [batching.submit("now", [name], [10]) for name in ("u", "v")]
+    clock.now = 2.5  # the file has waited 2.5 s, the live texts 1.5 s
+    recorder.gate.set()
+    for job in [file, *live]:
+        for future in job.futures:
+            future.result(timeout=30)
+    assert recorder.batches[1:] == [("file", ["f0"]), ("now", ["u", "v"]), ("file", ["f1"]), ("file", ["f2"])]
 
 
 def test_a_long_file_ramps_up_first_chunk_alone(recorder: Recorder) -> None:

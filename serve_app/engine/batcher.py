@@ -10,6 +10,9 @@ into each batch. The rules:
   free decodes the rest beside it. A CPU gains little from a batch (tiny.en on one core of a
   Xeon: the completions of 4 live sessions, 12 s of speech each, in 3.2 s in one batch; one of
   them alone in 1.0 to 1.2 s), and 2 and 2 on two cores come back sooner than 4 on one.
+- But no chunk waits for long behind urgent work: the key of a request whose next chunk has
+  waited `max_wait_s` goes first (MAX_WAIT_S), so that live sessions speaking without end do
+  not stop the files and drafts of everyone else.
 - A batch holds at most `max_batch_seconds` of audio (at least one chunk, however long).
 - A worker that comes free takes what is waiting now and never waits for more: a lone request
   goes straight through.
@@ -31,13 +34,20 @@ their keys hold the same loaded model.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 from serve_app.metrics import BATCHED_AUDIO_SECONDS, BATCHED_CHUNKS, BATCHES, NO_METRICS, Recorder
 
-__all__ = ["Batcher", "Job"]
+__all__ = ["MAX_WAIT_S", "Batcher", "Job"]
+
+MAX_WAIT_S = 2.0
+"""How long a request's next chunk waits behind urgent work at most: past that, its key goes
+first. About two of a live session's completed texts decoded one after the other on one core
+(tiny.en, 12 s of speech each, on a Xeon), so that a burst of them goes first, and sustained
+urgent work leaves a file a batch every couple of seconds."""
 
 Item = TypeVar("Item")
 
@@ -52,6 +62,8 @@ class Job(Generic[Item]):
         self.futures: list[Future[Any]] = [Future() for _ in self.items]
         self.taken = 0
         """Chunks handed to a worker so far, in order."""
+        self.since = 0.0
+        """Since when (the batcher's clock) its next chunk has waited."""
         self.cancelled = False
 
 
@@ -68,9 +80,13 @@ class Batcher(Generic[Item]):
         name: str = "batcher",
         metrics: Recorder = NO_METRICS,
         urgent: Callable[[Hashable], bool] = lambda key: False,
+        max_wait_s: float = MAX_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._decode = decode
         self._urgent = urgent
+        self._max_wait_s = max_wait_s
+        self._clock = clock
         self.max_batch_seconds = max_batch_seconds
         self._metrics = metrics
         self._changed = threading.Condition()
@@ -88,6 +104,7 @@ class Batcher(Generic[Item]):
             with self._changed:
                 if self._closed:
                     raise RuntimeError("the batcher is closed")
+                job.since = self._clock()
                 self._waiting.append(job)
                 self._changed.notify()
         return job
@@ -101,6 +118,7 @@ class Batcher(Generic[Item]):
             job.seconds += seconds
             job.futures += [Future() for _ in items]
             if job not in self._waiting:
+                job.since = self._clock()
                 self._waiting.append(job)
             self._changed.notify()
 
@@ -130,7 +148,12 @@ class Batcher(Generic[Item]):
 
     def _next_batch(self) -> tuple[Hashable, list[tuple[Job[Item], int]]]:
         """Take the next batch off the waiting jobs; the caller holds the lock."""
-        key = next((job.key for job in self._waiting if self._urgent(job.key)), self._waiting[0].key)
+        now = self._clock()
+        longest = min(self._waiting, key=lambda job: job.since)
+        if now - longest.since >= self._max_wait_s:
+            key = longest.key
+        else:
+            key = next((job.key for job in self._waiting if self._urgent(job.key)), self._waiting[0].key)
         batch: list[tuple[Job[Item], int]] = []
         seconds = 0.0
         jobs = [job for job in self._waiting if job.key == key]
@@ -142,6 +165,7 @@ class Batcher(Generic[Item]):
                 if batch and seconds + chunk_seconds > self.max_batch_seconds:
                     return key, batch
                 batch.append((job, job.taken))
+                job.since = now  # its chunks left waiting wait anew
                 seconds += chunk_seconds
                 job.taken += 1
                 allowance -= 1
