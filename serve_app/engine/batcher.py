@@ -10,9 +10,9 @@ into each batch. The rules:
   free decodes the rest beside it. A CPU gains little from a batch (tiny.en on one core of a
   Xeon: the completions of 4 live sessions, 12 s of speech each, in 3.2 s in one batch; one of
   them alone in 1.0 to 1.2 s), and 2 and 2 on two cores come back sooner than 4 on one.
-- But no chunk waits for long behind urgent work: the key of a request whose next chunk has
-  waited `max_wait_s` goes first (MAX_WAIT_S), so that live sessions speaking without end do
-  not stop the files and drafts of everyone else.
+- But no chunk waits for long while other keys go first: the key of a request whose next chunk
+  has waited `max_wait_s` goes first (MAX_WAIT_S; the one that has waited longest), so that
+  live sessions speaking without end do not stop the files and drafts of everyone else.
 - A batch holds at most `max_batch_seconds` of audio (at least one chunk, however long).
 - A worker that comes free takes what is waiting now and never waits for more: a lone request
   goes straight through.
@@ -44,8 +44,8 @@ from serve_app.metrics import BATCHED_AUDIO_SECONDS, BATCHED_CHUNKS, BATCHES, NO
 __all__ = ["MAX_WAIT_S", "Batcher", "Job"]
 
 MAX_WAIT_S = 2.0
-"""How long a request's next chunk waits behind urgent work at most: past that, its key goes
-first. About two of a live session's completed texts decoded one after the other on one core
+"""How long a request's next chunk waits at most while other keys go first (urgent work, most
+often): past that, its key goes first. About two of a live session's completed texts decoded one after the other on one core
 (tiny.en, 12 s of speech each, on a Xeon), so that a burst of them goes first, and sustained
 urgent work leaves a file a batch every couple of seconds."""
 
