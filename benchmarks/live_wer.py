@@ -12,7 +12,13 @@ Printed for each way: the WER of the completed texts joined against the file rou
 and against the words said (the sample call's STM, the text espeak-ng read); with --words, the
 words where the live texts and the file route's differ, clip by clip.
 
-    .venv/bin/python benchmarks/live_wer.py [--words] [--context-tokens 40]
+Then the baseline, measured in the same run: how far the file route's transcript lies from
+itself. Each clip is streamed again behind a few milliseconds of silence (--shifts), and both
+the file route (on the audio the session receives, whole) and the live route (as the service
+decodes) transcribe it; both are compared with the file route's transcript of the file. The
+means over the shifts close the run, with the live route's as a ratio of the file route's.
+
+    .venv/bin/python benchmarks/live_wer.py [--words] [--context-tokens 40] [--shifts 0,10,20,50,100,200]
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ import argparse
 import base64
 import difflib
 import re
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from live_engine import CHUNK, tiny_en, transcribed
@@ -36,6 +44,8 @@ from live_client import pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
 from serve_app.api.realtime import CARRIED_CHARS_PER_TOKEN, UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
+from serve_app.engine.live import AudioDecoder  # noqa: E402
+from serve_app.engine.whisper import WhisperEngine  # noqa: E402
 from serve_app.options import DecodeOptions  # noqa: E402
 
 
@@ -76,6 +86,48 @@ WAYS = [
 ]
 
 
+def completed(engine: WhisperEngine, model: Any, pieces: list[np.ndarray], way: Way, tokens: int) -> str:
+    """The completed texts of a session's utterances (`pieces`), decoded `way`, joined."""
+    texts: list[str] = []
+    context = ""
+    for piece in pieces:
+        transcript = engine.transcribe(piece, model, way.options(context, tokens))
+        texts.append(" ".join(segment.text.strip() for segment in transcript.segments))
+        context = carried(context, texts[-1], CARRIED_CHARS_PER_TOKEN * tokens)
+    return " ".join(texts)
+
+
+def floor(engine: WhisperEngine, model: Any, clips: list[tuple[Path, str]], shifts: list[int], tokens: int) -> None:
+    """For each shift, the WER against the file route's transcript of the file (`clips`: each
+    with it) of the file route and of the live route, both on the stream delayed by that many
+    milliseconds of silence; then their means, the live route's as a ratio of the file route's."""
+    file_route, live = [], []
+    for shift in shifts:
+        errors = live_errors = 0.0
+        words = 0
+        for clip, reference in clips:
+            pcm = bytes(2 * 24 * shift) + pcm24(clip)
+            heard = engine.transcribe(AudioDecoder("audio/pcm").decode(pcm), model, DecodeOptions()).text
+            text = completed(engine, model, utterances(pcm), WAYS[0], tokens)
+            size = len(reference.split())
+            errors += word_error_rate(reference, heard) * size
+            live_errors += word_error_rate(reference, text) * size
+            words += size
+        file_route.append(errors / words)
+        live.append(live_errors / words)
+        print(
+            f"  {shift:3d} ms of silence ahead: against the file route's transcript of the file, the file route "
+            f"{file_route[-1]:.3f} and the live route {live[-1]:.3f}",
+            flush=True,
+        )
+    print(
+        f"over {len(shifts)} shifts, mean WER against the file route's transcript of the file: the file route on the "
+        f"stream {statistics.mean(file_route):.3f}, the live route {statistics.mean(live):.3f} "
+        f"({statistics.mean(live) / statistics.mean(file_route):.2f}x the file route's)",
+        flush=True,
+    )
+
+
 def differences(reference: str, text: str) -> list[str]:
     """Where `text`'s words differ from `reference`'s (case and punctuation aside)."""
 
@@ -95,6 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--words", action="store_true", help="print the words where the texts differ")
     parser.add_argument("--context-tokens", type=int, default=Limits().context_tokens, help="realtime_context_tokens")
+    parser.add_argument("--shifts", default="0,10,20,50,100,200", help="ms of silence ahead of each stream; '' skips")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         engine, model = tiny_en(Path(scratch), cpu_threads=2, workers=1)
@@ -108,13 +161,7 @@ def main() -> None:
             errors = file_said = live_said = 0.0
             words = said_words = 0
             for clip, said, reference, pieces in clips:
-                texts: list[str] = []
-                context = ""
-                for piece in pieces:
-                    transcript = engine.transcribe(piece, model, way.options(context, tokens))
-                    texts.append(" ".join(segment.text.strip() for segment in transcript.segments))
-                    context = carried(context, texts[-1], CARRIED_CHARS_PER_TOKEN * tokens)
-                text = " ".join(texts)
+                text = completed(engine, model, pieces, way, tokens)
                 size, said_size = len(reference.split()), len(said.split())
                 errors += word_error_rate(reference, text) * size
                 file_said += word_error_rate(said, reference) * said_size
@@ -127,6 +174,10 @@ def main() -> None:
                 f"said, the live texts {live_said / said_words:.3f} and the file route {file_said / said_words:.3f}",
                 flush=True,
             )
+        if args.shifts:
+            print("the file route against itself, on the same audio streamed behind a little silence:", flush=True)
+            shifts = [int(shift) for shift in args.shifts.split(",")]
+            floor(engine, model, [(clip, reference) for clip, _, reference, _ in clips], shifts, tokens)
         engine.close()
 
 
