@@ -11,9 +11,12 @@ pace in 100 ms chunks of 24 kHz PCM16, server VAD with 500 ms of silence ending 
    --files N, N of them one after the other: the completed latencies call by call, of the
    utterances that every call has, and how long after its audio ended each session's last text
    came (keeping up: the lag of the last call is no more than that of the first);
-3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text.
+3. WER of the completed texts joined against the same file's /v1/audio/transcriptions text;
+   and the baseline, in the same run: the WER against that text of the file route itself, on
+   the audio each espeak-ng session was sent, behind a little silence (--shifts, in ms): how far
+   the file route lies from its own transcript of the same speech.
 
-    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--calls 3] [--files 1] [--partial-interval 0.8] [--context-tokens 40] [--load-only]
+    .venv/bin/python benchmarks/realtime.py [--sessions 4] [--calls 3] [--files 1] [--partial-interval 0.8] [--context-tokens 40] [--shifts 0,10,20,50,100,200] [--load-only]
 
 --load-only runs the second part alone; --context-tokens sets realtime_context_tokens (0: the
 completed texts are not prompted with the session's last words).
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import wave
 from pathlib import Path
 
 import httpx
@@ -55,6 +59,38 @@ def file_text(url: str, path: Path, model: str) -> str:
     return response.json()["text"]
 
 
+def stream_wav(pcm: bytes, path: Path) -> Path:
+    """The audio a session was sent (audio/pcm: 24 kHz mono PCM16) as a WAV file."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(24000)
+        out.writeframes(pcm)
+    return path
+
+
+def file_route_against_itself(url: str, model: str, folder: Path, clips: list[tuple[bytes, str]], shifts: list[int]) -> float:
+    """The file route's WER against its own transcript of each clip's file (`clips`: the audio
+    streamed, and that transcript), on the streamed audio behind each of `shifts` ms of silence:
+    per shift, and the mean, which is returned."""
+    means = []
+    for shift in shifts:
+        errors = 0.0
+        words = 0
+        for index, (pcm, reference) in enumerate(clips):
+            text = file_text(url, stream_wav(bytes(2 * 24 * shift) + pcm, folder / f"stream-{index}.wav"), model)
+            errors += word_error_rate(reference, text) * len(reference.split())
+            words += len(reference.split())
+        means.append(errors / words)
+    print(
+        "the file route on the streamed audio, against its transcript of the file: WER "
+        + ", ".join(f"{wer:.3f}" for wer in means)
+        + f" behind {', '.join(map(str, shifts))} ms of silence; mean {statistics.mean(means):.3f}",
+        flush=True,
+    )
+    return statistics.mean(means)
+
+
 def show(label: str, run: LiveRun, reference: str) -> dict:
     figures = run.summary() | {"wer_vs_file_route": round(word_error_rate(reference, run.text), 4)}
     rounded = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
@@ -62,14 +98,18 @@ def show(label: str, run: LiveRun, reference: str) -> dict:
     return figures
 
 
-def alone(url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str, speech: tuple[bytes, str]) -> None:
-    """One session at a time: the sample call, the espeak-ng speech, and the corpus's passages."""
+def alone(
+    url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str, speech: tuple[bytes, str], shifts: list[int]
+) -> None:
+    """One session at a time: the sample call, the espeak-ng speech, and the corpus's passages;
+    then the file route against itself on the espeak-ng audio, the baseline of their WER."""
     show("sample call, 1 session", stream(url, sample_pcm, model=model), sample_ref)
-    espeak_runs = [(stream(url, speech[0], model=model), speech[1])]
-    show("espeak speech, 1 session", *espeak_runs[0])
-    for clip in build(folder / "corpus")[1:]:
-        espeak_runs.append((stream(url, pcm24(clip), model=model), file_text(url, clip, model)))
-        show(f"espeak {clip.stem}, 1 session", *espeak_runs[-1])
+    passages = build(folder / "corpus")[1:]
+    clips = [speech] + [(pcm24(clip), file_text(url, clip, model)) for clip in passages]
+    espeak_runs = []
+    for name, (pcm, reference) in zip(["speech", *(clip.stem for clip in passages)], clips, strict=True):
+        espeak_runs.append((stream(url, pcm, model=model), reference))
+        show(f"espeak {name}, 1 session", *espeak_runs[-1])
     firsts = [latency for run, _ in espeak_runs for latency in run.first_delta_latencies()]
     completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
     errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
@@ -82,6 +122,9 @@ def alone(url: str, model: str, folder: Path, sample_pcm: bytes, sample_ref: str
         f"WER {errors / words:.3f} over {words} words; deltas kept by the completed texts {kept}/{sent} words",
         flush=True,
     )
+    if shifts:
+        floor = file_route_against_itself(url, model, folder, clips, shifts)
+        print(f"the live texts' WER is {errors / words / floor:.2f}x the file route's against itself", flush=True)
 
 
 def same_speech_by_call(runs: list[LiveRun], call_s: float, calls: int) -> list[list[float]]:
@@ -114,6 +157,7 @@ def main() -> None:
     parser.add_argument("--partial-interval", type=float, default=0.8, help="realtime_partial_interval_s")
     parser.add_argument("--model", default="tiny.en", help="the sessions' and the file route's model (default tiny.en)")
     parser.add_argument("--context-tokens", type=int, default=40, help="realtime_context_tokens")
+    parser.add_argument("--shifts", default="0,10,20,50,100,200", help="ms of silence ahead of the audio; '' skips")
     parser.add_argument("--load-only", action="store_true", help="only the sessions at once beside a file")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="realtime-bench-"))
@@ -131,7 +175,8 @@ def main() -> None:
         sample_pcm, speech_pcm = pcm24(SAMPLE_WAV), pcm24(espeak)
         print(f"sample call {len(sample_pcm) / 48000:.1f} s, espeak speech {len(speech_pcm) / 48000:.1f} s", flush=True)
         if not args.load_only:
-            alone(url, args.model, folder, sample_pcm, sample_ref, (speech_pcm, speech_ref))
+            shifts = [int(shift) for shift in args.shifts.split(",")] if args.shifts else []
+            alone(url, args.model, folder, sample_pcm, sample_ref, (speech_pcm, speech_ref), shifts)
         runs: list[LiveRun] = [LiveRun() for _ in range(args.sessions)]
 
         calls_pcm, calls_ref = sample_pcm * args.calls, " ".join([sample_ref] * args.calls)
