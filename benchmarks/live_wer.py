@@ -3,7 +3,7 @@ rather than at real-time pace: where their words differ, and whether another way
 the completed texts would bring them closer.
 
 Each clip of the benchmark corpus (corpus.py: the pyannote sample call and five espeak-ng
-passages) is appended at once to a RealtimeSession (serve_app/api/realtime.py) with server VAD,
+passages) is appended at once to a RealtimeSession (serve_app/api/realtime/session.py) with server VAD,
 which cuts it into utterances as it does live; nothing decodes meanwhile. Each utterance's
 audio is then decoded as the session decodes its completed text (the early decode's audio,
 padded into the silence that ended the turn, in UTTERANCE_WINDOW, prompted with the completed
@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 from live_client import pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
-from serve_app.api.realtime import CARRIED_CHARS_PER_TOKEN, UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
+from serve_app.api.realtime.session import CARRIED_CHARS_PER_TOKEN, UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
 from serve_app.engine.live import AudioDecoder  # noqa: E402
 from serve_app.engine.whisper import WhisperEngine  # noqa: E402
 from serve_app.options import DecodeOptions  # noqa: E402

@@ -42,7 +42,7 @@ class DecodeOptions:
     word_timestamps: bool = False
     window: EncoderWindow | None = None
     """The encoder hears a window fitted to the audio rather than Whisper's whole 30 s (None).
-    Internal: no API field sets it; a live session's decodes do (serve_app/api/realtime.py)."""
+    Internal: no API field sets it; a live session's decodes do (serve_app/api/realtime/session.py)."""
     context: str | None = None
     """Words said just before the audio, heard in Whisper's prompt after `prompt`: its last
     `context_tokens` tokens. Unlike `prompt`, a request's own: requests with different contexts

@@ -34,7 +34,7 @@ def speech_regions(pcm: bytes) -> list[tuple[float, float]]:
     at once, regions apart at pauses of 100 ms or more, with no padding. Where the speaker
     stopped, found apart from the session's own turn detection: a turn's speech_stopped says
     where its silence ended, and how long that silence was depends on the turn (a long
-    utterance ends at a shorter pause: serve_app/api/realtime.py's LONG_PAUSE_S)."""
+    utterance ends at a shorter pause: serve_app/api/realtime/session.py's LONG_PAUSE_S)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     from serve_app.engine.live import AudioDecoder

@@ -14,7 +14,7 @@ import pytest
 from faster_whisper import WhisperModel
 from media import speak
 
-from serve_app.api.realtime import UTTERANCE_WINDOW
+from serve_app.api.realtime.session import UTTERANCE_WINDOW
 from serve_app.engine.audio import decode_audio
 from serve_app.engine.decoding import Chunk, DecodeKey, context_tokens, decode_batch
 from serve_app.engine.whisper import WhisperEngine

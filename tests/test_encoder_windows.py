@@ -12,7 +12,7 @@ import pytest
 from faster_whisper import WhisperModel
 from media import speak, word_error_rate
 
-from serve_app.api.realtime import DRAFT_WINDOW, UTTERANCE_WINDOW
+from serve_app.api.realtime.session import DRAFT_WINDOW, UTTERANCE_WINDOW
 from serve_app.engine import decoding
 from serve_app.engine.audio import SAMPLE_RATE, decode_audio
 from serve_app.engine.decoding import N_FRAMES, Chunk, DecodeKey, decode_batch, encoder_frames

@@ -24,17 +24,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from serve_app.api.app import http_app
 from serve_app.api.page import page_routes
-from serve_app.api.realtime import (
-    DRAFT_WINDOW,
-    OPENING_INTERVAL_S,
-    UTTERANCE_WINDOW,
-    Closing,
-    Item,
-    Limits,
-    RealtimeRoutes,
-    RealtimeSession,
-    Timeline,
-)
+from serve_app.api.realtime import Closing, Limits, RealtimeRoutes, RealtimeSession
+from serve_app.api.realtime.session import DRAFT_WINDOW, OPENING_INTERVAL_S, UTTERANCE_WINDOW
+from serve_app.api.realtime.timeline import Item, Timeline
 from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
 from serve_app.errors import NotFound
 from serve_app.options import DecodeOptions, EncoderWindow

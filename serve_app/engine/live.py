@@ -2,7 +2,7 @@
 samples, Silero VAD run as the audio arrives (turn detection), and the agreement between
 consecutive decodes of an utterance in progress that decides which words are stable.
 
-Pure: no Ray, no sockets; serve_app/api/realtime.py drives it."""
+Pure: no Ray, no sockets; serve_app/api/realtime/session.py drives it."""
 
 from __future__ import annotations
 

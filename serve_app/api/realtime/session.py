@@ -1,21 +1,7 @@
-"""Live transcription: OpenAI's Realtime API transcription sessions over a WebSocket,
-`GET /v1/realtime?intent=transcription` (the openai SDK's `client.realtime.connect`).
-
-A session takes audio as the client sends it (`input_audio_buffer.append`), finds the
-utterances with Silero VAD (`server_vad`) or takes them as the client commits them, decodes
-the utterance in progress again as audio arrives, and sends the words that two consecutive
-decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
-utterance follows as `.completed`. Every decode hears an encoder window fitted to its audio
-rather than Whisper's whole 30 s (DecodeOptions.window): the partial decodes are drafts, in
-windows only a little longer than their audio (DRAFT_WINDOW); the completed text's decode has a
-wider margin (UTTERANCE_WINDOW). Every decode goes through the Transcriber's
-deployment handle, as the HTTP routes' do: cross-request batching, replicas and their
-backpressure apply to live sessions alike; the decodes whose text is completed go before the
-other work waiting there (DecodeOptions.urgent).
-
-`RealtimeSession` is the protocol over any transport (tests drive it in-process);
-`RealtimeRoutes` puts it on a Starlette WebSocket route.
-"""
+"""One live transcription session: audio in, utterances found (server VAD) or committed by
+the client, each decoded again as it grows (drafts, whose agreed words go out as deltas), and
+its whole text completed. The tuning below was measured on this project's benchmarks
+(benchmarks/live_engine.py, benchmarks/live_wer.py, benchmarks/realtime.py)."""
 
 from __future__ import annotations
 
@@ -25,47 +11,25 @@ import binascii
 import json
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
-from starlette.routing import BaseRoute, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from serve_app.api.requests import MAX_PROMPT_CHARS
-from serve_app.engine.live import (
-    RATES,
-    SAMPLE_RATE,
-    WINDOW,
-    AudioDecoder,
-    InputFormat,
-    SpeechDetector,
-    TurnDetection,
-    agreed_words,
-    extends,
-)
+from serve_app.api.realtime.config import SessionConfig, session_object, updated
+from serve_app.api.realtime.protocol import CLIENT_EVENTS_NOT_SERVED, NORMAL_CLOSE, POLICY_CLOSE, ClientError, Closing, new_id
+from serve_app.api.realtime.timeline import Item, Timeline
+from serve_app.engine.live import SAMPLE_RATE, WINDOW, AudioDecoder, SpeechDetector, agreed_words, extends
 from serve_app.errors import ServiceError, as_service_error
 from serve_app.options import DecodeOptions, EncoderWindow
 from serve_app.settings import AppSettings
 
-__all__ = ["Closing", "Decoder", "Limits", "RealtimeRoutes", "RealtimeSession", "SessionConfig"]
+__all__ = ["Decoder", "Limits", "RealtimeSession", "carried"]
 
 logger = logging.getLogger("ray.serve")
 
-CLIENT_EVENTS_NOT_SERVED = frozenset(
-    {
-        "conversation.item.create",
-        "conversation.item.retrieve",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-        "response.create",
-        "response.cancel",
-        "output_audio_buffer.clear",
-    }
-)
 DRAFT_WINDOW = EncoderWindow(margin_s=2.5, least_s=5.0)
 """The partial decodes' encoder window: quick and heard less well, for deltas that the
 completed text may refine. On one core of a Xeon (tiny.en int8), a second of speech decoded in
@@ -131,15 +95,6 @@ CARRIED_CHARS_PER_TOKEN = 8
 Whisper's vocabulary), so that the Transcriber cuts the context to its count of tokens."""
 MIN_COMMIT_S = 0.1
 """The least audio a commit takes, as OpenAI's service asks (100 ms)."""
-NORMAL_CLOSE = 1000
-POLICY_CLOSE = 1008
-TRY_AGAIN_LATER = 1013
-SUBPROTOCOL = "realtime"
-KEY_SUBPROTOCOL = "openai-insecure-api-key."
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
 
 
 class Decoder(Protocol):
@@ -180,95 +135,6 @@ class Limits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    format: InputFormat = "audio/pcm"
-    model: str = "whisper-1"
-    language: str | None = None
-    prompt: str | None = None
-    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
-
-    @property
-    def options(self) -> DecodeOptions:
-        return DecodeOptions(task="transcribe", language=self.language, prompt=self.prompt)
-
-
-class ClientError(Exception):
-    """A client event the session cannot take: answered with `error`, the session lives on."""
-
-    def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None) -> None:
-        super().__init__(message)
-        self.message, self.code, self.param = message, code, param
-
-
-@dataclass(frozen=True, slots=True)
-class Closing(Exception):
-    """Why a session ends: the close code and reason the WebSocket closes with."""
-
-    code: int
-    reason: str
-
-
-@dataclass(slots=True)
-class Item:
-    """One utterance: where it starts on the session's clock (16 kHz samples), and the words of
-    its partial decodes: those sent as deltas, and those of the latest decode."""
-
-    id: str
-    start: int
-    heard: int = 0
-    """Where its speech was heard (its start, less the prefix padding), or where the client's
-    audio began (no turn detection)."""
-    sent: list[str] = field(default_factory=list)
-    last_words: list[str] = field(default_factory=list)
-    decoded_until: int = 0
-    """Where the latest partial decode asked for ends (it may still be under way)."""
-    decoded: tuple[int, str] | None = None
-    """The latest partial decode done: where its audio ends, and its text."""
-    speech_end: int | None = None
-    """Server VAD: where the silence that ended the utterance began, padded (`_speech_end`)."""
-    dropped: bool = False
-    probabilities: list[float] = field(default_factory=list)
-    audio: np.ndarray | None = None
-    """The committed audio; None while the utterance is in progress."""
-
-
-class Timeline:
-    """The session's uncommitted audio at 16 kHz, addressed by sample on the session's clock."""
-
-    def __init__(self) -> None:
-        self.pieces: deque[np.ndarray] = deque()
-        self.start = 0
-        self.end = 0
-
-    def append(self, samples: np.ndarray) -> None:
-        if len(samples):
-            self.pieces.append(samples)
-            self.end += len(samples)
-
-    def view(self, start: int, end: int | None = None) -> np.ndarray:
-        start, end = max(start, self.start), self.end if end is None else min(end, self.end)
-        if end <= start:
-            return np.zeros(0, np.float32)
-        whole = np.concatenate(list(self.pieces)) if len(self.pieces) != 1 else self.pieces[0]
-        self.pieces = deque([whole])
-        return whole[start - self.start : end - self.start].copy()
-
-    def drop_before(self, position: int) -> None:
-        position = min(position, self.end)
-        while self.pieces and self.start + len(self.pieces[0]) <= position:
-            self.start += len(self.pieces.popleft())
-        if self.pieces and position > self.start:
-            self.pieces[0] = self.pieces[0][position - self.start :]
-            self.start = position
-        if not self.pieces:
-            self.start = self.end
-
-    @property
-    def samples(self) -> int:
-        return self.end - self.start
-
-
 def carried(context: str, text: str, chars: int) -> str:
     """A session's context once `text` is completed: the last words of both that fit in `chars`
     characters."""
@@ -278,20 +144,6 @@ def carried(context: str, text: str, chars: int) -> str:
 
 def _ms(samples: int) -> int:
     return round(samples * 1000 / SAMPLE_RATE)
-
-
-def _expect(value: Any, kind: type, param: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        names: dict[type, str] = {str: "a string", dict: "an object", list: "an array"}
-        what = names.get(kind, kind.__name__)
-        raise ClientError(f"{param} must be {what}", param=param)
-    return value
-
-
-def _only(value: dict, allowed: set[str], param: str) -> None:
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ClientError(f"unknown parameter {param}.{unknown[0]}", code="unknown_parameter", param=f"{param}.{unknown[0]}")
 
 
 class RealtimeSession:
@@ -368,38 +220,7 @@ class RealtimeSession:
             self.ended.set()
 
     def session_object(self) -> dict:
-        config = self.config
-        fmt: dict[str, Any] = {"type": config.format}
-        if config.format == "audio/pcm":
-            fmt["rate"] = RATES["audio/pcm"]
-        transcription: dict[str, Any] = {"model": config.model}
-        if config.language is not None:
-            transcription["language"] = config.language
-        if config.prompt is not None:
-            transcription["prompt"] = config.prompt
-        turn = config.turn_detection
-        return {
-            "id": self.id,
-            "object": "realtime.transcription_session",
-            "type": "transcription",
-            "expires_at": int(self.created + self.limits.max_session_s),
-            "include": [],
-            "audio": {
-                "input": {
-                    "format": fmt,
-                    "noise_reduction": None,
-                    "transcription": transcription,
-                    "turn_detection": None
-                    if turn is None
-                    else {
-                        "type": "server_vad",
-                        "threshold": turn.threshold,
-                        "prefix_padding_ms": turn.prefix_padding_ms,
-                        "silence_duration_ms": turn.silence_duration_ms,
-                    },
-                }
-            },
-        }
+        return session_object(self.config, self.id, expires_at=int(self.created + self.limits.max_session_s))
 
     # -- events in ---------------------------------------------------------------------------
 
@@ -438,54 +259,7 @@ class RealtimeSession:
             self.error(problem.message, code=problem.code, param=problem.param, event_id=event_id)
 
     async def update(self, event: dict) -> None:
-        session = _expect(event.get("session"), dict, "session")
-        if session.get("type") != "transcription":
-            raise ClientError(
-                "this service holds transcription sessions only: send session.type transcription", param="session.type"
-            )
-        _only(session, {"type", "audio", "include", "id", "object", "expires_at"}, "session")
-        config = self.config
-        include = session.get("include")
-        if include is not None:
-            _expect(include, list, "session.include")
-        audio = _expect(session.get("audio", {}), dict, "session.audio")
-        _only(audio, {"input", "output"}, "session.audio")
-        given = _expect(audio.get("input", {}), dict, "session.audio.input")
-        _only(given, {"format", "noise_reduction", "transcription", "turn_detection"}, "session.audio.input")
-        if "format" in given:
-            fmt = _expect(given["format"], dict, "session.audio.input.format")
-            kind = fmt.get("type", "audio/pcm")
-            if kind not in RATES:
-                raise ClientError(
-                    f"audio format {kind!r} is not served: send audio/pcm (24 kHz), audio/pcmu or audio/pcma",
-                    param="session.audio.input.format.type",
-                )
-            if kind == "audio/pcm" and fmt.get("rate", 24000) != 24000:
-                raise ClientError("audio/pcm is 24 kHz only: rate must be 24000", param="session.audio.input.format.rate")
-            config = replace(config, format=kind)
-        if "noise_reduction" in given and given["noise_reduction"] is not None:
-            _expect(given["noise_reduction"], dict, "session.audio.input.noise_reduction")  # accepted; none is applied
-        if "transcription" in given and given["transcription"] is not None:
-            transcription = _expect(given["transcription"], dict, "session.audio.input.transcription")
-            param = "session.audio.input.transcription"
-            _only(transcription, {"model", "language", "prompt", "delay", "keywords", "languages"}, param)
-            if "model" in transcription:
-                config = replace(config, model=_expect(transcription["model"], str, f"{param}.model"))
-            if "language" in transcription:
-                language = transcription["language"]
-                config = replace(config, language=None if language in (None, "") else _expect(language, str, f"{param}.language"))
-            if "prompt" in transcription:
-                prompt = transcription["prompt"]
-                prompt = None if prompt in (None, "") else _expect(prompt, str, f"{param}.prompt")
-                if prompt is not None and len(prompt) > MAX_PROMPT_CHARS:
-                    raise ClientError(
-                        f"prompt is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS} are taken "
-                        "(Whisper hears only its last 223 tokens)",
-                        param=f"{param}.prompt",
-                    )
-                config = replace(config, prompt=prompt)
-        if "turn_detection" in given:
-            config = replace(config, turn_detection=self._turn_detection(given["turn_detection"]))
+        config = updated(self.config, event)
         model = self.model
         if (config.model, config.language) != (self.config.model, self.config.language) or model is None:
             try:
@@ -499,41 +273,6 @@ class RealtimeSession:
         self._apply(config)
         self.model = model
         self.emit({"type": "session.updated", "session": self.session_object()})
-
-    @staticmethod
-    def _turn_detection(value: Any) -> TurnDetection | None:
-        param = "session.audio.input.turn_detection"
-        if value is None:
-            return None
-        value = _expect(value, dict, param)
-        kind = value.get("type", "server_vad")
-        if kind != "server_vad":
-            raise ClientError(
-                f"turn detection {kind!r} is not served: use server_vad, or null to commit yourself", param=f"{param}.type"
-            )
-        _only(
-            value,
-            {
-                "type",
-                "threshold",
-                "prefix_padding_ms",
-                "silence_duration_ms",
-                "create_response",
-                "interrupt_response",
-                "idle_timeout_ms",
-            },
-            param,
-        )
-        turn = TurnDetection()
-        threshold = value.get("threshold", turn.threshold)
-        if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-            raise ClientError("threshold must be a number from 0 to 1", param=f"{param}.threshold")
-        padding = value.get("prefix_padding_ms", turn.prefix_padding_ms)
-        silence = value.get("silence_duration_ms", turn.silence_duration_ms)
-        for name, number in (("prefix_padding_ms", padding), ("silence_duration_ms", silence)):
-            if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 10_000:
-                raise ClientError(f"{name} must be a whole number of milliseconds from 0 to 10000", param=f"{param}.{name}")
-        return TurnDetection(threshold=float(threshold), prefix_padding_ms=padding, silence_duration_ms=silence)
 
     def _apply(self, config: SessionConfig) -> None:
         before, self.config = self.config, config
@@ -900,112 +639,3 @@ class RealtimeSession:
             for task in [*tasks, sending, ended]:
                 task.cancel()
             await asyncio.gather(*tasks, sending, ended, return_exceptions=True)
-
-
-def offered_key(websocket_protocols: list[str]) -> str | None:
-    """The API key a browser sends as a subprotocol, `openai-insecure-api-key.<key>`."""
-    for protocol in websocket_protocols:
-        if protocol.startswith(KEY_SUBPROTOCOL):
-            return protocol[len(KEY_SUBPROTOCOL) :]
-    return None
-
-
-class ServiceDecoder:
-    """The service's Decoder: models from the ModelStore, decodes through the Transcriber."""
-
-    def __init__(self, pipeline: Any) -> None:
-        self.pipeline = pipeline
-
-    async def resolve(self, name: str, options: DecodeOptions) -> Any:
-        from serve_app.pipeline import check_model_fits
-
-        model = await self.pipeline.model(name)
-        check_model_fits(model, options)
-        return model
-
-    async def transcribe(self, audio: np.ndarray, model: Any, options: DecodeOptions) -> str:
-        transcriber = self.pipeline.transcriber.options(multiplexed_model_id=model.version)
-        response = transcriber.transcribe.remote(audio, options)
-        try:
-            async with asyncio.timeout(self.pipeline.timeout_s):
-                transcript = await response
-        except BaseException:
-            response.cancel()
-            raise
-        return transcript.text
-
-
-class RealtimeRoutes:
-    """`/v1/realtime`: the WebSocket of live transcription sessions, at most
-    `realtime_max_sessions` at once on each Ingress replica."""
-
-    def __init__(self, *, decoder: Decoder, settings: AppSettings, readiness: Any = None) -> None:
-        self.decoder = decoder
-        self.limits = Limits.from_settings(settings)
-        self.max_sessions = settings.realtime_max_sessions
-        self.readiness = readiness
-        self.sessions = 0
-
-    def routes(self) -> list[BaseRoute]:
-        return [WebSocketRoute("/v1/realtime", self.realtime)]
-
-    async def realtime(self, websocket: WebSocket) -> None:
-        offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-        await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
-        refusal, resolved = await self._admit(websocket)
-        if refusal is not None:
-            message, code, close = refusal
-            event = {
-                "event_id": new_id("event"),
-                "type": "error",
-                "error": {"type": "invalid_request_error", "code": code, "message": message, "param": None, "event_id": None},
-            }
-            await websocket.send_text(json.dumps(event))
-            await websocket.close(close, message[:120])
-            return
-        query_model = websocket.query_params.get("model")
-        session = RealtimeSession(self.decoder, self.limits, model=query_model or "whisper-1", resolved=resolved)
-        self.sessions += 1
-        try:
-            closing = await session.run(lambda: _receive(websocket), websocket.send_text)
-        except Exception:
-            logger.exception("live session %s failed", session.id)
-            closing = Closing(1011, "internal error; this is a bug of the service")
-        finally:
-            self.sessions -= 1
-        try:
-            await websocket.close(closing.code, closing.reason)
-        except (RuntimeError, OSError, WebSocketDisconnect):
-            pass
-
-    async def _admit(self, websocket: WebSocket) -> tuple[tuple[str, str, int] | None, Any]:
-        """Why the session cannot open (message, error code, close code), or the model it starts with."""
-        intent = websocket.query_params.get("intent")
-        if intent != "transcription":
-            message = "this service holds transcription sessions only: connect to /v1/realtime?intent=transcription"
-            return (message, "invalid_intent", POLICY_CLOSE), None
-        if self.sessions >= self.max_sessions:
-            message = f"the service holds its most live sessions ({self.max_sessions}, realtime_max_sessions); try again shortly"
-            return (message, "too_many_sessions", TRY_AGAIN_LATER), None
-        try:
-            if self.readiness is not None:
-                from serve_app.api.audio_routes import NEEDS
-
-                await self.readiness.require(NEEDS["transcribe"])
-            resolved = await self.decoder.resolve(websocket.query_params.get("model") or "whisper-1", DecodeOptions())
-        except Exception as failure:
-            error = as_service_error(failure)
-            if error is None:
-                raise
-            code = "model_not_found" if error.status == 404 else "invalid_value" if error.status < 500 else "service_unavailable"
-            return (error.reason, code, POLICY_CLOSE if error.status < 500 else TRY_AGAIN_LATER), None
-        return None, resolved
-
-
-async def _receive(websocket: WebSocket) -> str | bytes | None:
-    message = await websocket.receive()
-    if message["type"] == "websocket.disconnect":
-        return None
-    if message.get("text") is not None:
-        return message["text"]
-    return message.get("bytes") or b""
