@@ -509,7 +509,7 @@ DROP_CONNECTIONS = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE
 
 
 def test_a_store_reconnects_after_the_server_dropped_its_connection(postgres, monkeypatch: pytest.MonkeyPatch) -> None:
-    from serve_app.jobs.store import _Postgres
+    from serve_app.jobs.databases import PostgresDatabase
 
     url = postgres.fresh_url()
     with JobStore(url) as store:
@@ -518,7 +518,7 @@ def test_a_store_reconnects_after_the_server_dropped_its_connection(postgres, mo
         with pytest.raises(psycopg.OperationalError):
             store.get(job.id)  # in use a moment ago: the call that finds the connection gone fails
         assert store.get(job.id).status == JobStatus.QUEUED  # the next one opens another
-        monkeypatch.setattr(_Postgres, "CHECK_AFTER_IDLE_S", 0.0)
+        monkeypatch.setattr(PostgresDatabase, "CHECK_AFTER_IDLE_S", 0.0)
         raw(url, DROP_CONNECTIONS)
         assert claim(store).id == job.id  # idle (long enough): checked first, no call fails
     with pytest.raises(psycopg.OperationalError):
