@@ -3,8 +3,8 @@ decisions give (partial decodes, turns, early decodes), on more speech than benc
 streams through the service, in less time to set up.
 
 Each clip of the benchmark corpus (corpus.py: the pyannote sample call and five espeak-ng
-passages, about 200 s) goes to a RealtimeSession (serve_app/api/realtime/session.py) in 100 ms pieces
-of 24 kHz PCM16 at real-time pace, with server VAD (500 ms of silence ends a turn); the session
+passages, about 200 s) goes to a RealtimeSession (serve_app/api/realtime/session.py) in 100 ms
+pieces of 24 kHz PCM16 at real-time pace, with server VAD (500 ms of silence ends a turn); the session
 decodes through a WhisperEngine as the Transcriber runs it on 2 cores (2 workers of one thread,
 tiny.en, int8, beam 5). Printed for each clip and for all: the WER of the completed texts joined
 against the engine's transcript of the whole file; both texts' WER against the words said (the

@@ -3,8 +3,8 @@ rather than at real-time pace: where their words differ, and whether another way
 the completed texts would bring them closer.
 
 Each clip of the benchmark corpus (corpus.py: the pyannote sample call and five espeak-ng
-passages) is appended at once to a RealtimeSession (serve_app/api/realtime/session.py) with server VAD,
-which cuts it into utterances as it does live; nothing decodes meanwhile. Each utterance's
+passages) is appended at once to a RealtimeSession (serve_app/api/realtime/session.py) with
+server VAD, which cuts it into utterances as it does live; nothing decodes meanwhile. Each utterance's
 audio is then decoded as the session decodes its completed text (the early decode's audio,
 padded into the silence that ended the turn, in UTTERANCE_WINDOW, prompted with the completed
 texts before it), and in the other ways below.
