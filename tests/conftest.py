@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -171,6 +173,51 @@ def service(tmp_path_factory: pytest.TempPathFactory, job_folders: dict[str, Pat
 def client(service: LocalService) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=service.url, timeout=120) as http:
         yield http
+
+
+GIVEN_BACK_WITHIN = 200 * 1024 * 1024
+"""What a replica may still hold after diarizing the long file, over what it held before it."""
+
+
+@dataclass(frozen=True)
+class LongDiarization:
+    """The long file (`twenty_minutes`) diarized once through the service, streamed, for the tests
+    that read it (tests/test_long_diarization.py, tests/test_memory.py): it takes minutes. The
+    events it sent, and the resident memory of the Transcriber's and the Diarizer's replicas
+    (`pids`) before it, once warm, and after it, once given back (30 s at most)."""
+
+    events: list[tuple[str, str]]
+    pids: dict[str, list[int]]
+    before: dict[int, int]
+    after: dict[int, int]
+
+
+@pytest.fixture(scope="session")
+def long_diarization(service: LocalService, twenty_minutes: Path) -> LongDiarization:
+    from httpx_sse import EventSource
+    from replicas import memory, replica_pids
+
+    with httpx.Client(base_url=service.url, timeout=3600) as http:
+        with SAMPLE_WAV.open("rb") as sample:
+            warm = http.post("/v1/audio/diarize", files={"file": sample}, data={"model": "tiny.en"})
+        assert warm.status_code == 200, warm.text  # the models loaded: what a replica holds while it serves
+        pids = {name: replica_pids(name) for name in ("Transcriber", "Diarizer")}
+        assert all(pids.values()), pids
+        before = {pid: memory(pid)["rss"] for group in pids.values() for pid in group}
+        with (
+            twenty_minutes.open("rb") as media,
+            http.stream(
+                "POST", "/v1/audio/diarize", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
+            ) as response,
+        ):
+            assert response.status_code == 200, response.read()
+            events = [(event.event, event.data) for event in EventSource(response).iter_sse() if event.event != "ping"]
+    deadline = time.monotonic() + 30  # a replica gives its memory back just after it answers
+    while True:
+        after = {pid: memory(pid)["rss"] for pid in before}
+        if max(after[pid] - before[pid] for pid in before) < GIVEN_BACK_WITHIN or time.monotonic() > deadline:
+            return LongDiarization(events, pids, before, after)
+        time.sleep(1)
 
 
 ALT_API_KEY = "alt-test-key"

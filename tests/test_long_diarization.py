@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import httpx
 import pytest
-from conftest import LONG_MINUTES
-from httpx_sse import EventSource
+from conftest import LONG_MINUTES, LongDiarization
 from media import long_recording_turns
 
 from serve_app.diarization.pieces import PIECE_S
@@ -31,16 +28,8 @@ def labels_by_speaker(segments: list[dict], turns: list[tuple[float, float, str]
 
 
 @pytest.mark.timeout(3600)  # 20 minutes diarize in about 2 on 2 idle cores; far longer on busy ones
-def test_a_long_file_streams_its_speakers_under_the_same_names_in_every_piece(service, twenty_minutes: Path) -> None:
-    with (
-        httpx.Client(base_url=service.url, timeout=3600) as client,
-        twenty_minutes.open("rb") as media,
-        client.stream(
-            "POST", "/v1/audio/diarize", params={"stream": "true"}, files={"file": media}, data={"model": "tiny.en"}
-        ) as response,
-    ):
-        assert response.status_code == 200, response.read()
-        events = [(event.event, event.data) for event in EventSource(response).iter_sse() if event.event != "ping"]
+def test_a_long_file_streams_its_speakers_under_the_same_names_in_every_piece(long_diarization: LongDiarization) -> None:
+    events = long_diarization.events
     assert events[-1][0] == "ok", events[-1]
     segments = [json.loads(data) for name, data in events if name == "segment"]
     assert segments[-1]["end"] > LONG_MINUTES * 60 - 60  # words to the end

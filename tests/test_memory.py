@@ -8,15 +8,12 @@ import mmap
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from conftest import LONG_MINUTES
-from media import SAMPLE_WAV
-from replicas import MiB, memory, replica_pids
+from conftest import GIVEN_BACK_WITHIN, LONG_MINUTES, LongDiarization
+from replicas import MiB, memory
 
 from serve_app.memory import forget_shared_pages
 
@@ -75,34 +72,12 @@ def test_pages_read_in_place_from_shared_memory_stop_counting_once_forgotten() -
     assert float(own.sum()) == 0.5 * own.size
 
 
-GIVEN_BACK_WITHIN = 200 * MiB
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # 20 minutes diarize in about 2 on 2 idle cores; far longer on busy ones
-def test_the_replicas_give_back_their_memory_after_diarizing_a_long_file(service, twenty_minutes: Path) -> None:
-    long = twenty_minutes
-    with httpx.Client(base_url=service.url, timeout=3600) as client:
-        warm = client.post("/v1/audio/diarize", files={"file": SAMPLE_WAV.open("rb")}, data={"model": "tiny.en"})
-        assert warm.status_code == 200, warm.text  # the models loaded: what a replica holds while it serves
-        pids = {name: replica_pids(name) for name in ("Transcriber", "Diarizer")}
-        assert all(pids.values()), pids
-        before = {pid: memory(pid)["rss"] for group in pids.values() for pid in group}
-        with long.open("rb") as media:
-            response = client.post("/v1/audio/diarize", files={"file": media}, data={"model": "tiny.en"})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["duration"] == pytest.approx(LONG_MINUTES * 60, abs=1)
-    assert {segment["speaker"] for segment in body["segments"]} >= {"SPEAKER_00", "SPEAKER_01"}
-    assert body["segments"][-1]["end"] > LONG_MINUTES * 60 - 60  # words to the end
-
-    deadline = time.monotonic() + 30  # a replica gives its memory back just after it answers
-    while True:
-        after = {pid: memory(pid)["rss"] for pid in before}
-        grown = {pid: after[pid] - before[pid] for pid in before}
-        if max(grown.values()) < GIVEN_BACK_WITHIN or time.monotonic() > deadline:
-            break
-        time.sleep(1)
+def test_the_replicas_give_back_their_memory_after_diarizing_a_long_file(long_diarization: LongDiarization) -> None:
+    assert long_diarization.events[-1][0] == "ok", long_diarization.events[-1]
+    pids, before, after = long_diarization.pids, long_diarization.before, long_diarization.after
+    grown = {pid: after[pid] - before[pid] for pid in before}
     shown = {
         name: {pid: f"{before[pid] / MiB:.0f} -> {after[pid] / MiB:.0f} MiB" for pid in group} for name, group in pids.items()
     }
