@@ -40,7 +40,7 @@ from live_engine import CHUNK, tiny_en, transcribed
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
-from live_client import pcm24  # noqa: E402
+from live_client import behind_silence, pcm24  # noqa: E402
 from media import word_error_rate  # noqa: E402
 
 from serve_app.api.realtime.session import CARRIED_CHARS_PER_TOKEN, UTTERANCE_WINDOW, Limits, RealtimeSession, carried  # noqa: E402
@@ -101,20 +101,16 @@ def floor(engine: WhisperEngine, model: Any, clips: list[tuple[Path, str]], shif
     """For each shift, the WER against the file route's transcript of the file (`clips`: each
     with it) of the file route and of the live route, both on the stream delayed by that many
     milliseconds of silence; then their means, the live route's as a ratio of the file route's."""
+    references = [reference for _, reference in clips]
     file_route, live = [], []
     for shift in shifts:
-        errors = live_errors = 0.0
-        words = 0
-        for clip, reference in clips:
-            pcm = bytes(2 * 24 * shift) + pcm24(clip)
-            heard = engine.transcribe(AudioDecoder("audio/pcm").decode(pcm), model, DecodeOptions()).text
-            text = completed(engine, model, utterances(pcm), WAYS[0], tokens)
-            size = len(reference.split())
-            errors += word_error_rate(reference, heard) * size
-            live_errors += word_error_rate(reference, text) * size
-            words += size
-        file_route.append(errors / words)
-        live.append(live_errors / words)
+        heard, texts = [], []
+        for clip, _ in clips:
+            pcm = behind_silence(pcm24(clip), shift)
+            heard.append(engine.transcribe(AudioDecoder("audio/pcm").decode(pcm), model, DecodeOptions()).text)
+            texts.append(completed(engine, model, utterances(pcm), WAYS[0], tokens))
+        file_route.append(word_error_rate(references, heard))
+        live.append(word_error_rate(references, texts))
         print(
             f"  {shift:3d} ms of silence ahead: against the file route's transcript of the file, the file route "
             f"{file_route[-1]:.3f} and the live route {live[-1]:.3f}",

@@ -40,7 +40,7 @@ import httpx
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 from corpus import build  # noqa: E402
-from live_client import LiveRun, pcm24, stream  # noqa: E402
+from live_client import LiveRun, behind_silence, pcm24, stream  # noqa: E402
 from media import SAMPLE_WAV, speak, word_error_rate  # noqa: E402
 
 from serve_app.local import LocalService  # noqa: E402
@@ -73,15 +73,14 @@ def file_route_against_itself(url: str, model: str, folder: Path, clips: list[tu
     """The file route's WER against its own transcript of each clip's file (`clips`: the audio
     streamed, and that transcript), on the streamed audio behind each of `shifts` ms of silence:
     per shift, and the mean, which is returned."""
+    references = [reference for _, reference in clips]
     means = []
     for shift in shifts:
-        errors = 0.0
-        words = 0
-        for index, (pcm, reference) in enumerate(clips):
-            text = file_text(url, stream_wav(bytes(2 * 24 * shift) + pcm, folder / f"stream-{index}.wav"), model)
-            errors += word_error_rate(reference, text) * len(reference.split())
-            words += len(reference.split())
-        means.append(errors / words)
+        texts = [
+            file_text(url, stream_wav(behind_silence(pcm, shift), folder / f"stream-{index}.wav"), model)
+            for index, (pcm, _) in enumerate(clips)
+        ]
+        means.append(word_error_rate(references, texts))
     print(
         "the file route on the streamed audio, against its transcript of the file: WER "
         + ", ".join(f"{wer:.3f}" for wer in means)
@@ -112,19 +111,19 @@ def alone(
         show(f"espeak {name}, 1 session", *espeak_runs[-1])
     firsts = [latency for run, _ in espeak_runs for latency in run.first_delta_latencies()]
     completes = [latency for run, _ in espeak_runs for latency in run.completed_latencies()]
-    errors = sum(word_error_rate(ref, run.text) * len(ref.split()) for run, ref in espeak_runs)
+    wer = word_error_rate([ref for _, ref in espeak_runs], [run.text for run, _ in espeak_runs])
     words = sum(len(ref.split()) for _, ref in espeak_runs)
     delta_words = [run.delta_words() for run, _ in espeak_runs]
     kept, sent = sum(k for k, _ in delta_words), sum(n for _, n in delta_words)
     print(
         f"espeak-ng, all {len(espeak_runs)} clips: first delta median {statistics.median(firsts):.2f} s "
         f"({len(firsts)} utterances); completed median {statistics.median(completes):.2f} s, max {max(completes):.2f} s; "
-        f"WER {errors / words:.3f} over {words} words; deltas kept by the completed texts {kept}/{sent} words",
+        f"WER {wer:.3f} over {words} words; deltas kept by the completed texts {kept}/{sent} words",
         flush=True,
     )
     if shifts:
         floor = file_route_against_itself(url, model, folder, clips, shifts)
-        print(f"the live texts' WER is {errors / words / floor:.2f}x the file route's against itself", flush=True)
+        print(f"the live texts' WER is {wer / floor:.2f}x the file route's against itself", flush=True)
 
 
 def same_speech_by_call(runs: list[LiveRun], call_s: float, calls: int) -> list[list[float]]:

@@ -29,6 +29,11 @@ def pcm24(path: Path) -> bytes:
     return np.concatenate([frame.to_ndarray().reshape(-1) for frame in frames]).astype("<i2").tobytes()
 
 
+def behind_silence(pcm: bytes, ms: int) -> bytes:
+    """`pcm` (audio/pcm, 24 kHz) with `ms` milliseconds of silence ahead of it."""
+    return bytes(2 * RATE * ms // 1000) + pcm
+
+
 def speech_regions(pcm: bytes) -> list[tuple[float, float]]:
     """Where `pcm` (audio/pcm, 24 kHz) holds speech, in seconds: Silero VAD over the whole audio
     at once, regions apart at pauses of 100 ms or more, with no padding. Where the speaker

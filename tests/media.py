@@ -140,8 +140,10 @@ def video_without_sound(path: Path) -> Path:
     return path
 
 
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """WER after lower-casing and dropping punctuation, as transcripts are usually compared."""
+def word_error_rate(reference: str | list[str], hypothesis: str | list[str]) -> float:
+    """WER after lower-casing and dropping punctuation, as transcripts are usually compared. Of
+    lists (texts of several clips, in pairs): pooled over all of them, as one corpus, so that each
+    clip counts by its words."""
     import jiwer
 
     normalize = jiwer.Compose(

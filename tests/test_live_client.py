@@ -1,5 +1,6 @@
-"""The live benchmarks' clock (tests/live_client.py): a turn's latencies count from where its
-speech began and ended in the audio, found apart from the session's turn detection."""
+"""The live benchmarks' helpers (tests/live_client.py, tests/media.py): the clock, by which a
+turn's latencies count from where its speech began and ended in the audio, found apart from the
+session's turn detection; the audio delayed behind silence; and the WER of several clips."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from live_client import RATE, LiveRun, pcm24, speech_regions
-from media import speak
+from live_client import RATE, LiveRun, behind_silence, pcm24, speech_regions
+from media import speak, word_error_rate
 
 
 def _pcm_and_end(text: str, folder: Path, name: str) -> tuple[bytes, float]:
@@ -56,3 +57,16 @@ def test_a_turn_cut_in_the_middle_of_speech_counts_from_the_cut() -> None:
     run = LiveRun(speech=[(0.7, 25.0)])
     assert run.speech_end(20.7) == 20.7
     assert run.speech_start(20.7) == 20.7
+
+
+def test_silence_ahead_delays_the_speech_by_as_long() -> None:
+    speech = np.full(RATE // 2, 1000, "<i2").tobytes()  # half a second of sound
+    delayed = behind_silence(speech, 50)
+    assert len(delayed) - len(speech) == 2 * 24000 * 50 // 1000
+    assert delayed.endswith(speech) and not any(delayed[: len(delayed) - len(speech)])
+
+
+def test_the_wer_of_several_clips_counts_each_by_its_words() -> None:
+    # One word wrong of the four in the first clip, none of the two in the second: 1 of 6 words,
+    # not the mean of 0.25 and 0.
+    assert word_error_rate(["The quick brown fox.", "Hello there."], ["the quick brown box", "hello, there"]) == 1 / 6
