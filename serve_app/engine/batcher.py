@@ -45,9 +45,9 @@ __all__ = ["MAX_WAIT_S", "Batcher", "Job"]
 
 MAX_WAIT_S = 2.0
 """How long a request's next chunk waits at most while other keys go first (urgent work, most
-often): past that, its key goes first. About two of a live session's completed texts decoded one after the other on one core
-(tiny.en, 12 s of speech each, on a Xeon), so that a burst of them goes first, and sustained
-urgent work leaves a file a batch every couple of seconds."""
+often): past that, its key goes first. About two of a live session's completed texts decoded
+one after the other on one core (tiny.en, 12 s of speech each, on a Xeon), so that a burst of
+them goes first, and sustained urgent work leaves a file a batch every couple of seconds."""
 
 Item = TypeVar("Item")
 
