@@ -6,6 +6,7 @@ path, through the same client calls), with the HTTP port and the app's args over
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import socket
@@ -24,10 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_NAME = "whisper"
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free now: each socket stays bound until all are, or the OS may hand one port out twice."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def load_config(name: str = "config.cpu.yaml") -> dict[str, Any]:

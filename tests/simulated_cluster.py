@@ -158,7 +158,7 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
     from ray.serve.schema import ReplicaState
 
     from serve_app.jobs import JobStore
-    from serve_app.local import LocalService, free_port
+    from serve_app.local import LocalService, free_ports
 
     began = time.monotonic()
 
@@ -172,7 +172,8 @@ def run(plan: dict[str, Any]) -> dict[str, Any]:
         log(event)
 
     # Free ports for what would take fixed ones, beside another Ray on this host (the test session's).
-    head_args = {"dashboard_port": free_port(), "dashboard_agent_listen_port": free_port(), "include_dashboard": False}
+    dashboard, agent = free_ports(2)
+    head_args = {"dashboard_port": dashboard, "dashboard_agent_listen_port": agent, "include_dashboard": False}
     cluster = started(
         "the head", lambda: Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {HEAD: 100}, **head_args})
     )
