@@ -107,10 +107,8 @@ class SpeechDetector:
     the model's recurrent layer carried from one piece to the next (what
     faster_whisper.vad.SileroVADModel does over a whole file at once).
 
-    `feed` answers the speech probability of each 32 ms window completed; `turns` turns them
-    into speech starts and stops with the hysteresis of Silero's own speech timestamps: speech
-    starts at a window over `threshold`, and stops after `silence_duration_ms` of windows under
-    `threshold - 0.15`."""
+    `feed` answers the speech probability of each 32 ms window completed (a live session's
+    `Turns` makes speech starts and stops of them)."""
 
     _pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     _context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))

@@ -14,9 +14,10 @@ backpressure apply to live sessions alike; the decodes whose text is completed g
 other work waiting there (DecodeOptions.urgent).
 
 In rooms: `protocol` (ids, errors, close codes), `config` (what `session.update` sets),
-`timeline` (the session's audio and utterances), `session` (`RealtimeSession`: the protocol
-over any transport, which tests drive in-process, and its tuning), `routes`
-(`RealtimeRoutes`: it on a Starlette WebSocket route, through the service's Transcriber).
+`timeline` (the session's audio and utterances), `turns` (server VAD: where utterances start
+and stop), `session` (`RealtimeSession`: the protocol over any transport, which tests drive
+in-process, and its tuning), `routes` (`RealtimeRoutes`: it on a Starlette WebSocket route,
+through the service's Transcriber).
 """
 
 from serve_app.api.realtime.config import SessionConfig

@@ -21,7 +21,8 @@ import numpy as np
 from serve_app.api.realtime.config import SessionConfig, session_object, updated
 from serve_app.api.realtime.protocol import CLIENT_EVENTS_NOT_SERVED, NORMAL_CLOSE, POLICY_CLOSE, ClientError, Closing, new_id
 from serve_app.api.realtime.timeline import Item, Timeline
-from serve_app.engine.live import SAMPLE_RATE, WINDOW, AudioDecoder, SpeechDetector, agreed_words, extends
+from serve_app.api.realtime.turns import Cut, Quiet, Started, Stopped, Turns
+from serve_app.engine.live import SAMPLE_RATE, AudioDecoder, agreed_words, extends
 from serve_app.errors import ServiceError, as_service_error
 from serve_app.options import DecodeOptions, EncoderWindow
 from serve_app.settings import AppSettings
@@ -43,14 +44,6 @@ utterances of 1 to 12 s), against Whisper's whole window: completed texts 0.85 s
 speech ended rather than 1.26 s (medians), and their WER against the file route 0.058 rather
 than 0.056 (against the words said, 0.118 and 0.116, over 510 words); audio and 10 s more, at
 least 20 s: 1.02 s and 0.063."""
-EARLY_DECODE_S = 0.2
-"""Server VAD: this far into a silence, the utterance so far is decoded at once, so that when
-the silence lasts long enough to end the turn its text is ready (the speech decoded, padded
-with this much of the silence after it). No other partial decode starts in a silence meanwhile."""
-LONG_PAUSE_S = 0.2
-"""Server VAD: an utterance past half of `realtime_max_utterance_s` ends at its next pause of
-this long, not only at a silence of the turn's `silence_duration_ms`: a monologue comes back
-in pieces cut where the speaker breathes, each completed soon after it is spoken."""
 OPENING_PARTIALS = 2
 """Until an utterance's first delta, up to this many of its partial decodes run at once, one
 started every OPENING_INTERVAL_S of new speech, while the Transcriber answers within the
@@ -80,15 +73,6 @@ PARTIAL_BACKOFF = 1.5
 interval, or this many times the last partial decode took, whichever is more: when the
 Transcriber is busy, each session asks it for fewer partial decodes, and the completed texts
 keep up."""
-LEAD_IN_AFTER_S = 0.1
-"""Server VAD: the silence that ended a turn stays in the buffer from this far into it, so that
-speech resuming at once (after a pause as short as the turn's silence) still gets its prefix
-padding, there. Without that lead-in, tiny.en heard the cut-off start of an utterance as other
-words ("Oh, I'm originally" as "I don't know why I'm originally"); the first 100 ms are left
-out, where the last word's tail can still sound after the VAD has heard silence. On the five
-espeak-ng passages of benchmarks/live_engine.py, the completed texts' WER against the file route
-went from 0.098 to 0.086 (0.053 to 0.013 on the sample call). Chosen on little speech: from 0
-or 150 ms into the silence, tiny.en misheard another utterance of the sample call (0.080)."""
 CARRIED_CHARS_PER_TOKEN = 8
 """A session keeps this many characters of its last completed words for each token of context
 (Limits.context_tokens): more than the tokens take (English runs 4 to 5 characters a token in
@@ -158,14 +142,11 @@ class RealtimeSession:
         self.config = SessionConfig(model=model)
         self.model = resolved
         self.audio_in = AudioDecoder(self.config.format)
-        self.vad = SpeechDetector()
-        self.vad_origin = 0
-        """Where the VAD's first window lies on the session's clock (turn detection may come on late)."""
         self.timeline = Timeline()
+        self.turns = self._turns()
+        """Server VAD's turns, or None where the client commits."""
         self.item: Item | None = None
         """The utterance in progress (server VAD: speech heard; no turn detection: audio appended)."""
-        self.speaking = False
-        self.silence_from: int | None = None
         self.committed: deque[Item] = deque()
         self.previous_item_id: str | None = None
         self.context = ""
@@ -279,13 +260,17 @@ class RealtimeSession:
         if config.format != before.format:
             self.audio_in = AudioDecoder(config.format)
         if config.turn_detection != before.turn_detection:
-            self.speaking, self.silence_from = False, None
             if before.turn_detection is None and self.item is not None:
                 # Turn detection comes on: it looks for speech in the audio that follows.
                 self.item.dropped = True
                 self.item = None
-            if config.turn_detection is not None:
-                self.vad, self.vad_origin = SpeechDetector(), self.timeline.end
+            self.turns = self._turns()
+
+    def _turns(self) -> Turns | None:
+        turn = self.config.turn_detection
+        if turn is None:
+            return None
+        return Turns(turn, origin=self.timeline.end, longest=int(self.limits.max_utterance_s * SAMPLE_RATE))
 
     def append(self, event: dict) -> None:
         data = event.get("audio")
@@ -297,11 +282,11 @@ class RealtimeSession:
             raise ClientError("audio is not valid base64", param="audio") from None
         samples = self.audio_in.decode(raw)
         self.timeline.append(samples)
-        if self.config.turn_detection is None:
+        if self.turns is None:
             if self.item is None and len(samples):
                 self.item = Item(new_id("item"), self.timeline.start, heard=self.timeline.start)
         else:
-            self._detect(samples)
+            self._detect(self.turns, samples)
         held = self.timeline.samples + sum(len(item.audio) for item in self.committed if item.audio is not None)
         if held > self.limits.max_buffer_s * SAMPLE_RATE:
             self.fatal(
@@ -314,46 +299,26 @@ class RealtimeSession:
             self.wake.set()
         self._drop_stale_partial()
 
-    def _detect(self, samples: np.ndarray) -> None:
-        turn = self.config.turn_detection
-        assert turn is not None
-        first = self.vad.windows
-        for offset, probability in enumerate(self.vad.feed(samples)):
-            start = self.vad_origin + (first + offset) * WINDOW
-            end = start + WINDOW
-            if not self.speaking:
-                if probability >= turn.threshold:
-                    self.speaking, self.silence_from = True, None
-                    begin = max(self.timeline.start, start - turn.prefix_padding_ms * SAMPLE_RATE // 1000)
-                    self.item = Item(new_id("item"), begin, heard=start)
-                    self.emit(
-                        {"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(begin), "item_id": self.item.id}
-                    )
-                else:
-                    self.timeline.drop_before(end - turn.prefix_padding_ms * SAMPLE_RATE // 1000)
-                continue
-            item = self.item
-            assert item is not None
-            item.probabilities.append(float(probability))
-            if probability >= turn.threshold:
-                self.silence_from = None
-            elif probability < max(turn.threshold - 0.15, 0.01) and self.silence_from is None:
-                self.silence_from = start
-            if self.silence_from is not None and end - self.silence_from >= self._silence_ending(item):
-                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(end), "item_id": item.id})
-                item.speech_end = self._speech_end()
-                silence, self.speaking, self.silence_from = self.silence_from, False, None
-                self._commit(item, end, keep_from=min(end, silence + int(LEAD_IN_AFTER_S * SAMPLE_RATE)))
-            elif end - item.start >= self.limits.max_utterance_s * SAMPLE_RATE:
-                # Speech without a pause long enough: cut at the quietest window of its last half.
-                half = len(item.probabilities) // 2
-                quietest = half + int(np.argmin(item.probabilities[half:]))
-                cut = min(end, end - (len(item.probabilities) - 1 - quietest) * WINDOW)
-                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(cut), "item_id": item.id})
-                self._commit(item, cut)
-                self.item = Item(new_id("item"), cut, heard=cut, probabilities=item.probabilities[quietest + 1 :])
-                self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(cut), "item_id": self.item.id})
-                self.silence_from = None
+    def _detect(self, turns: Turns, samples: np.ndarray) -> None:
+        for event in turns.feed(samples, floor=self.timeline.start, now=self.timeline.end):
+            if isinstance(event, Quiet):
+                self.timeline.drop_before(event.before)
+            elif isinstance(event, Started):
+                self._start(Item(new_id("item"), event.start, heard=event.heard))
+            elif isinstance(event, Stopped):
+                assert self.item is not None
+                item, item.speech_end = self.item, event.speech_end
+                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(event.end), "item_id": item.id})
+                self._commit(item, event.end, keep_from=event.keep_from)
+            else:
+                assert isinstance(event, Cut) and self.item is not None
+                self.emit({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": _ms(event.at), "item_id": self.item.id})
+                self._commit(self.item, event.at)
+                self._start(Item(new_id("item"), event.at, heard=event.at))
+
+    def _start(self, item: Item) -> None:
+        self.item = item
+        self.emit({"type": "input_audio_buffer.speech_started", "audio_start_ms": _ms(item.start), "item_id": item.id})
 
     def _commit(self, item: Item, end: int, *, keep_from: int | None = None) -> None:
         item.audio = self.timeline.view(item.start, end)
@@ -375,14 +340,16 @@ class RealtimeSession:
                 code="input_audio_buffer_commit_empty",
             )
         item = self.item or Item(new_id("item"), self.timeline.start, heard=self.timeline.start)
-        self.speaking, self.silence_from = False, None
+        if self.turns is not None:
+            self.turns.reset()
         self._commit(item, self.timeline.end)
 
     def clear_buffer(self) -> None:
         if self.item is not None:
             self.item.dropped = True
             self.item = None
-        self.speaking, self.silence_from = False, None
+        if self.turns is not None:
+            self.turns.reset()
         self.timeline.drop_before(self.timeline.end)
         self.emit({"type": "input_audio_buffer.cleared"})
 
@@ -442,22 +409,11 @@ class RealtimeSession:
             for task in self.partials:
                 task.cancel()
 
-    def _silence_ending(self, item: Item) -> int:
-        """The samples of silence that end `item`'s turn: the turn's `silence_duration_ms`, or
-        LONG_PAUSE_S once the utterance is long (see there)."""
-        turn = self.config.turn_detection
-        assert turn is not None
-        silence = turn.silence_duration_ms * SAMPLE_RATE // 1000
-        if self.timeline.end - item.start >= self.limits.max_utterance_s * SAMPLE_RATE / 2:
-            return min(silence, int(LONG_PAUSE_S * SAMPLE_RATE))
-        return silence
-
     def _speech_end(self) -> int | None:
-        """Where the utterance in progress has stopped, if a silence is heard: the silence's
-        start, padded with EARLY_DECODE_S of it (half the silence that ends the turn at most)."""
-        if self.silence_from is None or self.item is None or self.config.turn_detection is None:
+        """Server VAD: where the utterance in progress has stopped, if a silence is heard (Turns.speech_end)."""
+        if self.item is None or self.turns is None:
             return None
-        return self.silence_from + min(int(EARLY_DECODE_S * SAMPLE_RATE), self._silence_ending(self.item) // 2)
+        return self.turns.speech_end(self.timeline.end)
 
     def _early_decode_end(self) -> int | None:
         """Where to decode the utterance in progress to now, ahead of its turn's end: its

@@ -27,9 +27,8 @@ class Item:
     decoded: tuple[int, str] | None = None
     """The latest partial decode done: where its audio ends, and its text."""
     speech_end: int | None = None
-    """Server VAD: where the silence that ended the utterance began, padded (`_speech_end`)."""
+    """Server VAD: where the silence that ended the utterance began, padded (`Turns.speech_end`)."""
     dropped: bool = False
-    probabilities: list[float] = field(default_factory=list)
     audio: np.ndarray | None = None
     """The committed audio; None while the utterance is in progress."""
 
