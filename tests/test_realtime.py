@@ -596,6 +596,31 @@ def test_speech_resuming_right_after_a_turn_ends_gets_its_lead_in_from_the_pause
     assert any(start["audio_start_ms"] < stop["audio_end_ms"] for stop, start in pairs), pairs
 
 
+def test_an_utterance_goes_on_under_turn_settings_changed_mid_way(speech_pcm: bytes) -> None:
+    silence = bytes(int(0.6 * 24000) * 2)
+    half = len(speech_pcm) // 4 * 2
+    with session(make_app(FakeDecoder())) as client:
+        server_vad(client, silence_duration_ms=500)
+        client.append(silence + speech_pcm[:half])
+        started = client.until("input_audio_buffer.speech_started")
+        client.send(
+            {
+                "type": "session.update",
+                "session": {
+                    "type": "transcription",
+                    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}},
+                },
+            }
+        )
+        client.until("session.updated")
+        client.append(speech_pcm[half:] + silence * 2)
+        completed = client.until("conversation.item.input_audio_transcription.completed")
+        starts = [e for e in client.seen if e["type"] == "input_audio_buffer.speech_started"]
+    # One utterance, from before the change to the silence after it: none left without its text.
+    assert [e["item_id"] for e in starts] == [started["item_id"]] == [completed["item_id"]], client.seen
+    assert completed["usage"]["seconds"] >= len(speech_pcm) / 48000, completed
+
+
 def test_a_long_utterance_ends_at_its_next_short_pause(speech_pcm: bytes) -> None:
     # The first sentence is over half of realtime_max_utterance_s: the 600 ms pause after it
     # ends its turn, though the turn's silence is 1 s.

@@ -80,3 +80,10 @@ def test_after_a_reset_speech_starts_a_new_utterance() -> None:
     turns.reset()  # the client committed
     assert turns.speech_end(at(18)) is None
     assert turns.decide(windows((SPEECH, 1)), floor=at(18), now=at(19)) == [Started(at(18), heard=at(18))]
+
+
+def test_resumed_the_utterance_in_progress_ends_at_the_next_silence() -> None:
+    turns = Turns(TurnDetection(silence_duration_ms=300), origin=at(40), longest=20 * SAMPLE_RATE)
+    turns.resume(at(10))  # new settings, mid-utterance
+    events = turns.decide(windows((SPEECH, 5), (SILENCE, 10)), floor=at(10), now=at(55))
+    assert [type(event) for event in events] == [Stopped] and events[0].speech_end > at(45), events

@@ -265,6 +265,8 @@ class RealtimeSession:
                 self.item.dropped = True
                 self.item = None
             self.turns = self._turns()
+            if self.turns is not None and self.item is not None:
+                self.turns.resume(self.item.start)  # the utterance goes on, its end found by the new settings
 
     def _turns(self) -> Turns | None:
         turn = self.config.turn_detection

@@ -136,6 +136,10 @@ class Turns:
                 self.silence_from = None
         return events
 
+    def resume(self, start: int) -> None:
+        """An utterance that started at `start` is in progress: new settings came mid-utterance."""
+        self.speaking, self.start, self.silence_from, self.probabilities = True, start, None, []
+
     def reset(self) -> None:
         """No utterance in progress: it ended, or the client committed or cleared the buffer."""
         self.speaking, self.silence_from, self.probabilities = False, None, []
