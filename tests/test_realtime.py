@@ -596,7 +596,8 @@ def test_speech_resuming_right_after_a_turn_ends_gets_its_lead_in_from_the_pause
     assert any(start["audio_start_ms"] < stop["audio_end_ms"] for stop, start in pairs), pairs
 
 
-def test_an_utterance_goes_on_under_turn_settings_changed_mid_way(speech_pcm: bytes) -> None:
+@pytest.mark.parametrize("turn_detection", [{"type": "server_vad", "silence_duration_ms": 300}, None])
+def test_an_utterance_goes_on_under_turn_settings_changed_mid_way(speech_pcm: bytes, turn_detection: dict | None) -> None:
     silence = bytes(int(0.6 * 24000) * 2)
     half = len(speech_pcm) // 4 * 2
     with session(make_app(FakeDecoder())) as client:
@@ -606,14 +607,13 @@ def test_an_utterance_goes_on_under_turn_settings_changed_mid_way(speech_pcm: by
         client.send(
             {
                 "type": "session.update",
-                "session": {
-                    "type": "transcription",
-                    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 300}}},
-                },
+                "session": {"type": "transcription", "audio": {"input": {"turn_detection": turn_detection}}},
             }
         )
         client.until("session.updated")
         client.append(speech_pcm[half:] + silence * 2)
+        if turn_detection is None:  # the client commits now
+            client.send({"type": "input_audio_buffer.commit"})
         completed = client.until("conversation.item.input_audio_transcription.completed")
         starts = [e for e in client.seen if e["type"] == "input_audio_buffer.speech_started"]
     # One utterance, from before the change to the silence after it: none left without its text.
