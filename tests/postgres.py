@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
+
+from serve_app.local import free_port
 
 __all__ = ["PostgresServer", "server_binaries"]
 
@@ -43,12 +44,6 @@ def server_binaries() -> Path | None:
         if (folder / "initdb").is_file() and (folder / "postgres").is_file():
             return folder
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class PostgresServer:
@@ -116,7 +111,7 @@ class PostgresServer:
             "--no-sync",
         )
         for _ in range(3):  # another process may take the free port first
-            self.port = _free_port()
+            self.port = free_port()
             log = open(self.folder / "server.log", "ab")
             self._process = subprocess.Popen(  # type: ignore[call-overload]
                 [

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from hub_server import PIPELINE, TINY_EN, TOKEN, HubRepo, HubServer, pipeline_re
 from huggingface_hub import constants
 
 from serve_app.errors import BadGateway, BadRequest, Forbidden, NotFound, Unauthorized
+from serve_app.local import free_port
 from serve_app.models import hub
 
 WHISPER_FILES = {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
@@ -235,9 +235,7 @@ def test_a_failing_hub_is_a_bad_gateway(server: HubServer) -> None:
 
 
 def test_an_unreachable_hub_is_a_bad_gateway() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        endpoint = "http://127.0.0.1:%d" % probe.getsockname()[1]
+    endpoint = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(BadGateway) as failed:
         hub.inspect(hub.resolve("tiny.en"), endpoint=endpoint)
     assert endpoint in failed.value.reason

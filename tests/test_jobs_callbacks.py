@@ -4,7 +4,6 @@ must be): body, signature, retries, giving up, and the outcome recorded on the j
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from serve_app.jobs import (
     sign,
     verify_signature,
 )
+from serve_app.local import free_port
 from serve_app.metrics import CALLBACKS
 
 SECRET = "s3cret-shared-with-the-receiver"
@@ -123,10 +123,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_tried_again(receiver: Receiv
 
 
 def unreachable_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
+    return f"http://127.0.0.1:{free_port()}/hook"
 
 
 def test_an_unreachable_receiver_is_given_up_without_raising() -> None:

@@ -29,6 +29,7 @@ from serve_app.api.realtime.session import DRAFT_WINDOW, OPENING_INTERVAL_S, UTT
 from serve_app.api.realtime.timeline import Item, Timeline
 from serve_app.engine.live import AudioDecoder, agreed_words, alaw_to_pcm16, ulaw_to_pcm16
 from serve_app.errors import NotFound
+from serve_app.local import free_port
 from serve_app.options import DecodeOptions, EncoderWindow
 from serve_app.settings import AppSettings
 
@@ -785,13 +786,9 @@ def test_a_foreign_page_cannot_open_a_session(tmp_path: Path) -> None:
 @contextmanager
 def served(app: Any) -> Iterator[str]:
     """The app on a real socket (uvicorn, in a thread), for clients that speak WebSocket."""
-    import socket
-
     import uvicorn
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
