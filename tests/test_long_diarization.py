@@ -31,6 +31,8 @@ def labels_by_speaker(segments: list[dict], turns: list[tuple[float, float, str]
 def test_a_long_file_streams_its_speakers_under_the_same_names_in_every_piece(long_diarization: LongDiarization) -> None:
     events = long_diarization.events
     assert events[-1][0] == "ok", events[-1]
+    task = next(json.loads(data) for name, data in events if name == "task")
+    assert task["duration"] == pytest.approx(LONG_MINUTES * 60, abs=1)
     segments = [json.loads(data) for name, data in events if name == "segment"]
     assert segments[-1]["end"] > LONG_MINUTES * 60 - 60  # words to the end
     assert all(segment["speaker"] for segment in segments)
