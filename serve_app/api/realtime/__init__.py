@@ -7,11 +7,11 @@ the utterance in progress again as audio arrives, and sends the words that two c
 decodes agree on as `conversation.item.input_audio_transcription.delta`; the whole text of each
 utterance follows as `.completed`. Every decode hears an encoder window fitted to its audio
 rather than Whisper's whole 30 s (DecodeOptions.window): the partial decodes are drafts, in
-windows only a little longer than their audio (session.DRAFT_WINDOW); the completed text's decode has a
-wider margin (session.UTTERANCE_WINDOW). Every decode goes through the Transcriber's
-deployment handle, as the HTTP routes' do: cross-request batching, replicas and their
-backpressure apply to live sessions alike; the decodes whose text is completed go before the
-other work waiting there (DecodeOptions.urgent).
+windows only a little longer than their audio (session.DRAFT_WINDOW); the completed text's
+decode has a wider margin (session.UTTERANCE_WINDOW). Every decode goes through the
+Transcriber's deployment handle, as the HTTP routes' do: cross-request batching, replicas and
+their backpressure apply to live sessions alike; the decodes whose text is completed go before
+the other work waiting there (DecodeOptions.urgent).
 
 In rooms: `protocol` (ids, errors, close codes), `config` (what `session.update` sets),
 `timeline` (the session's audio and utterances), `turns` (server VAD: where utterances start
