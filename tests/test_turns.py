@@ -87,3 +87,11 @@ def test_resumed_the_utterance_in_progress_ends_at_the_next_silence() -> None:
     turns.resume(at(10))  # new settings, mid-utterance
     events = turns.decide(windows((SPEECH, 5), (SILENCE, 10)), floor=at(10), now=at(55))
     assert [type(event) for event in events] == [Stopped] and events[0].speech_end > at(45), events
+
+
+def test_resumed_an_utterance_already_too_long_is_cut_at_once() -> None:
+    # A client that changes the settings again and again mid-utterance still gets it cut at
+    # realtime_max_utterance_s: the resumed utterance keeps its start.
+    turns = Turns(TURN, origin=at(200), longest=at(100))
+    turns.resume(at(50))
+    assert turns.decide(windows((SPEECH, 1)), floor=at(50), now=at(201)) == [Cut(at(201))]
